@@ -1,0 +1,379 @@
+//! The configuration document (YAML) and its validation.
+//!
+//! The document is what operators write and what the store keeps, commit by
+//! commit. Every struct refuses unknown fields, so a typo is an error that names
+//! the field's path, never a silently ignored setting.
+
+use crate::mac::MacAddr;
+use crate::model::AclStage;
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use serde::{Deserialize, Serialize};
+use std::net::{IpAddr, Ipv4Addr};
+
+mod validate;
+
+pub use validate::{ConfigError, ConfigErrors};
+
+/// The whole configuration of one router.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub system: SystemConfig,
+    #[serde(default)]
+    pub dataplane: DataplaneConfig,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<PortConfig>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub vrfs: Vec<VrfConfig>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub vlans: Vec<VlanConfig>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub interfaces: Vec<InterfaceConfig>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub static_routes: Vec<StaticRouteConfig>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub acl: Vec<AclRuleConfig>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bgp: Option<BgpConfig>,
+}
+
+/// System-wide settings.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SystemConfig {
+    #[serde(default = "default_hostname")]
+    pub hostname: String,
+    /// The router MAC used by every interface that sets none of its own. When absent,
+    /// a locally administered address is derived from the hostname.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub router_mac: Option<MacAddr>,
+}
+
+impl Default for SystemConfig {
+    fn default() -> Self {
+        Self {
+            hostname: default_hostname(),
+            router_mac: None,
+        }
+    }
+}
+
+fn default_hostname() -> String {
+    "nos".into()
+}
+
+/// Which forwarding target `nosd` drives.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataplaneConfig {
+    #[serde(default)]
+    pub backend: BackendKind,
+}
+
+/// The forwarding targets.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackendKind {
+    /// The in-process x86 software dataplane (AF_PACKET packet I/O).
+    #[default]
+    X86,
+}
+
+/// A port and the Linux interface it is bound to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortConfig {
+    pub name: String,
+    /// The Linux network interface carrying this port's packets (default: `name`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub linux: Option<String>,
+    #[serde(default = "default_mtu")]
+    pub mtu: u32,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+impl PortConfig {
+    /// The Linux interface name this port uses.
+    pub fn linux_name(&self) -> &str {
+        self.linux.as_deref().unwrap_or(&self.name)
+    }
+}
+
+fn default_mtu() -> u32 {
+    1500
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A VRF besides `default`, which always exists.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VrfConfig {
+    pub name: String,
+}
+
+/// A VLAN and its member ports.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VlanConfig {
+    pub id: u16,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Ports that carry this VLAN untagged (access ports).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub untagged: Vec<String>,
+    /// Ports that carry this VLAN with an 802.1Q tag (trunk ports).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tagged: Vec<String>,
+}
+
+/// A router interface: on a port (`port`), on a sub-port (`port` and `vlan`), or
+/// on a VLAN (`vlan` only, which must be listed under `vlans`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InterfaceConfig {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vlan: Option<u16>,
+    /// The VRF (default: `default`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vrf: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<MacAddr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtu: Option<u32>,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Addresses with their prefix length, e.g. `192.0.2.1/24`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ipv4: Vec<Ipv4Net>,
+    /// Addresses with their prefix length, e.g. `2001:db8:1::1/64`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ipv6: Vec<Ipv6Net>,
+}
+
+impl InterfaceConfig {
+    pub fn vrf_name(&self) -> &str {
+        self.vrf.as_deref().unwrap_or(DEFAULT_VRF)
+    }
+
+    /// All addresses, IPv4 first.
+    pub fn addresses(&self) -> impl Iterator<Item = IpNet> + '_ {
+        self.ipv4
+            .iter()
+            .map(|n| IpNet::V4(*n))
+            .chain(self.ipv6.iter().map(|n| IpNet::V6(*n)))
+    }
+}
+
+/// The name of the VRF that always exists.
+pub const DEFAULT_VRF: &str = "default";
+
+/// A static route.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaticRouteConfig {
+    pub prefix: IpNet,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vrf: Option<String>,
+    /// Next hops; more than one makes a weighted (ECMP) group.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub next_hops: Vec<StaticNextHop>,
+    /// Drop matching packets (a null route). Exclusive with `next_hops`.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub blackhole: bool,
+    /// Administrative distance (default 1).
+    #[serde(default = "default_static_distance")]
+    pub distance: u8,
+}
+
+impl StaticRouteConfig {
+    pub fn vrf_name(&self) -> &str {
+        self.vrf.as_deref().unwrap_or(DEFAULT_VRF)
+    }
+}
+
+fn default_static_distance() -> u8 {
+    1
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// One next hop of a static route.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaticNextHop {
+    pub address: IpAddr,
+    /// The interface to reach it through (default: the interface whose subnet holds it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interface: Option<String>,
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+}
+
+fn default_weight() -> u32 {
+    1
+}
+
+/// An ACL rule.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AclRuleConfig {
+    pub name: String,
+    #[serde(default = "default_stage")]
+    pub stage: AclStage,
+    /// Higher wins among matching rules of a stage.
+    pub priority: u32,
+    #[serde(default, rename = "match")]
+    pub matches: AclMatchConfig,
+    pub action: AclActionConfig,
+    /// The VRF to select, for `action: set_vrf`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vrf: Option<String>,
+}
+
+fn default_stage() -> AclStage {
+    AclStage::Ingress
+}
+
+/// What an ACL rule does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AclActionConfig {
+    Permit,
+    Drop,
+    Trap,
+    Copy,
+    SetVrf,
+}
+
+/// Match fields of an ACL rule; absent fields match anything.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AclMatchConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_port: Option<String>,
+    /// `aa:bb:cc:dd:ee:ff` or `aa:bb:cc:dd:ee:ff/ff:ff:ff:00:00:00`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub src_mac: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dst_mac: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ether_type: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vlan: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub src_ip: Option<IpNet>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dst_ip: Option<IpNet>,
+    /// `tcp`, `udp`, `icmp`, `icmpv6` or a protocol number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<String>,
+    /// A port (`5001`) or an inclusive range (`1000-2000`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub src_port: Option<PortSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dst_port: Option<PortSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dscp: Option<u8>,
+}
+
+/// An L4 port or port range as written in the config: `5001` or `"1000-2000"`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum PortSpec {
+    Single(u16),
+    Range(String),
+}
+
+/// BGP settings. Parsed and validated now; used by the routing crate's BGP speaker.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BgpConfig {
+    pub asn: u32,
+    pub router_id: Ipv4Addr,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub neighbors: Vec<BgpNeighborConfig>,
+}
+
+/// A BGP neighbor.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BgpNeighborConfig {
+    pub address: IpAddr,
+    pub remote_as: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Seconds; 0 disables keepalives, otherwise at least 3.
+    #[serde(default = "default_hold_time")]
+    pub hold_time: u16,
+    /// Wait for the peer to connect instead of connecting to it.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub passive: bool,
+    /// Address families: `ipv4_unicast`, `ipv6_unicast` (default: the neighbor's own).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub families: Vec<AddressFamily>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub import_policy: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub export_policy: Option<String>,
+}
+
+fn default_hold_time() -> u16 {
+    90
+}
+
+/// BGP address families.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AddressFamily {
+    Ipv4Unicast,
+    Ipv6Unicast,
+}
+
+impl Config {
+    /// Parses and validates a YAML document. Every error names the field's path in
+    /// the document and says why it is wrong.
+    pub fn from_yaml(text: &str) -> Result<Config, ConfigErrors> {
+        let config = validate::parse(text)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The canonical YAML rendering (what the store keeps and `config diff` compares).
+    pub fn to_yaml(&self) -> String {
+        serde_yaml::to_string(self).expect("a Config always serializes")
+    }
+
+    /// Checks every cross-reference and value; see [`ConfigError`].
+    pub fn validate(&self) -> Result<(), ConfigErrors> {
+        validate::validate(self)
+    }
+
+    /// The router MAC for an interface that sets none.
+    pub fn router_mac(&self) -> MacAddr {
+        if let Some(m) = self.system.router_mac {
+            return m;
+        }
+        // FNV-1a over the hostname: stable across restarts, distinct per lab router.
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in self.system.hostname.bytes() {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        let b = h.to_be_bytes();
+        MacAddr([0x02, b[0], b[1], b[2], b[3], b[4]])
+    }
+}
