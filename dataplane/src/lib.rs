@@ -1,1 +1,15 @@
+//! The x86 software dataplane.
+//!
+//! * [`engine`]: the forwarding pipeline (parse → L3 admit → pre-ingress ACL → LPM →
+//!   next hop / weighted group → neighbor rewrite → router-interface egress → ingress
+//!   ACL → TTL/checksum), compiled from a `nos_core::ForwardingState` into immutable
+//!   [`engine::Tables`].
+//! * [`afpacket`]: packet I/O on Linux interfaces with AF_PACKET sockets.
+//! * [`backend`]: the in-process `nos_core::Backend` that compiles deltas into tables,
+//!   publishes them to the forwarding thread without locks, and runs packet I/O.
 
+pub mod afpacket;
+pub mod backend;
+pub mod engine;
+
+pub use backend::{PortResolver, X86Backend};

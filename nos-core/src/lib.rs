@@ -10,6 +10,7 @@
 pub mod backend;
 pub mod config;
 pub mod diff;
+pub mod driver;
 pub mod mac;
 pub mod model;
 pub mod store;

@@ -107,6 +107,38 @@ pub struct RouterInterface {
 }
 
 impl RouterInterface {
+    /// Whether frames arriving on `port` with outer VLAN tag `vlan` (`None` when
+    /// untagged) belong to this interface.
+    pub fn receives(&self, port: PortId, vlan: Option<u16>) -> bool {
+        match (&self.kind, vlan) {
+            (RifKind::Port { port: p }, None) => *p == port,
+            (RifKind::SubPort { port: p, vlan: v }, Some(t)) => *p == port && *v == t,
+            (RifKind::Vlan { vlan: v, members }, tag) => members.iter().any(|m| {
+                m.port == port
+                    && if m.tagged {
+                        tag == Some(*v)
+                    } else {
+                        tag.is_none()
+                    }
+            }),
+            _ => false,
+        }
+    }
+
+    /// The (port, VLAN tag) pairs a frame for this interface leaves through; for a
+    /// VLAN interface, only `member` when given (else every member: a flood).
+    pub fn egress(&self, member: Option<PortId>) -> Vec<(PortId, Option<u16>)> {
+        match &self.kind {
+            RifKind::Port { port } => vec![(*port, None)],
+            RifKind::SubPort { port, vlan } => vec![(*port, Some(*vlan))],
+            RifKind::Vlan { vlan, members } => members
+                .iter()
+                .filter(|m| member.is_none_or(|p| p == m.port))
+                .map(|m| (m.port, m.tagged.then_some(*vlan)))
+                .collect(),
+        }
+    }
+
     /// Every port this interface uses.
     pub fn ports(&self) -> Vec<PortId> {
         match &self.kind {
@@ -136,7 +168,7 @@ pub struct NextHop {
 }
 
 /// One weighted member of a group.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct GroupMember {
     pub next_hop: NextHopId,
     pub weight: u32,
@@ -769,6 +801,13 @@ impl ForwardingState {
             });
         }
         Ok(())
+    }
+
+    /// The router interface that receives frames arriving on `port` with outer VLAN
+    /// tag `vlan` (`None` for untagged frames): a sub-port or tagged VLAN member for a
+    /// tagged frame; a port interface or untagged VLAN member otherwise.
+    pub fn ingress_rif(&self, port: PortId, vlan: Option<u16>) -> Option<&RouterInterface> {
+        self.rifs.values().find(|r| r.receives(port, vlan))
     }
 
     /// Builds a state from objects given in any order that respects dependencies.

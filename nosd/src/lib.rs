@@ -1,1 +1,12 @@
+//! `nosd` (the daemon) and `nosctl` (its CLI): wiring only. The logic lives in
+//! `nos-core`, `routing` and `dataplane`; this crate connects their tasks
+//! ([`daemon`]), speaks the local management protocol ([`api`], [`client`]),
+//! renders tables ([`render`]) and builds network-namespace labs ([`lab`]) for
+//! `nosd demo` and the end-to-end tests.
 
+pub mod api;
+pub mod client;
+pub mod daemon;
+pub mod demo;
+pub mod lab;
+pub mod render;

@@ -1,0 +1,520 @@
+//! Packet I/O on Linux interfaces with AF_PACKET sockets, batched with
+//! `recvmmsg`/`sendmmsg`.
+//!
+//! The kernel strips the outer 802.1Q tag of received frames and reports it in
+//! `PACKET_AUXDATA`; [`PacketSocket::recv_batch`] puts it back so the engine sees
+//! the frame as it was on the wire. Frames whose L4 checksum the sender left to
+//! offload (`TP_STATUS_CSUMNOTREADY`, common on veths) get it completed here.
+//!
+//! This is the crate's FFI module: every `unsafe` block calls libc with buffers
+//! owned by the batch structures below and says why that is sound.
+#![allow(unsafe_code)]
+
+use std::ffi::CString;
+use std::io;
+use std::mem::{size_of, zeroed};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+const ETH_P_ALL: u16 = 0x0003;
+const PACKET_ADD_MEMBERSHIP: libc::c_int = 1;
+const PACKET_MR_PROMISC: libc::c_ushort = 1;
+const PACKET_AUXDATA: libc::c_int = 8;
+const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
+const TP_STATUS_CSUMNOTREADY: u32 = 1 << 3;
+const TP_STATUS_VLAN_VALID: u32 = 1 << 4;
+const TP_STATUS_VLAN_TPID_VALID: u32 = 1 << 6;
+
+/// Largest frame received or sent (a 9216-byte jumbo frame plus a VLAN tag).
+pub const MAX_FRAME: usize = 9216 + 4 + 14;
+/// Frames moved per system call.
+pub const BATCH: usize = 32;
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct TpacketAuxdata {
+    tp_status: u32,
+    tp_len: u32,
+    tp_snaplen: u32,
+    tp_mac: u16,
+    tp_net: u16,
+    tp_vlan_tci: u16,
+    tp_vlan_tpid: u16,
+}
+
+/// An AF_PACKET socket bound to one interface, non-blocking.
+#[derive(Debug)]
+pub struct PacketSocket {
+    fd: OwnedFd,
+    ifname: String,
+}
+
+fn last_err(what: &str, ifname: &str) -> io::Error {
+    let e = io::Error::last_os_error();
+    io::Error::new(e.kind(), format!("{what} on {ifname}: {e}"))
+}
+
+fn setsockopt<T>(fd: RawFd, level: libc::c_int, name: libc::c_int, val: &T) -> libc::c_int {
+    // SAFETY: `val` points to a live, initialised T and the length passed is its size.
+    unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            (val as *const T).cast(),
+            size_of::<T>() as libc::socklen_t,
+        )
+    }
+}
+
+impl PacketSocket {
+    /// Opens a promiscuous socket on `ifname` that sees every frame the interface
+    /// receives (but not the ones it sends).
+    pub fn open(ifname: &str) -> io::Result<Self> {
+        let cname = CString::new(ifname).map_err(|_| {
+            io::Error::new(io::ErrorKind::InvalidInput, "interface name contains NUL")
+        })?;
+        // SAFETY: `cname` is a valid NUL-terminated string.
+        let ifindex = unsafe { libc::if_nametoindex(cname.as_ptr()) };
+        if ifindex == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("no network interface named {ifname:?}"),
+            ));
+        }
+        // SAFETY: plain socket(2) call; the result is checked below.
+        let raw = unsafe {
+            libc::socket(
+                libc::AF_PACKET,
+                libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                i32::from(ETH_P_ALL.to_be()),
+            )
+        };
+        if raw < 0 {
+            return Err(last_err("socket(AF_PACKET)", ifname));
+        }
+        // SAFETY: `raw` is a fresh descriptor that nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let one: libc::c_int = 1;
+        if setsockopt(raw, libc::SOL_PACKET, PACKET_AUXDATA, &one) < 0 {
+            return Err(last_err("PACKET_AUXDATA", ifname));
+        }
+        // Without this the socket would read back every frame it sends. Kernels
+        // before 4.20 lack it; then sent frames come back with our own source MAC
+        // and are dropped by L3 admit, so failure here is not fatal.
+        let _ = setsockopt(raw, libc::SOL_PACKET, PACKET_IGNORE_OUTGOING, &one);
+        let bufsize: libc::c_int = 4 << 20;
+        let _ = setsockopt(raw, libc::SOL_SOCKET, libc::SO_RCVBUF, &bufsize);
+        let _ = setsockopt(raw, libc::SOL_SOCKET, libc::SO_SNDBUF, &bufsize);
+
+        // SAFETY: sockaddr_ll is plain data; all-zero is a valid starting value.
+        let mut sll: libc::sockaddr_ll = unsafe { zeroed() };
+        sll.sll_family = libc::AF_PACKET as u16;
+        sll.sll_protocol = ETH_P_ALL.to_be();
+        sll.sll_ifindex = ifindex as i32;
+        // SAFETY: `sll` is a valid sockaddr_ll and the length is its size.
+        let rc = unsafe {
+            libc::bind(
+                raw,
+                (&sll as *const libc::sockaddr_ll).cast(),
+                size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+            )
+        };
+        if rc < 0 {
+            return Err(last_err("bind", ifname));
+        }
+        // SAFETY: packet_mreq is plain data; all-zero is a valid starting value.
+        let mut mreq: libc::packet_mreq = unsafe { zeroed() };
+        mreq.mr_ifindex = ifindex as i32;
+        mreq.mr_type = PACKET_MR_PROMISC;
+        if setsockopt(raw, libc::SOL_PACKET, PACKET_ADD_MEMBERSHIP, &mreq) < 0 {
+            return Err(last_err("promiscuous mode", ifname));
+        }
+        Ok(Self {
+            fd,
+            ifname: ifname.to_string(),
+        })
+    }
+
+    pub fn ifname(&self) -> &str {
+        &self.ifname
+    }
+
+    /// Receives up to [`BATCH`] frames into `batch` without blocking; returns how many.
+    pub fn recv_batch(&self, batch: &mut RecvBatch) -> io::Result<usize> {
+        for (i, buf) in batch.bufs.iter_mut().enumerate() {
+            buf.resize(MAX_FRAME, 0);
+            // Leave 4 bytes of room in front for a VLAN tag the kernel stripped.
+            batch.iov[i] = libc::iovec {
+                iov_base: buf[4..].as_mut_ptr().cast(),
+                iov_len: MAX_FRAME - 4,
+            };
+            let hdr = &mut batch.hdrs[i].msg_hdr;
+            hdr.msg_iov = &mut batch.iov[i];
+            hdr.msg_iovlen = 1;
+            hdr.msg_control = batch.cmsg[i].as_mut_ptr().cast();
+            hdr.msg_controllen = batch.cmsg[i].len();
+            hdr.msg_name = std::ptr::null_mut();
+            hdr.msg_namelen = 0;
+            hdr.msg_flags = 0;
+            batch.hdrs[i].msg_len = 0;
+        }
+        // SAFETY: every header points at an iovec and control buffer owned by
+        // `batch`, which outlives the call; BATCH headers are initialised above.
+        let n = unsafe {
+            libc::recvmmsg(
+                self.fd.as_raw_fd(),
+                batch.hdrs.as_mut_ptr(),
+                BATCH as u32,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+            )
+        };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            return match e.kind() {
+                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(0),
+                _ => Err(last_err("recvmmsg", &self.ifname)),
+            };
+        }
+        let n = n as usize;
+        for i in 0..n {
+            let len = batch.hdrs[i].msg_len as usize;
+            let truncated = batch.hdrs[i].msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
+            let aux = auxdata(&batch.hdrs[i].msg_hdr);
+            let buf = &mut batch.bufs[i];
+            batch.meta[i] = FrameMeta {
+                truncated,
+                checksum_fixed: false,
+            };
+            match aux {
+                Some(a) if a.tp_status & TP_STATUS_VLAN_VALID != 0 => {
+                    let tpid =
+                        if a.tp_status & TP_STATUS_VLAN_TPID_VALID != 0 && a.tp_vlan_tpid != 0 {
+                            a.tp_vlan_tpid
+                        } else {
+                            0x8100
+                        };
+                    // Move the MACs 4 bytes forward into the headroom and put the tag
+                    // between them and the EtherType.
+                    buf.copy_within(4..16, 0);
+                    buf[12..14].copy_from_slice(&tpid.to_be_bytes());
+                    buf[14..16].copy_from_slice(&a.tp_vlan_tci.to_be_bytes());
+                    buf.truncate(len + 4);
+                }
+                _ => {
+                    buf.copy_within(4..4 + len, 0);
+                    buf.truncate(len);
+                }
+            }
+            if let Some(a) = aux {
+                if a.tp_status & TP_STATUS_CSUMNOTREADY != 0 {
+                    batch.meta[i].checksum_fixed = complete_l4_checksum(buf);
+                }
+            }
+        }
+        Ok(n)
+    }
+
+    /// Sends frames in one `sendmmsg` call (repeated while the kernel takes only
+    /// part). Returns how many were sent; the rest were refused.
+    pub fn send_batch(&self, frames: &[&[u8]]) -> io::Result<usize> {
+        let mut sent = 0;
+        for chunk in frames.chunks(BATCH) {
+            let mut iov: [libc::iovec; BATCH] = [libc::iovec {
+                iov_base: std::ptr::null_mut(),
+                iov_len: 0,
+            }; BATCH];
+            // SAFETY: mmsghdr is plain data; all-zero is a valid starting value.
+            let mut hdrs: [libc::mmsghdr; BATCH] = unsafe { zeroed() };
+            for (i, f) in chunk.iter().enumerate() {
+                iov[i] = libc::iovec {
+                    iov_base: f.as_ptr() as *mut libc::c_void,
+                    iov_len: f.len(),
+                };
+                hdrs[i].msg_hdr.msg_iov = &mut iov[i];
+                hdrs[i].msg_hdr.msg_iovlen = 1;
+            }
+            let mut off = 0;
+            while off < chunk.len() {
+                // SAFETY: headers point at iovecs over frames borrowed for the call;
+                // the kernel only reads them.
+                let n = unsafe {
+                    libc::sendmmsg(
+                        self.fd.as_raw_fd(),
+                        hdrs[off..].as_mut_ptr(),
+                        (chunk.len() - off) as u32,
+                        libc::MSG_DONTWAIT,
+                    )
+                };
+                if n <= 0 {
+                    let e = io::Error::last_os_error();
+                    if sent > 0 || off > 0 {
+                        return Ok(sent + off);
+                    }
+                    return match e.kind() {
+                        io::ErrorKind::WouldBlock => Ok(0),
+                        _ => Err(last_err("sendmmsg", &self.ifname)),
+                    };
+                }
+                off += n as usize;
+            }
+            sent += chunk.len();
+        }
+        Ok(sent)
+    }
+}
+
+impl AsRawFd for PacketSocket {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+fn auxdata(hdr: &libc::msghdr) -> Option<TpacketAuxdata> {
+    // SAFETY: the CMSG_* macros walk the control buffer the kernel filled in for
+    // this header, bounded by msg_controllen; the data is copied out unaligned.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(hdr);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_PACKET && (*c).cmsg_type == PACKET_AUXDATA {
+                let data = libc::CMSG_DATA(c);
+                return Some(std::ptr::read_unaligned(data.cast::<TpacketAuxdata>()));
+            }
+            c = libc::CMSG_NXTHDR(hdr, c);
+        }
+    }
+    None
+}
+
+/// Per-frame facts from the last [`PacketSocket::recv_batch`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FrameMeta {
+    /// The frame was longer than [`MAX_FRAME`] and was cut.
+    pub truncated: bool,
+    /// The sender left the L4 checksum to offload and it was completed here.
+    pub checksum_fixed: bool,
+}
+
+/// Reusable buffers for [`PacketSocket::recv_batch`].
+pub struct RecvBatch {
+    pub bufs: Vec<Vec<u8>>,
+    pub meta: [FrameMeta; BATCH],
+    iov: [libc::iovec; BATCH],
+    hdrs: [libc::mmsghdr; BATCH],
+    cmsg: Vec<[u64; 8]>,
+}
+
+impl std::fmt::Debug for RecvBatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecvBatch")
+            .field("slots", &self.bufs.len())
+            .finish()
+    }
+}
+
+// SAFETY: the raw pointers inside the headers only ever point into this struct's
+// own buffers and are rewritten before every use.
+#[allow(unsafe_code)]
+unsafe impl Send for RecvBatch {}
+
+impl Default for RecvBatch {
+    fn default() -> Self {
+        Self {
+            bufs: (0..BATCH).map(|_| Vec::with_capacity(MAX_FRAME)).collect(),
+            meta: [FrameMeta::default(); BATCH],
+            iov: [libc::iovec {
+                iov_base: std::ptr::null_mut(),
+                iov_len: 0,
+            }; BATCH],
+            // SAFETY: mmsghdr is plain data; all-zero is a valid starting value.
+            hdrs: unsafe { zeroed() },
+            cmsg: vec![[0u64; 8]; BATCH],
+        }
+    }
+}
+
+/// Completes the TCP or UDP checksum of an IPv4/IPv6 frame whose sender left it
+/// to hardware offload. Returns whether a checksum was written.
+pub fn complete_l4_checksum(frame: &mut [u8]) -> bool {
+    let mut off = 12;
+    let mut ethertype = match frame.get(12..14) {
+        Some(b) => u16::from_be_bytes([b[0], b[1]]),
+        None => return false,
+    };
+    if ethertype == 0x8100 {
+        off += 4;
+        ethertype = match frame.get(off..off + 2) {
+            Some(b) => u16::from_be_bytes([b[0], b[1]]),
+            None => return false,
+        };
+    }
+    let ip = off + 2;
+    let (proto, l4, l4_len, pseudo) = match ethertype {
+        0x0800 => {
+            let Some(h) = frame.get(ip..ip + 20) else {
+                return false;
+            };
+            let ihl = usize::from(h[0] & 0x0f) * 4;
+            let total = usize::from(u16::from_be_bytes([h[2], h[3]]));
+            if ihl < 20 || total < ihl || ip + total > frame.len() {
+                return false;
+            }
+            let mut sum = 0u32;
+            sum = add_words(sum, &h[12..20]);
+            sum += u32::from(h[9]);
+            sum += (total - ihl) as u32;
+            (h[9], ip + ihl, total - ihl, sum)
+        }
+        0x86dd => {
+            let Some(h) = frame.get(ip..ip + 40) else {
+                return false;
+            };
+            let plen = usize::from(u16::from_be_bytes([h[4], h[5]]));
+            if ip + 40 + plen > frame.len() {
+                return false;
+            }
+            let mut sum = 0u32;
+            sum = add_words(sum, &h[8..40]);
+            sum += u32::from(h[6]);
+            sum += plen as u32;
+            (h[6], ip + 40, plen, sum)
+        }
+        _ => return false,
+    };
+    let csum_at = match proto {
+        6 if l4_len >= 20 => l4 + 16,
+        17 if l4_len >= 8 => l4 + 6,
+        _ => return false,
+    };
+    frame[csum_at] = 0;
+    frame[csum_at + 1] = 0;
+    let sum = add_words(pseudo, &frame[l4..l4 + l4_len]);
+    let mut c = fold(sum);
+    if proto == 17 && c == 0 {
+        c = 0xffff;
+    }
+    frame[csum_at..csum_at + 2].copy_from_slice(&c.to_be_bytes());
+    true
+}
+
+fn add_words(mut sum: u32, data: &[u8]) -> u32 {
+    let mut chunks = data.chunks_exact(2);
+    for w in &mut chunks {
+        sum = sum.wrapping_add(u32::from(u16::from_be_bytes([w[0], w[1]])));
+    }
+    if let [last] = chunks.remainder() {
+        sum = sum.wrapping_add(u32::from(*last) << 8);
+    }
+    sum
+}
+
+fn fold(mut sum: u32) -> u16 {
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// An eventfd used to wake the I/O thread's poll when the control plane has
+/// something for it.
+#[derive(Debug)]
+pub struct Waker {
+    fd: OwnedFd,
+}
+
+impl Waker {
+    pub fn new() -> io::Result<Self> {
+        // SAFETY: plain eventfd(2) call; the result is checked.
+        let raw = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+        if raw < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `raw` is a fresh descriptor that nothing else owns.
+        Ok(Self {
+            fd: unsafe { OwnedFd::from_raw_fd(raw) },
+        })
+    }
+
+    pub fn wake(&self) {
+        let one: u64 = 1;
+        // SAFETY: writes 8 bytes from a live u64 to our own eventfd.
+        let _ = unsafe { libc::write(self.fd.as_raw_fd(), (&one as *const u64).cast(), 8) };
+    }
+
+    /// Clears pending wake-ups.
+    pub fn drain(&self) {
+        let mut v: u64 = 0;
+        // SAFETY: reads 8 bytes into a live u64 from our own non-blocking eventfd.
+        let _ = unsafe { libc::read(self.fd.as_raw_fd(), (&mut v as *mut u64).cast(), 8) };
+    }
+}
+
+impl AsRawFd for Waker {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+/// Waits until one of `fds` is readable or `timeout_ms` passes; returns the
+/// readiness of each (`true` = readable or in error, so the caller reads and sees).
+pub fn poll_readable(fds: &[RawFd], timeout_ms: i32, ready: &mut Vec<bool>) -> io::Result<()> {
+    let mut pfds: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|&fd| libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    // SAFETY: `pfds` is a live array of pollfd of the length passed.
+    let rc = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, timeout_ms) };
+    ready.clear();
+    if rc < 0 {
+        let e = io::Error::last_os_error();
+        if e.kind() == io::ErrorKind::Interrupted {
+            ready.resize(fds.len(), false);
+            return Ok(());
+        }
+        return Err(e);
+    }
+    ready.extend(pfds.iter().map(|p| p.revents != 0));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn completes_udp_checksum_over_ipv4() {
+        // 14 Ethernet + 20 IPv4 + 8 UDP + 4 payload.
+        let mut f = vec![0u8; 46];
+        f[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
+        let ip = &mut f[14..34];
+        ip[0] = 0x45;
+        ip[2..4].copy_from_slice(&32u16.to_be_bytes());
+        ip[8] = 64;
+        ip[9] = 17;
+        ip[12..16].copy_from_slice(&[192, 0, 2, 1]);
+        ip[16..20].copy_from_slice(&[198, 51, 100, 1]);
+        f[34..36].copy_from_slice(&1234u16.to_be_bytes());
+        f[36..38].copy_from_slice(&5001u16.to_be_bytes());
+        f[38..40].copy_from_slice(&12u16.to_be_bytes());
+        f[42..46].copy_from_slice(b"abcd");
+        assert!(complete_l4_checksum(&mut f));
+        // Verifying: the one's-complement sum over pseudo header and segment is 0xffff.
+        let mut sum = add_words(0, &f[26..34]);
+        sum += 17 + 12;
+        sum = add_words(sum, &f[34..46]);
+        assert_eq!(fold(sum), 0);
+    }
+
+    #[test]
+    fn ignores_what_it_cannot_parse() {
+        assert!(!complete_l4_checksum(&mut []));
+        assert!(!complete_l4_checksum(&mut [0u8; 20]));
+        let mut arp = vec![0u8; 60];
+        arp[12..14].copy_from_slice(&0x0806u16.to_be_bytes());
+        assert!(!complete_l4_checksum(&mut arp));
+    }
+}

@@ -1,0 +1,314 @@
+//! The owner of one backend: a thread that applies ordered deltas to the target
+//! and keeps the model of what is *installed* exactly in step with it.
+//!
+//! The driver keeps two states. `desired` is what the control plane asked for
+//! (every delta it received, applied in order); `installed` is what the target
+//! accepted (only deltas whose per-delta result was `Ok`). When a delta fails,
+//! the two differ, the failure is logged with the object and reason and reported
+//! as an event, and the driver retries the difference on its reconcile timer —
+//! so the target and the model never drift apart silently.
+
+use crate::backend::{Backend, BackendError};
+use crate::diff::{diff, Delta};
+use crate::model::{ForwardingState, ObjectKey};
+use std::sync::mpsc::{channel, RecvTimeoutError, Sender};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// What the driver reports upward.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DriverEvent {
+    /// The target accepted this object (create or modify).
+    Installed(ObjectKey),
+    /// The target removed this object.
+    Removed(ObjectKey),
+    /// The target refused a delta; the driver will retry it.
+    Failed { key: ObjectKey, error: BackendError },
+}
+
+type Query = Box<dyn FnOnce(&ForwardingState, &mut dyn Backend) + Send>;
+
+enum Msg {
+    Apply(Vec<Delta>),
+    Query(Query),
+    Stop,
+}
+
+/// A handle to the driver thread; cloning it is cheap.
+#[derive(Clone)]
+pub struct DriverHandle {
+    tx: Sender<Msg>,
+}
+
+impl std::fmt::Debug for DriverHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DriverHandle")
+    }
+}
+
+/// The driver thread's join handle; joining waits for the backend to be dropped.
+#[derive(Debug)]
+pub struct Driver {
+    handle: DriverHandle,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl DriverHandle {
+    /// Queues deltas for the target. Returns false if the driver has stopped.
+    pub fn apply(&self, deltas: Vec<Delta>) -> bool {
+        self.tx.send(Msg::Apply(deltas)).is_ok()
+    }
+
+    /// Runs `f` on the driver thread with the installed state and the backend
+    /// (for reads and counters). Returns false if the driver has stopped.
+    pub fn query(
+        &self,
+        f: impl FnOnce(&ForwardingState, &mut dyn Backend) + Send + 'static,
+    ) -> bool {
+        self.tx.send(Msg::Query(Box::new(f))).is_ok()
+    }
+}
+
+impl Driver {
+    /// Starts the driver thread. `events` is called on the driver thread.
+    pub fn spawn(
+        backend: Box<dyn Backend>,
+        reconcile_every: Duration,
+        events: impl Fn(DriverEvent) + Send + 'static,
+    ) -> std::io::Result<Self> {
+        let (tx, rx) = channel::<Msg>();
+        let thread = std::thread::Builder::new()
+            .name("backend-driver".into())
+            .spawn(move || {
+                let mut w = Worker {
+                    backend,
+                    desired: ForwardingState::new(),
+                    installed: ForwardingState::new(),
+                    events: Box::new(events),
+                };
+                loop {
+                    match rx.recv_timeout(reconcile_every) {
+                        Ok(Msg::Apply(d)) => {
+                            let mut all = d;
+                            // Take whatever else is already queued: bigger batches.
+                            while let Ok(Msg::Apply(more)) = rx.try_recv() {
+                                all.extend(more);
+                            }
+                            w.apply(all);
+                        }
+                        Ok(Msg::Query(q)) => q(&w.installed, w.backend.as_mut()),
+                        Ok(Msg::Stop) | Err(RecvTimeoutError::Disconnected) => break,
+                        Err(RecvTimeoutError::Timeout) => w.reconcile(),
+                    }
+                }
+                tracing::debug!("backend driver stopped");
+            })?;
+        Ok(Self {
+            handle: DriverHandle { tx },
+            thread: Some(thread),
+        })
+    }
+
+    pub fn handle(&self) -> DriverHandle {
+        self.handle.clone()
+    }
+
+    /// Stops the thread and drops the backend.
+    pub fn stop(mut self) {
+        let _ = self.handle.tx.send(Msg::Stop);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.handle.tx.send(Msg::Stop);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+struct Worker {
+    backend: Box<dyn Backend>,
+    desired: ForwardingState,
+    installed: ForwardingState,
+    events: Box<dyn Fn(DriverEvent) + Send>,
+}
+
+impl Worker {
+    fn apply(&mut self, deltas: Vec<Delta>) {
+        for d in &deltas {
+            if let Err(e) = self.desired.apply(d) {
+                tracing::error!("control plane sent an inconsistent delta {d:?}: {e}");
+            }
+        }
+        if self.desired != self.installed {
+            // Push exactly the difference: this also retries anything that failed
+            // before, in dependency order.
+            let todo = diff(&self.installed, &self.desired);
+            self.push(&todo);
+        }
+    }
+
+    fn reconcile(&mut self) {
+        if self.desired != self.installed {
+            let todo = diff(&self.installed, &self.desired);
+            tracing::info!(
+                deltas = todo.len(),
+                "retrying changes the target refused earlier"
+            );
+            self.push(&todo);
+        }
+    }
+
+    fn push(&mut self, deltas: &[Delta]) {
+        let max = self.backend.capabilities().max_batch.max(1);
+        let mut failed = 0usize;
+        for chunk in deltas.chunks(max) {
+            let results = self.backend.apply(chunk);
+            for (i, d) in chunk.iter().enumerate() {
+                let r = results.get(i).cloned().unwrap_or_else(|| {
+                    Err(BackendError::new(
+                        crate::backend::BackendErrorKind::Internal,
+                        "backend returned fewer results than deltas",
+                    ))
+                });
+                match r {
+                    Ok(()) => {
+                        if let Err(e) = self.installed.apply(d) {
+                            tracing::error!(
+                                "target accepted {d:?} but the installed model refuses it: {e}"
+                            );
+                        }
+                        (self.events)(match d {
+                            Delta::Delete(k) => DriverEvent::Removed(*k),
+                            _ => DriverEvent::Installed(d.key()),
+                        });
+                    }
+                    Err(error) => {
+                        failed += 1;
+                        if failed <= 10 {
+                            tracing::warn!(object = %d.key(), "target refused change: {error}");
+                        }
+                        (self.events)(DriverEvent::Failed {
+                            key: d.key(),
+                            error,
+                        });
+                    }
+                }
+            }
+        }
+        if failed > 10 {
+            tracing::warn!("{} more changes refused by the target", failed - 10);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::{BackendErrorKind, Capabilities};
+    use crate::model::{Object, Port, PortId};
+    use std::sync::{Arc, Mutex};
+
+    /// A backend over a plain ForwardingState that refuses ports named "bad"
+    /// until `heal` is set.
+    struct Picky {
+        state: ForwardingState,
+        heal: Arc<Mutex<bool>>,
+    }
+
+    impl Backend for Picky {
+        fn capabilities(&self) -> Capabilities {
+            Capabilities {
+                target: "picky".into(),
+                max_batch: 2,
+                ipv6: true,
+                weighted_groups: true,
+                max_group_members: 8,
+                vrfs: true,
+                packet_io: false,
+            }
+        }
+        fn apply(&mut self, batch: &[Delta]) -> Vec<Result<(), BackendError>> {
+            batch
+                .iter()
+                .map(|d| {
+                    if let Delta::Create(Object::Port(p)) = d {
+                        if p.name == "bad" && !*self.heal.lock().unwrap() {
+                            return Err(BackendError::new(
+                                BackendErrorKind::Unavailable,
+                                "no such interface",
+                            ));
+                        }
+                    }
+                    self.state.apply(d).map_err(BackendError::from)
+                })
+                .collect()
+        }
+        fn read(&mut self) -> Result<ForwardingState, BackendError> {
+            Ok(self.state.clone())
+        }
+    }
+
+    fn port(id: u32, name: &str) -> Delta {
+        Delta::Create(Object::Port(Port {
+            id: PortId(id),
+            name: name.into(),
+            mtu: 1500,
+            admin_up: true,
+        }))
+    }
+
+    fn installed(h: &DriverHandle) -> ForwardingState {
+        let (tx, rx) = channel();
+        h.query(move |s, _| tx.send(s.clone()).unwrap());
+        rx.recv().unwrap()
+    }
+
+    #[test]
+    fn failed_deltas_are_reported_and_retried_until_the_target_takes_them() {
+        let heal = Arc::new(Mutex::new(false));
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let ev = events.clone();
+        let d = Driver::spawn(
+            Box::new(Picky {
+                state: ForwardingState::new(),
+                heal: heal.clone(),
+            }),
+            Duration::from_millis(50),
+            move |e| ev.lock().unwrap().push(e),
+        )
+        .unwrap();
+        let h = d.handle();
+        h.apply(vec![port(1, "good"), port(2, "bad"), port(3, "good")]);
+        let s = installed(&h);
+        assert_eq!(
+            s.ports().len(),
+            2,
+            "the refused port is not in the installed model"
+        );
+        assert!(events.lock().unwrap().iter().any(|e| matches!(
+            e,
+            DriverEvent::Failed {
+                key: ObjectKey::Port(PortId(2)),
+                ..
+            }
+        )));
+        *heal.lock().unwrap() = true;
+        std::thread::sleep(Duration::from_millis(200));
+        let s = installed(&h);
+        assert_eq!(
+            s.ports().len(),
+            3,
+            "the reconcile timer installed it once the target healed"
+        );
+        let (tx, rx) = channel();
+        h.query(move |inst, b| tx.send(b.read().unwrap() == *inst).unwrap());
+        assert!(rx.recv().unwrap(), "target and installed model agree");
+        d.stop();
+    }
+}

@@ -1,0 +1,606 @@
+//! Wiring of the daemon: which task owns what, and the channels between them.
+//!
+//! ```text
+//!  nosctl ──unix socket──► mgmt ──► config task (owns the sled store) ──watch──► router task
+//!                            │                                                   │ deltas
+//!                            ├──► router task (RIB)                              ▼
+//!                            ├──► host stack (neighbors) ◄──punts── x86 dataplane ◄── driver thread
+//!                            └──► driver thread (installed model, counters)        (owns the backend)
+//! ```
+
+use crate::api::*;
+use anyhow::{bail, Context};
+use dataplane::{PortResolver, X86Backend};
+use nos_core::backend::{PacketIn, PacketInSink};
+use nos_core::config::Config;
+use nos_core::driver::{Driver, DriverEvent, DriverHandle};
+use nos_core::store::{ConfigStore, StoreError};
+use nos_core::{Backend, ForwardingState, ObjectKey, Port, RifKind, RouteAction};
+use routing::host::{HostQuery, HostStack, HostTimers, HostView};
+use routing::router::{Router, RouterQuery};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{mpsc, oneshot, watch};
+
+/// How `nosd run` was started.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// A configuration file committed at start when it differs from the newest commit.
+    pub config: Option<PathBuf>,
+    /// Where the sled config store lives.
+    pub state_dir: PathBuf,
+    pub socket: PathBuf,
+}
+
+/// Reads and validates a configuration file, with every error's field path.
+pub fn load_config_file(path: &Path) -> anyhow::Result<Config> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    Config::from_yaml(&text)
+        .map_err(|e| anyhow::anyhow!("{} is not a valid configuration:\n{e}", path.display()))
+}
+
+enum ConfigCmd {
+    Commit {
+        yaml: String,
+        message: Option<String>,
+        reply: oneshot::Sender<Response>,
+    },
+    Rollback {
+        commit: u64,
+        message: Option<String>,
+        reply: oneshot::Sender<Response>,
+    },
+    Read(Request, oneshot::Sender<Response>),
+}
+
+/// Runs the daemon until SIGTERM or SIGINT.
+pub async fn run(opts: Options) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&opts.state_dir)
+        .with_context(|| format!("cannot create state directory {}", opts.state_dir.display()))?;
+    let db = opts.state_dir.join("config.db");
+    let store = ConfigStore::open(&db)
+        .with_context(|| format!("cannot open config store {}", db.display()))?;
+    let head = store.head()?;
+    let config = match (&opts.config, head) {
+        (Some(path), head) => {
+            let file = load_config_file(path)?;
+            match head {
+                Some(h) if h.config == file => {
+                    tracing::info!(
+                        commit = h.info.number,
+                        "configuration file matches the newest commit"
+                    );
+                    file
+                }
+                _ => {
+                    let info = store.commit(
+                        &file,
+                        Some(&format!("loaded from {} at start", path.display())),
+                    )?;
+                    tracing::info!(commit = info.number, file = %path.display(), "configuration file committed");
+                    file
+                }
+            }
+        }
+        (None, Some(h)) => {
+            tracing::info!(commit = h.info.number, "resuming from the newest commit");
+            h.config
+        }
+        (None, None) => {
+            tracing::warn!(
+                "no configuration file and an empty store: starting with an empty configuration"
+            );
+            Config::default()
+        }
+    };
+    tracing::info!(hostname = %config.system.hostname, backend = ?config.dataplane.backend, "starting");
+
+    let (config_tx, config_rx) = watch::channel(config);
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+
+    // The dataplane: ports resolve to Linux interfaces through the newest config.
+    let (punt_tx, punt_rx) = mpsc::channel::<PacketIn>(4096);
+    let punt: PacketInSink = Arc::new(move |p| {
+        if punt_tx.try_send(p).is_err() {
+            tracing::trace!("punt queue full: packet to the control plane dropped");
+        }
+    });
+    let cfg = config_rx.clone();
+    let resolver: PortResolver = Arc::new(move |port: &Port| {
+        cfg.borrow()
+            .ports
+            .iter()
+            .find(|p| p.name == port.name)
+            .map(|p| p.linux_name().to_string())
+    });
+    let backend = X86Backend::start(resolver, punt).context("cannot start the x86 dataplane")?;
+    let Some(sender) = backend.packet_sender() else {
+        bail!("the x86 dataplane started without packet I/O");
+    };
+
+    let (installed_tx, installed_rx) = mpsc::unbounded_channel();
+    let driver = Driver::spawn(Box::new(backend), Duration::from_secs(5), move |e| {
+        if let DriverEvent::Installed(ObjectKey::Neighbor(rif, ip)) = e {
+            let _ = installed_tx.send((rif, ip));
+        }
+    })?;
+    let dh = driver.handle();
+
+    let (fib_tx, mut fib_rx) = mpsc::unbounded_channel();
+    let fwd = dh.clone();
+    tokio::spawn(async move {
+        while let Some(d) = fib_rx.recv().await {
+            if !fwd.apply(d) {
+                break;
+            }
+        }
+    });
+    let (view_tx, view_rx) = watch::channel(HostView::default());
+    let (neigh_tx, neigh_rx) = mpsc::channel(1024);
+    let (router_q_tx, router_q_rx) = mpsc::channel(16);
+    let (host_q_tx, host_q_rx) = mpsc::channel(16);
+    let router = tokio::spawn(Router::new().run(
+        config_rx.clone(),
+        neigh_rx,
+        router_q_rx,
+        fib_tx,
+        view_tx,
+        shutdown_rx.clone(),
+    ));
+    let host = tokio::spawn(HostStack::new(sender, neigh_tx, HostTimers::default()).run(
+        punt_rx,
+        view_rx,
+        installed_rx,
+        host_q_rx,
+        shutdown_rx.clone(),
+    ));
+
+    let (cfg_cmd_tx, cfg_cmd_rx) = mpsc::channel(16);
+    let config_task = tokio::spawn(config_task(store, config_tx, cfg_cmd_rx));
+
+    if let Some(dir) = opts.socket.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let _ = std::fs::remove_file(&opts.socket);
+    let listener = UnixListener::bind(&opts.socket)
+        .with_context(|| format!("cannot listen on {}", opts.socket.display()))?;
+    tracing::info!(socket = %opts.socket.display(), "management socket ready");
+    let ctx = Arc::new(Mgmt {
+        config: cfg_cmd_tx,
+        router: router_q_tx,
+        host: host_q_tx,
+        driver: dh,
+        config_rx,
+    });
+
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    loop {
+        tokio::select! {
+            c = listener.accept() => match c {
+                Ok((stream, _)) => { tokio::spawn(serve(ctx.clone(), stream)); }
+                Err(e) => tracing::warn!("management accept failed: {e}"),
+            },
+            _ = tokio::signal::ctrl_c() => { tracing::info!("SIGINT: shutting down"); break; }
+            _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); break; }
+        }
+    }
+    let _ = shutdown_tx.send(true);
+    drop(ctx);
+    let _ = std::fs::remove_file(&opts.socket);
+    let _ = tokio::join!(router, host, config_task);
+    tokio::task::spawn_blocking(move || driver.stop()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// The owner of the config store: every commit and rollback goes through here, in order.
+async fn config_task(
+    store: ConfigStore,
+    tx: watch::Sender<Config>,
+    mut rx: mpsc::Receiver<ConfigCmd>,
+) {
+    while let Some(cmd) = rx.recv().await {
+        let st = store.clone();
+        match cmd {
+            ConfigCmd::Commit {
+                yaml,
+                message,
+                reply,
+            } => {
+                let config = match Config::from_yaml(&yaml) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        let _ = reply.send(Response::Error {
+                            message: "the configuration is invalid; nothing was committed".into(),
+                            errors: e.0,
+                        });
+                        continue;
+                    }
+                };
+                let changed = *tx.borrow() != config;
+                let c2 = config.clone();
+                let r =
+                    tokio::task::spawn_blocking(move || st.commit(&c2, message.as_deref())).await;
+                let resp = match r {
+                    Ok(Ok(info)) => {
+                        tracing::info!(commit = info.number, "configuration committed");
+                        tx.send_replace(config);
+                        Response::ok(&Committed {
+                            commit: info,
+                            changed,
+                        })
+                    }
+                    Ok(Err(e)) => store_error(e),
+                    Err(e) => Response::error(format!("commit task failed: {e}")),
+                };
+                let _ = reply.send(resp);
+            }
+            ConfigCmd::Rollback {
+                commit,
+                message,
+                reply,
+            } => {
+                let r = tokio::task::spawn_blocking(move || {
+                    let info = st.rollback(commit, message.as_deref())?;
+                    let c = st.get(info.number)?;
+                    Ok::<_, StoreError>((info, c.config))
+                })
+                .await;
+                let resp = match r {
+                    Ok(Ok((info, config))) => {
+                        tracing::info!(commit = info.number, to = commit, "rolled back");
+                        let changed = *tx.borrow() != config;
+                        tx.send_replace(config);
+                        Response::ok(&Committed {
+                            commit: info,
+                            changed,
+                        })
+                    }
+                    Ok(Err(e)) => store_error(e),
+                    Err(e) => Response::error(format!("rollback task failed: {e}")),
+                };
+                let _ = reply.send(resp);
+            }
+            ConfigCmd::Read(req, reply) => {
+                let r = tokio::task::spawn_blocking(move || read_store(&st, req)).await;
+                let _ = reply
+                    .send(r.unwrap_or_else(|e| Response::error(format!("store read failed: {e}"))));
+            }
+        }
+    }
+}
+
+fn store_error(e: StoreError) -> Response {
+    match e {
+        StoreError::Invalid(errs) => Response::Error {
+            message: "the configuration is invalid; nothing was committed".into(),
+            errors: errs.0,
+        },
+        other => Response::error(other.to_string()),
+    }
+}
+
+fn read_store(st: &ConfigStore, req: Request) -> Response {
+    let r = match req {
+        Request::ConfigHistory => st.history().map(|h| Response::ok(&h)),
+        Request::ConfigDiff { from, to } => st.diff(from, to).map(|d| Response::ok(&d)),
+        Request::ShowConfig { commit: Some(n) } => st.get(n).map(|c| {
+            Response::ok(&ShownConfig {
+                commit: Some(c.info),
+                yaml: c.config.to_yaml(),
+            })
+        }),
+        Request::ShowConfig { commit: None } => st.head().map(|h| match h {
+            Some(c) => Response::ok(&ShownConfig {
+                commit: Some(c.info),
+                yaml: c.config.to_yaml(),
+            }),
+            None => Response::ok(&ShownConfig {
+                commit: None,
+                yaml: Config::default().to_yaml(),
+            }),
+        }),
+        other => Ok(Response::error(format!("not a store request: {other:?}"))),
+    };
+    r.unwrap_or_else(store_error)
+}
+
+struct Mgmt {
+    config: mpsc::Sender<ConfigCmd>,
+    router: mpsc::Sender<RouterQuery>,
+    host: mpsc::Sender<HostQuery>,
+    driver: DriverHandle,
+    config_rx: watch::Receiver<Config>,
+}
+
+async fn serve(ctx: Arc<Mgmt>, stream: UnixStream) {
+    let (rd, mut wr) = stream.into_split();
+    let mut lines = BufReader::new(rd).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        let resp = match serde_json::from_str::<Request>(&line) {
+            Ok(req) => handle(&ctx, req).await,
+            Err(e) => Response::error(format!("malformed request: {e}")),
+        };
+        let mut out = serde_json::to_string(&resp)
+            .unwrap_or_else(|e| format!("{{\"status\":\"error\",\"message\":\"{e}\"}}"));
+        out.push('\n');
+        if wr.write_all(out.as_bytes()).await.is_err() {
+            break;
+        }
+    }
+}
+
+const GONE: &str = "the daemon is shutting down";
+
+async fn handle(ctx: &Mgmt, req: Request) -> Response {
+    match req {
+        Request::ConfigCommit { yaml, message } => {
+            let (tx, rx) = oneshot::channel();
+            if ctx
+                .config
+                .send(ConfigCmd::Commit {
+                    yaml,
+                    message,
+                    reply: tx,
+                })
+                .await
+                .is_err()
+            {
+                return Response::error(GONE);
+            }
+            rx.await.unwrap_or_else(|_| Response::error(GONE))
+        }
+        Request::ConfigRollback { commit, message } => {
+            let (tx, rx) = oneshot::channel();
+            if ctx
+                .config
+                .send(ConfigCmd::Rollback {
+                    commit,
+                    message,
+                    reply: tx,
+                })
+                .await
+                .is_err()
+            {
+                return Response::error(GONE);
+            }
+            rx.await.unwrap_or_else(|_| Response::error(GONE))
+        }
+        r @ (Request::ConfigHistory | Request::ConfigDiff { .. } | Request::ShowConfig { .. }) => {
+            let (tx, rx) = oneshot::channel();
+            if ctx.config.send(ConfigCmd::Read(r, tx)).await.is_err() {
+                return Response::error(GONE);
+            }
+            rx.await.unwrap_or_else(|_| Response::error(GONE))
+        }
+        Request::ShowRoutes => {
+            let (tx, rx) = oneshot::channel();
+            if ctx.router.send(RouterQuery::Rib(tx)).await.is_err() {
+                return Response::error(GONE);
+            }
+            match rx.await {
+                Ok(rib) => Response::ok(&rib.into_iter().map(route_row).collect::<Vec<_>>()),
+                Err(_) => Response::error(GONE),
+            }
+        }
+        Request::ShowNeighbors => {
+            let (tx, rx) = oneshot::channel();
+            if ctx.host.send(HostQuery::Neighbors(tx)).await.is_err() {
+                return Response::error(GONE);
+            }
+            let Ok(rows) = rx.await else {
+                return Response::error(GONE);
+            };
+            let Some(installed) = driver_query(&ctx.driver, |s, _| s.clone()).await else {
+                return Response::error(GONE);
+            };
+            let ports: HashMap<_, _> = installed
+                .ports()
+                .values()
+                .map(|p| (p.id, p.name.clone()))
+                .collect();
+            let out: Vec<NeighborRow> = rows
+                .into_iter()
+                .map(|r| {
+                    let inst = installed
+                        .rifs()
+                        .values()
+                        .find(|x| x.name == r.interface)
+                        .is_some_and(|x| installed.neighbors().contains_key(&(x.id, r.address)));
+                    NeighborRow {
+                        address: r.address.to_string(),
+                        mac: r.mac.map(|m| m.to_string()),
+                        interface: r.interface,
+                        port: r.port.and_then(|p| ports.get(&p).cloned()),
+                        state: r.state.to_string(),
+                        age_s: r.age_s,
+                        installed: inst,
+                    }
+                })
+                .collect();
+            Response::ok(&out)
+        }
+        Request::ShowFib => match driver_query(&ctx.driver, |s, _| fib_rows(s)).await {
+            Some(rows) => Response::ok(&rows),
+            None => Response::error(GONE),
+        },
+        Request::ShowCounters => match driver_query(&ctx.driver, |_, b| b.drop_counters()).await {
+            Some(c) => Response::ok(&c),
+            None => Response::error(GONE),
+        },
+        Request::ShowInterfaces => {
+            let config = ctx.config_rx.borrow().clone();
+            match driver_query(&ctx.driver, move |s, b| interfaces(&config, s, b)).await {
+                Some(i) => Response::ok(&i),
+                None => Response::error(GONE),
+            }
+        }
+    }
+}
+
+async fn driver_query<T: Send + 'static>(
+    d: &DriverHandle,
+    f: impl FnOnce(&ForwardingState, &mut dyn Backend) -> T + Send + 'static,
+) -> Option<T> {
+    let (tx, rx) = oneshot::channel();
+    if !d.query(move |s, b| {
+        let _ = tx.send(f(s, b));
+    }) {
+        return None;
+    }
+    rx.await.ok()
+}
+
+fn route_row(e: routing::compile::RibEntry) -> RouteRow {
+    let next_hops = if e.blackhole {
+        vec!["blackhole".to_string()]
+    } else {
+        e.next_hops
+            .iter()
+            .map(|n| match n.address {
+                Some(a) if e.next_hops.len() > 1 => {
+                    format!("{a} via {} (weight {})", n.interface, n.weight)
+                }
+                Some(a) => format!("{a} via {}", n.interface),
+                None => format!("directly connected, {}", n.interface),
+            })
+            .collect()
+    };
+    RouteRow {
+        vrf: e.vrf,
+        prefix: e.prefix.to_string(),
+        protocol: format!("{:?}", e.protocol).to_lowercase(),
+        distance: e.distance,
+        next_hops,
+    }
+}
+
+fn fib_rows(s: &ForwardingState) -> Vec<FibRow> {
+    let nh = |id| -> String {
+        let Some(n) = s.next_hops().get(&id) else {
+            return format!("next-hop {id} missing");
+        };
+        let rif = s.rifs().get(&n.rif).map(|r| r.name.as_str()).unwrap_or("?");
+        match s.neighbors().get(&(n.rif, n.ip)) {
+            Some(nb) => format!("{} {rif} {}", n.ip, nb.mac),
+            None => format!("{} {rif} unresolved", n.ip),
+        }
+    };
+    s.routes()
+        .iter()
+        .map(|(k, a)| {
+            let (action, next_hops) = match a {
+                RouteAction::NextHop(id) => ("forward", vec![nh(*id)]),
+                RouteAction::Group(g) => (
+                    "ecmp",
+                    s.groups()
+                        .get(g)
+                        .map(|g| {
+                            g.members
+                                .iter()
+                                .map(|m| format!("{} weight {}", nh(m.next_hop), m.weight))
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                ),
+                RouteAction::Drop => ("drop", vec![]),
+                RouteAction::ToCpu => ("cpu", vec![]),
+            };
+            FibRow {
+                vrf: s
+                    .vrfs()
+                    .get(&k.vrf)
+                    .map(|v| v.name.clone())
+                    .unwrap_or_default(),
+                prefix: k.prefix.to_string(),
+                action: action.into(),
+                next_hops,
+            }
+        })
+        .collect()
+}
+
+fn interfaces(config: &Config, s: &ForwardingState, b: &mut dyn Backend) -> Interfaces {
+    let counters: HashMap<_, _> = b.port_counters().into_iter().map(|c| (c.port, c)).collect();
+    let by_name: HashMap<_, _> = s.ports().values().map(|p| (p.name.as_str(), p)).collect();
+    let ports = config
+        .ports
+        .iter()
+        .map(|p| {
+            let inst = by_name.get(p.name.as_str());
+            let c = inst
+                .and_then(|i| counters.get(&i.id))
+                .cloned()
+                .unwrap_or_default();
+            PortRow {
+                name: p.name.clone(),
+                linux: p.linux_name().to_string(),
+                admin_up: p.enabled,
+                installed: inst.is_some(),
+                mtu: p.mtu,
+                rx_packets: c.rx_packets,
+                rx_bytes: c.rx_bytes,
+                tx_packets: c.tx_packets,
+                tx_bytes: c.tx_bytes,
+                rx_drops: c.rx_drops,
+                tx_drops: c.tx_drops,
+            }
+        })
+        .collect();
+    let port_name = |id| {
+        s.ports()
+            .get(&id)
+            .map(|p| p.name.clone())
+            .unwrap_or_else(|| format!("#{id}"))
+    };
+    let interfaces = config
+        .interfaces
+        .iter()
+        .map(|i| {
+            let rif = s.rifs().values().find(|r| r.name == i.name);
+            let on = match rif.map(|r| &r.kind) {
+                Some(RifKind::Port { port }) => format!("port {}", port_name(*port)),
+                Some(RifKind::SubPort { port, vlan }) => {
+                    format!("{} vlan {vlan}", port_name(*port))
+                }
+                Some(RifKind::Vlan { vlan, members }) => format!(
+                    "vlan {vlan} ({})",
+                    members
+                        .iter()
+                        .map(|m| format!(
+                            "{}{}",
+                            port_name(m.port),
+                            if m.tagged { " tagged" } else { "" }
+                        ))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                None => match (&i.port, i.vlan) {
+                    (Some(p), Some(v)) => format!("{p} vlan {v}"),
+                    (Some(p), None) => format!("port {p}"),
+                    (None, Some(v)) => format!("vlan {v}"),
+                    (None, None) => "-".into(),
+                },
+            };
+            InterfaceRow {
+                name: i.name.clone(),
+                on,
+                vrf: i.vrf_name().to_string(),
+                mac: rif
+                    .map(|r| r.mac)
+                    .unwrap_or_else(|| i.mac.unwrap_or(config.router_mac()))
+                    .to_string(),
+                mtu: rif.map(|r| r.mtu).unwrap_or(0),
+                admin_up: i.enabled,
+                installed: rif.is_some(),
+                addresses: i.addresses().map(|a| a.to_string()).collect(),
+            }
+        })
+        .collect();
+    Interfaces { ports, interfaces }
+}

@@ -1,0 +1,762 @@
+//! The host stack: the control plane's own presence on its interfaces.
+//!
+//! One task owns the neighbor table. It answers ARP and neighbor solicitations
+//! for the router's addresses and ICMP/ICMPv6 echo requests sent to them; it
+//! resolves neighbors (ARP requests, neighbor solicitations) with retries, keeps
+//! them fresh with probes and expires the silent ones; it queues packets that
+//! wait for a resolution and sends them through the pipeline again once the
+//! neighbor is installed in the target; and it answers TTL expiry with
+//! rate-limited ICMP time-exceeded. Learned and lost neighbors go up to the
+//! router task as [`NeighborEvent`]s.
+
+pub mod packet;
+
+use crate::compile::HostInterface;
+use nos_core::backend::{PacketDest, PacketIn, PacketOut, PacketSender, PuntReason};
+use nos_core::{MacAddr, PortId, RifId};
+use packet::*;
+use serde::Serialize;
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot, watch};
+
+/// What the host stack needs to know about the router's configuration.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HostView {
+    pub interfaces: Vec<HostInterface>,
+    /// Addresses to resolve ahead of traffic (next hops of static routes).
+    pub resolve: Vec<(RifId, IpAddr)>,
+}
+
+/// A neighbor appeared, changed or disappeared.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NeighborEvent {
+    Up {
+        rif: RifId,
+        ip: IpAddr,
+        mac: MacAddr,
+        port: Option<PortId>,
+    },
+    Down {
+        rif: RifId,
+        ip: IpAddr,
+    },
+}
+
+/// A row of `show neighbors`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct NeighborRow {
+    pub address: IpAddr,
+    pub mac: Option<MacAddr>,
+    pub interface: String,
+    pub port: Option<PortId>,
+    pub state: &'static str,
+    /// Seconds since the neighbor last confirmed itself.
+    pub age_s: Option<u64>,
+}
+
+/// Queries the host stack answers.
+#[derive(Debug)]
+pub enum HostQuery {
+    Neighbors(oneshot::Sender<Vec<NeighborRow>>),
+}
+
+/// Timers and limits of neighbor resolution.
+#[derive(Clone, Copy, Debug)]
+pub struct HostTimers {
+    /// Between two requests for an unresolved neighbor.
+    pub retransmit: Duration,
+    /// Requests (or probes) before giving up.
+    pub max_tries: u8,
+    /// A neighbor unconfirmed for this long is probed.
+    pub reachable: Duration,
+    /// After a failed resolution, wait this long before trying again.
+    pub failed_hold: Duration,
+    /// How long a packet waits for its neighbor.
+    pub queue_time: Duration,
+    pub queue_limit: usize,
+    /// ICMP errors sent per second at most.
+    pub icmp_rate: u32,
+}
+
+impl Default for HostTimers {
+    fn default() -> Self {
+        Self {
+            retransmit: Duration::from_secs(1),
+            max_tries: 3,
+            reachable: Duration::from_secs(30),
+            failed_hold: Duration::from_secs(3),
+            queue_time: Duration::from_secs(3),
+            queue_limit: 256,
+            icmp_rate: 100,
+        }
+    }
+}
+
+#[derive(Debug)]
+enum State {
+    Incomplete {
+        tries: u8,
+        next: Instant,
+    },
+    Reachable {
+        mac: MacAddr,
+        port: Option<PortId>,
+        confirmed: Instant,
+        probes: u8,
+        next: Instant,
+    },
+    Failed {
+        until: Instant,
+    },
+}
+
+struct Queued {
+    since: Instant,
+    port: PortId,
+    frame: Vec<u8>,
+    /// The neighbor it waits for, when known (glean); `None` for packets whose
+    /// next hop the target did not name.
+    waits_for: Option<(RifId, IpAddr)>,
+}
+
+/// The host stack task's state.
+pub struct HostStack {
+    view: HostView,
+    timers: HostTimers,
+    entries: HashMap<(RifId, IpAddr), State>,
+    queue: VecDeque<Queued>,
+    send: PacketSender,
+    events: mpsc::Sender<NeighborEvent>,
+    icmp_budget: u32,
+    icmp_refill: Instant,
+}
+
+impl std::fmt::Debug for HostStack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HostStack")
+            .field("neighbors", &self.entries.len())
+            .finish()
+    }
+}
+
+impl HostStack {
+    pub fn new(
+        send: PacketSender,
+        events: mpsc::Sender<NeighborEvent>,
+        timers: HostTimers,
+    ) -> Self {
+        Self {
+            view: HostView::default(),
+            timers,
+            entries: HashMap::new(),
+            queue: VecDeque::new(),
+            send,
+            events,
+            icmp_budget: timers.icmp_rate,
+            icmp_refill: Instant::now(),
+        }
+    }
+
+    /// Runs until `punts` closes (the target stopped) or `shutdown` fires.
+    pub async fn run(
+        mut self,
+        mut punts: mpsc::Receiver<PacketIn>,
+        mut view: watch::Receiver<HostView>,
+        mut installed: mpsc::UnboundedReceiver<(RifId, IpAddr)>,
+        mut queries: mpsc::Receiver<HostQuery>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let first = view.borrow_and_update().clone();
+        self.set_view(first).await;
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                p = punts.recv() => match p {
+                    Some(p) => self.handle(p).await,
+                    None => break,
+                },
+                r = view.changed() => {
+                    if r.is_err() { break; }
+                    let v = view.borrow_and_update().clone();
+                    self.set_view(v).await;
+                }
+                Some(key) = installed.recv() => self.release(Some(key)),
+                Some(q) = queries.recv() => match q {
+                    HostQuery::Neighbors(tx) => { let _ = tx.send(self.rows()); }
+                },
+                _ = tick.tick() => self.timers_fired().await,
+                _ = shutdown.changed() => break,
+            }
+        }
+        tracing::debug!("host stack stopped");
+    }
+
+    async fn set_view(&mut self, v: HostView) {
+        self.view = v;
+        // Forget neighbors of interfaces that are gone or no longer hold the subnet.
+        let stale: Vec<_> = self
+            .entries
+            .keys()
+            .filter(|(rif, ip)| self.interface(*rif).is_none_or(|h| !on_subnet(h, *ip)))
+            .copied()
+            .collect();
+        for k in stale {
+            if let Some(State::Reachable { .. }) = self.entries.remove(&k) {
+                self.emit(NeighborEvent::Down { rif: k.0, ip: k.1 }).await;
+            }
+        }
+        self.start_wanted();
+    }
+
+    fn interface(&self, rif: RifId) -> Option<&HostInterface> {
+        self.view.interfaces.iter().find(|h| h.rif.id == rif)
+    }
+
+    fn ingress(&self, port: PortId, vlan: Option<u16>) -> Option<&HostInterface> {
+        self.view
+            .interfaces
+            .iter()
+            .find(|h| h.rif.receives(port, vlan))
+    }
+
+    fn is_mine(&self, ip: IpAddr) -> bool {
+        self.view
+            .interfaces
+            .iter()
+            .any(|h| h.addresses.iter().any(|a| a.addr() == ip))
+    }
+
+    async fn emit(&self, e: NeighborEvent) {
+        tracing::debug!(?e, "neighbor event");
+        let _ = self.events.send(e).await;
+    }
+
+    fn out(&self, dest: PacketDest, frame: Vec<u8>) {
+        if let Err(e) = (self.send)(PacketOut { dest, frame }) {
+            tracing::warn!("packet out failed: {e}");
+        }
+    }
+
+    async fn handle(&mut self, p: PacketIn) {
+        let eth = match parse_eth(&p.frame) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::debug!(port = %p.port, "punted frame dropped: {e}");
+                return;
+            }
+        };
+        let Some(hi) = self.ingress(p.port, eth.vlan).cloned() else {
+            return;
+        };
+        let payload = &p.frame[eth.payload..];
+        let r = match p.reason {
+            PuntReason::Arp => self.arp(&hi, p.port, &eth, payload).await,
+            PuntReason::NeighborDiscovery => self.nd(&hi, p.port, &eth, payload).await,
+            PuntReason::ToMe => self.to_me(&hi, &p, &eth, payload),
+            PuntReason::NeighborMiss => {
+                self.enqueue(Queued {
+                    since: Instant::now(),
+                    port: p.port,
+                    frame: p.frame.clone(),
+                    waits_for: None,
+                });
+                Ok(())
+            }
+            PuntReason::TtlExpired => self.time_exceeded(&hi, p.port, &eth, payload),
+            PuntReason::AclTrap | PuntReason::AclCopy => {
+                tracing::trace!(port = %p.port, reason = ?p.reason, "ACL punt");
+                Ok(())
+            }
+        };
+        if let Err(e) = r {
+            tracing::debug!(port = %p.port, reason = ?p.reason, "punted packet ignored: {e}");
+        }
+    }
+
+    async fn arp(
+        &mut self,
+        hi: &HostInterface,
+        port: PortId,
+        eth: &Eth,
+        payload: &[u8],
+    ) -> Result<(), DecodeError> {
+        let a = parse_arp(payload)?;
+        let target_mine = hi
+            .addresses
+            .iter()
+            .any(|n| n.addr() == IpAddr::V4(a.target_ip));
+        let sender = IpAddr::V4(a.sender_ip);
+        let known = self.entries.contains_key(&(hi.rif.id, sender));
+        if (target_mine || known || a.op == ARP_REPLY)
+            && on_subnet(hi, sender)
+            && !a.sender_mac.is_multicast()
+        {
+            self.learn(hi, sender, a.sender_mac, port).await;
+        }
+        if a.op == ARP_REQUEST && target_mine {
+            let reply = Arp {
+                op: ARP_REPLY,
+                sender_mac: hi.rif.mac,
+                sender_ip: a.target_ip,
+                target_mac: a.sender_mac,
+                target_ip: a.sender_ip,
+            };
+            let f = build_eth(
+                a.sender_mac,
+                hi.rif.mac,
+                eth.vlan,
+                ETHERTYPE_ARP,
+                &build_arp(&reply),
+            );
+            self.out(PacketDest::Port(port), f);
+        }
+        Ok(())
+    }
+
+    async fn nd(
+        &mut self,
+        hi: &HostInterface,
+        port: PortId,
+        eth: &Eth,
+        payload: &[u8],
+    ) -> Result<(), DecodeError> {
+        let ip = parse_ipv6(payload)?;
+        let msg = &payload[ip.header_len..ip.total_len];
+        let nd = parse_nd(msg)?;
+        if ip.ttl != 255 {
+            return Err(DecodeError::Malformed(
+                "neighbor discovery hop limit (must be 255)",
+            ));
+        }
+        let IpAddr::V6(src) = ip.src else {
+            return Err(DecodeError::Malformed("IPv6 source"));
+        };
+        match nd.kind {
+            ICMP6_NEIGHBOR_SOLICIT => {
+                if !src.is_unspecified() {
+                    if let Some(mac) = nd.lladdr {
+                        if on_subnet(hi, ip.src) {
+                            self.learn(hi, ip.src, mac, port).await;
+                        }
+                    }
+                }
+                if hi
+                    .addresses
+                    .iter()
+                    .any(|a| a.addr() == IpAddr::V6(nd.target))
+                {
+                    // Router, solicited and override flags; to all nodes for DAD probes.
+                    let (dst_ip, dst_mac, flags) = if src.is_unspecified() {
+                        (
+                            Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1),
+                            MacAddr([0x33, 0x33, 0, 0, 0, 1]),
+                            0xa0,
+                        )
+                    } else {
+                        (src, nd.lladdr.unwrap_or(eth.src), 0xe0)
+                    };
+                    let m = build_nd(ICMP6_NEIGHBOR_ADVERT, flags, nd.target, hi.rif.mac);
+                    let p = build_ipv6(nd.target, dst_ip, PROTO_ICMPV6, 255, &m);
+                    self.out(
+                        PacketDest::Port(port),
+                        build_eth(dst_mac, hi.rif.mac, eth.vlan, ETHERTYPE_IPV6, &p),
+                    );
+                }
+            }
+            _ => {
+                let target = IpAddr::V6(nd.target);
+                let mac = nd.lladdr.unwrap_or(eth.src);
+                if on_subnet(hi, target) && !mac.is_multicast() {
+                    self.learn(hi, target, mac, port).await;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn to_me(
+        &mut self,
+        hi: &HostInterface,
+        p: &PacketIn,
+        eth: &Eth,
+        payload: &[u8],
+    ) -> Result<(), DecodeError> {
+        let ip = match eth.ethertype {
+            ETHERTYPE_IPV4 => parse_ipv4(payload)?,
+            ETHERTYPE_IPV6 => parse_ipv6(payload)?,
+            _ => return Err(DecodeError::Unsupported("ethertype")),
+        };
+        if !self.is_mine(ip.dst) {
+            // A connected subnet route punted it: resolve the destination ("glean").
+            let target = self
+                .view
+                .interfaces
+                .iter()
+                .find(|h| h.rif.vrf == hi.rif.vrf && on_subnet(h, ip.dst))
+                .map(|h| h.rif.id);
+            if let Some(rif) = target {
+                self.enqueue(Queued {
+                    since: Instant::now(),
+                    port: p.port,
+                    frame: p.frame.clone(),
+                    waits_for: Some((rif, ip.dst)),
+                });
+                self.start(rif, ip.dst);
+            }
+            return Ok(());
+        }
+        let l4 = &payload[ip.header_len..ip.total_len];
+        let reply = match (ip.src, ip.dst, ip.proto) {
+            (IpAddr::V4(s), IpAddr::V4(d), PROTO_ICMP)
+                if l4.first() == Some(&ICMP_ECHO_REQUEST) && l4.len() >= 8 =>
+            {
+                let icmp = build_icmpv4(ICMP_ECHO_REPLY, 0, &l4[4..]);
+                (ETHERTYPE_IPV4, build_ipv4(d, s, PROTO_ICMP, 64, &icmp))
+            }
+            (IpAddr::V6(s), IpAddr::V6(d), PROTO_ICMPV6)
+                if l4.first() == Some(&ICMP6_ECHO_REQUEST) && l4.len() >= 8 =>
+            {
+                let mut m = vec![ICMP6_ECHO_REPLY, 0, 0, 0];
+                m.extend_from_slice(&l4[4..]);
+                (ETHERTYPE_IPV6, build_ipv6(d, s, PROTO_ICMPV6, 64, &m))
+            }
+            _ => return Ok(()),
+        };
+        let f = build_eth(eth.src, hi.rif.mac, eth.vlan, reply.0, &reply.1);
+        self.out(PacketDest::Port(p.port), f);
+        Ok(())
+    }
+
+    fn time_exceeded(
+        &mut self,
+        hi: &HostInterface,
+        port: PortId,
+        eth: &Eth,
+        payload: &[u8],
+    ) -> Result<(), DecodeError> {
+        let now = Instant::now();
+        if now.duration_since(self.icmp_refill) >= Duration::from_secs(1) {
+            self.icmp_budget = self.timers.icmp_rate;
+            self.icmp_refill = now;
+        }
+        if self.icmp_budget == 0 {
+            return Ok(());
+        }
+        let (et, pkt) = match eth.ethertype {
+            ETHERTYPE_IPV4 => {
+                let ip = parse_ipv4(payload)?;
+                let IpAddr::V4(src) = ip.src else {
+                    return Ok(());
+                };
+                // Never answer an ICMP error with another one.
+                if ip.proto == PROTO_ICMP
+                    && payload
+                        .get(ip.header_len)
+                        .is_some_and(|t| ![0, 8].contains(t))
+                {
+                    return Ok(());
+                }
+                let Some(me) = first_v4(hi) else {
+                    return Ok(());
+                };
+                let quote = &payload[..(ip.header_len + 8).min(ip.total_len)];
+                let mut rest = vec![0u8; 4];
+                rest.extend_from_slice(quote);
+                (
+                    ETHERTYPE_IPV4,
+                    build_ipv4(
+                        me,
+                        src,
+                        PROTO_ICMP,
+                        64,
+                        &build_icmpv4(ICMP_TIME_EXCEEDED, 0, &rest),
+                    ),
+                )
+            }
+            ETHERTYPE_IPV6 => {
+                let ip = parse_ipv6(payload)?;
+                let IpAddr::V6(src) = ip.src else {
+                    return Ok(());
+                };
+                if ip.proto == PROTO_ICMPV6 && payload.get(40).is_some_and(|t| *t < 128) {
+                    return Ok(());
+                }
+                let Some(me) = first_v6(hi) else {
+                    return Ok(());
+                };
+                let mut m = vec![ICMP6_TIME_EXCEEDED, 0, 0, 0, 0, 0, 0, 0];
+                m.extend_from_slice(&payload[..ip.total_len.min(1232)]);
+                (ETHERTYPE_IPV6, build_ipv6(me, src, PROTO_ICMPV6, 64, &m))
+            }
+            _ => return Ok(()),
+        };
+        self.icmp_budget -= 1;
+        self.out(
+            PacketDest::Port(port),
+            build_eth(eth.src, hi.rif.mac, eth.vlan, et, &pkt),
+        );
+        Ok(())
+    }
+
+    fn enqueue(&mut self, q: Queued) {
+        if self.queue.len() >= self.timers.queue_limit {
+            self.queue.pop_front();
+        }
+        self.queue.push_back(q);
+    }
+
+    /// Sends waiting packets through the pipeline again: those waiting for `key`
+    /// and those whose neighbor the target did not name.
+    fn release(&mut self, key: Option<(RifId, IpAddr)>) {
+        let (go, keep): (Vec<_>, Vec<_>) = self
+            .queue
+            .drain(..)
+            .partition(|q| q.waits_for.is_none() || q.waits_for == key);
+        self.queue = keep.into();
+        for q in go {
+            self.out(PacketDest::Ingress(q.port), q.frame);
+        }
+    }
+
+    async fn learn(&mut self, hi: &HostInterface, ip: IpAddr, mac: MacAddr, port: PortId) {
+        let now = Instant::now();
+        let member = matches!(hi.rif.kind, nos_core::RifKind::Vlan { .. }).then_some(port);
+        let changed = !matches!(
+            self.entries.get(&(hi.rif.id, ip)),
+            Some(State::Reachable { mac: m, port: p, .. }) if *m == mac && *p == member
+        );
+        self.entries.insert(
+            (hi.rif.id, ip),
+            State::Reachable {
+                mac,
+                port: member,
+                confirmed: now,
+                probes: 0,
+                next: now + self.timers.reachable,
+            },
+        );
+        if changed {
+            tracing::info!(interface = %hi.rif.name, %ip, %mac, "neighbor resolved");
+            self.emit(NeighborEvent::Up {
+                rif: hi.rif.id,
+                ip,
+                mac,
+                port: member,
+            })
+            .await;
+        }
+    }
+
+    /// Starts resolving `ip` on `rif` unless it is already known or being resolved.
+    fn start(&mut self, rif: RifId, ip: IpAddr) {
+        if self.entries.contains_key(&(rif, ip)) {
+            return;
+        }
+        self.entries.insert(
+            (rif, ip),
+            State::Incomplete {
+                tries: 0,
+                next: Instant::now(),
+            },
+        );
+        self.solicit(rif, ip, None);
+    }
+
+    fn start_wanted(&mut self) {
+        let wanted = self.view.resolve.clone();
+        for (rif, ip) in wanted {
+            self.start(rif, ip);
+        }
+    }
+
+    /// Sends an ARP request or neighbor solicitation: broadcast/multicast, or to
+    /// `unicast` (a probe of a known neighbor).
+    fn solicit(&mut self, rif: RifId, ip: IpAddr, unicast: Option<(MacAddr, Option<PortId>)>) {
+        let Some(hi) = self.interface(rif).cloned() else {
+            return;
+        };
+        let (member, dst_mac) = match unicast {
+            Some((mac, port)) => (port, Some(mac)),
+            None => (None, None),
+        };
+        let frame_for = |vlan: Option<u16>| -> Option<Vec<u8>> {
+            match ip {
+                IpAddr::V4(t) => {
+                    let me = hi
+                        .addresses
+                        .iter()
+                        .find(|a| a.contains(&ip))
+                        .and_then(|a| match a.addr() {
+                            IpAddr::V4(m) => Some(m),
+                            IpAddr::V6(_) => None,
+                        })?;
+                    let a = Arp {
+                        op: ARP_REQUEST,
+                        sender_mac: hi.rif.mac,
+                        sender_ip: me,
+                        target_mac: MacAddr::ZERO,
+                        target_ip: t,
+                    };
+                    Some(build_eth(
+                        dst_mac.unwrap_or(MacAddr::BROADCAST),
+                        hi.rif.mac,
+                        vlan,
+                        ETHERTYPE_ARP,
+                        &build_arp(&a),
+                    ))
+                }
+                IpAddr::V6(t) => {
+                    let me = hi
+                        .addresses
+                        .iter()
+                        .find(|a| a.contains(&ip))
+                        .and_then(|a| match a.addr() {
+                            IpAddr::V6(m) => Some(m),
+                            IpAddr::V4(_) => None,
+                        })
+                        .or_else(|| first_v6(&hi))?;
+                    let (group, group_mac) = solicited_node(t);
+                    let (dst_ip, mac) = match dst_mac {
+                        Some(m) => (t, m),
+                        None => (group, group_mac),
+                    };
+                    let m = build_nd(ICMP6_NEIGHBOR_SOLICIT, 0, t, hi.rif.mac);
+                    let p = build_ipv6(me, dst_ip, PROTO_ICMPV6, 255, &m);
+                    Some(build_eth(mac, hi.rif.mac, vlan, ETHERTYPE_IPV6, &p))
+                }
+            }
+        };
+        for (port, vlan) in hi.rif.egress(member) {
+            if let Some(f) = frame_for(vlan) {
+                self.out(PacketDest::Port(port), f);
+            }
+        }
+    }
+
+    async fn timers_fired(&mut self) {
+        let now = Instant::now();
+        let t = self.timers;
+        let mut resend = Vec::new();
+        let mut lost = Vec::new();
+        let mut expired = Vec::new();
+        for (k, st) in self.entries.iter_mut() {
+            match st {
+                State::Incomplete { tries, next } if now >= *next => {
+                    if *tries + 1 >= t.max_tries {
+                        tracing::info!(ip = %k.1, rif = %k.0, "neighbor resolution failed");
+                        *st = State::Failed {
+                            until: now + t.failed_hold,
+                        };
+                    } else {
+                        *tries += 1;
+                        *next = now + t.retransmit;
+                        resend.push((*k, None));
+                    }
+                }
+                State::Reachable {
+                    mac,
+                    port,
+                    probes,
+                    next,
+                    ..
+                } if now >= *next => {
+                    if *probes >= t.max_tries {
+                        lost.push(*k);
+                    } else {
+                        *probes += 1;
+                        *next = now + t.retransmit;
+                        resend.push((*k, Some((*mac, *port))));
+                    }
+                }
+                State::Failed { until } if now >= *until => expired.push(*k),
+                _ => {}
+            }
+        }
+        for ((rif, ip), uni) in resend {
+            self.solicit(rif, ip, uni);
+        }
+        for k in expired {
+            self.entries.remove(&k);
+        }
+        for k in lost {
+            self.entries.remove(&k);
+            tracing::info!(ip = %k.1, rif = %k.0, "neighbor expired (no answer to probes)");
+            self.emit(NeighborEvent::Down { rif: k.0, ip: k.1 }).await;
+        }
+        // Packets whose neighbor failed or that waited too long are dropped.
+        let failed: Vec<_> = self
+            .entries
+            .iter()
+            .filter(|(_, s)| matches!(s, State::Failed { .. }))
+            .map(|(k, _)| *k)
+            .collect();
+        self.queue.retain(|q| {
+            now.duration_since(q.since) < t.queue_time
+                && q.waits_for.is_none_or(|w| !failed.contains(&w))
+        });
+        self.start_wanted();
+    }
+
+    fn rows(&self) -> Vec<NeighborRow> {
+        let now = Instant::now();
+        let mut rows: Vec<_> = self
+            .entries
+            .iter()
+            .map(|((rif, ip), st)| {
+                let interface = self
+                    .interface(*rif)
+                    .map(|h| h.rif.name.clone())
+                    .unwrap_or_default();
+                let (mac, port, state, age) = match st {
+                    State::Incomplete { .. } => (None, None, "incomplete", None),
+                    State::Failed { .. } => (None, None, "failed", None),
+                    State::Reachable {
+                        mac,
+                        port,
+                        confirmed,
+                        probes,
+                        ..
+                    } => (
+                        Some(*mac),
+                        *port,
+                        if *probes > 0 { "probe" } else { "reachable" },
+                        Some(now.duration_since(*confirmed).as_secs()),
+                    ),
+                };
+                NeighborRow {
+                    address: *ip,
+                    mac,
+                    interface,
+                    port,
+                    state,
+                    age_s: age,
+                }
+            })
+            .collect();
+        rows.sort_by(|a, b| (&a.interface, a.address).cmp(&(&b.interface, b.address)));
+        rows
+    }
+}
+
+fn on_subnet(h: &HostInterface, ip: IpAddr) -> bool {
+    h.addresses
+        .iter()
+        .any(|a| a.contains(&ip) && a.addr() != ip)
+}
+
+fn first_v4(h: &HostInterface) -> Option<Ipv4Addr> {
+    h.addresses.iter().find_map(|a| match a.addr() {
+        IpAddr::V4(v) => Some(v),
+        IpAddr::V6(_) => None,
+    })
+}
+
+fn first_v6(h: &HostInterface) -> Option<Ipv6Addr> {
+    h.addresses.iter().find_map(|a| match a.addr() {
+        IpAddr::V6(v) => Some(v),
+        IpAddr::V4(_) => None,
+    })
+}
