@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Runs the whole test suite. Installs what the tests need when it is missing
+# (iproute2, ping, socat, ethtool from Debian packages; needs root, as do the
+# end-to-end tests, which build network namespaces).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+for pair in ip:iproute2 ping:iputils-ping socat:socat ethtool:ethtool; do
+  command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair##*:}")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "scripts/test.sh: the tests need ${need[*]} and root to install them (and to build namespaces)" >&2
+    exit 1
+  fi
+  echo "== installing ${need[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+if [ "$(id -u)" != 0 ]; then
+  echo "scripts/test.sh: the end-to-end tests build network namespaces and need root" >&2
+  exit 1
+fi
+
+if [ "${CI:-}" = "true" ]; then
+  echo "== cargo fmt --check"
+  cargo fmt --all -- --check
+  echo "== cargo clippy"
+  cargo clippy --workspace --all-targets -- -D warnings
+fi
+
+echo "== cargo test"
+cargo test --workspace "$@"
