@@ -558,8 +558,8 @@ impl HostStack {
         self.entries.insert(
             (rif, ip),
             State::Incomplete {
-                tries: 0,
-                next: Instant::now(),
+                tries: 1,
+                next: Instant::now() + self.timers.retransmit,
             },
         );
         self.solicit(rif, ip, None);
@@ -645,7 +645,7 @@ impl HostStack {
         for (k, st) in self.entries.iter_mut() {
             match st {
                 State::Incomplete { tries, next } if now >= *next => {
-                    if *tries + 1 >= t.max_tries {
+                    if *tries >= t.max_tries {
                         tracing::info!(ip = %k.1, rif = %k.0, "neighbor resolution failed");
                         *st = State::Failed {
                             until: now + t.failed_hold,
@@ -759,4 +759,303 @@ fn first_v6(h: &HostInterface) -> Option<Ipv6Addr> {
         IpAddr::V6(v) => Some(v),
         IpAddr::V4(_) => None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nos_core::{RifKind, RouterInterface, VrfId};
+    use std::sync::{Arc, Mutex};
+
+    const ROUTER_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 1]);
+    const HOST_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 2]);
+
+    fn view() -> HostView {
+        HostView {
+            interfaces: vec![HostInterface {
+                rif: RouterInterface {
+                    id: RifId(1),
+                    name: "eth1".into(),
+                    vrf: VrfId::DEFAULT,
+                    kind: RifKind::Port { port: PortId(1) },
+                    mac: ROUTER_MAC,
+                    mtu: 1500,
+                    admin_up: true,
+                },
+                addresses: vec![
+                    "192.0.2.1/24".parse().unwrap(),
+                    "2001:db8::1/64".parse().unwrap(),
+                ],
+            }],
+            resolve: vec![],
+        }
+    }
+
+    type Sent = Arc<Mutex<Vec<PacketOut>>>;
+
+    fn stack(timers: HostTimers) -> (HostStack, Sent, mpsc::Receiver<NeighborEvent>) {
+        let sent: Sent = Arc::default();
+        let s2 = sent.clone();
+        let sender: PacketSender = Arc::new(move |p| {
+            s2.lock().unwrap().push(p);
+            Ok(())
+        });
+        let (tx, rx) = mpsc::channel(64);
+        (HostStack::new(sender, tx, timers), sent, rx)
+    }
+
+    fn fast() -> HostTimers {
+        HostTimers {
+            retransmit: Duration::from_millis(10),
+            reachable: Duration::from_millis(30),
+            failed_hold: Duration::from_millis(30),
+            ..HostTimers::default()
+        }
+    }
+
+    fn arp_frame(op: u16, sender_ip: [u8; 4], target_ip: [u8; 4], dst: MacAddr) -> Vec<u8> {
+        let a = Arp {
+            op,
+            sender_mac: HOST_MAC,
+            sender_ip: sender_ip.into(),
+            target_mac: if op == ARP_REPLY {
+                ROUTER_MAC
+            } else {
+                MacAddr::ZERO
+            },
+            target_ip: target_ip.into(),
+        };
+        build_eth(dst, HOST_MAC, None, ETHERTYPE_ARP, &build_arp(&a))
+    }
+
+    fn punt(reason: PuntReason, frame: Vec<u8>) -> PacketIn {
+        PacketIn {
+            port: PortId(1),
+            reason,
+            frame,
+        }
+    }
+
+    fn arps(sent: &Sent) -> Vec<Arp> {
+        sent.lock()
+            .unwrap()
+            .iter()
+            .filter_map(|p| {
+                let e = parse_eth(&p.frame).ok()?;
+                (e.ethertype == ETHERTYPE_ARP).then(|| parse_arp(&p.frame[e.payload..]).ok())?
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn answers_arp_for_its_address_only_and_learns_the_asker() {
+        let (mut h, sent, mut ev) = stack(fast());
+        h.set_view(view()).await;
+        h.handle(punt(
+            PuntReason::Arp,
+            arp_frame(
+                ARP_REQUEST,
+                [192, 0, 2, 2],
+                [192, 0, 2, 1],
+                MacAddr::BROADCAST,
+            ),
+        ))
+        .await;
+        let a = arps(&sent);
+        assert_eq!(a.len(), 1);
+        assert_eq!(a[0].op, ARP_REPLY);
+        assert_eq!(a[0].sender_mac, ROUTER_MAC);
+        assert_eq!(a[0].target_ip, Ipv4Addr::new(192, 0, 2, 2));
+        assert_eq!(
+            ev.try_recv().unwrap(),
+            NeighborEvent::Up {
+                rif: RifId(1),
+                ip: "192.0.2.2".parse().unwrap(),
+                mac: HOST_MAC,
+                port: None
+            }
+        );
+        // A request for someone else's address gets no answer.
+        h.handle(punt(
+            PuntReason::Arp,
+            arp_frame(
+                ARP_REQUEST,
+                [192, 0, 2, 3],
+                [192, 0, 2, 9],
+                MacAddr::BROADCAST,
+            ),
+        ))
+        .await;
+        assert_eq!(arps(&sent).len(), 1);
+    }
+
+    #[tokio::test]
+    async fn resolution_retries_then_fails_and_starts_again() {
+        let timers = HostTimers {
+            failed_hold: Duration::from_millis(300),
+            ..fast()
+        };
+        let (mut h, sent, _ev) = stack(timers);
+        let mut v = view();
+        v.resolve = vec![(RifId(1), "192.0.2.9".parse().unwrap())];
+        h.set_view(v).await;
+        for _ in 0..100 {
+            if h.rows()[0].state == "failed" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            h.timers_fired().await;
+        }
+        assert_eq!(h.rows()[0].state, "failed");
+        let requests = arps(&sent)
+            .iter()
+            .filter(|a| a.target_ip == Ipv4Addr::new(192, 0, 2, 9))
+            .count();
+        assert_eq!(requests, 3, "one request and two retransmissions");
+        tokio::time::sleep(Duration::from_millis(320)).await;
+        h.timers_fired().await;
+        assert_eq!(
+            h.rows()[0].state,
+            "incomplete",
+            "resolution starts again after the hold time"
+        );
+    }
+
+    #[tokio::test]
+    async fn silent_neighbors_are_probed_then_expired() {
+        let (mut h, sent, mut ev) = stack(fast());
+        h.set_view(view()).await;
+        h.handle(punt(
+            PuntReason::Arp,
+            arp_frame(ARP_REPLY, [192, 0, 2, 2], [192, 0, 2, 1], ROUTER_MAC),
+        ))
+        .await;
+        assert!(matches!(ev.try_recv(), Ok(NeighborEvent::Up { .. })));
+        for _ in 0..200 {
+            if h.rows().is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            h.timers_fired().await;
+        }
+        let probes: Vec<_> = sent
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|p| p.frame[..6] == HOST_MAC.0)
+            .map(|p| p.frame.clone())
+            .collect();
+        assert_eq!(probes.len(), 3, "three unicast probes");
+        assert_eq!(
+            ev.try_recv().unwrap(),
+            NeighborEvent::Down {
+                rif: RifId(1),
+                ip: "192.0.2.2".parse().unwrap()
+            }
+        );
+        assert!(h.rows().is_empty());
+    }
+
+    #[tokio::test]
+    async fn answers_neighbor_solicitation_with_an_advertisement() {
+        let (mut h, sent, mut ev) = stack(fast());
+        h.set_view(view()).await;
+        let src: Ipv6Addr = "2001:db8::2".parse().unwrap();
+        let target: Ipv6Addr = "2001:db8::1".parse().unwrap();
+        let (group, gmac) = solicited_node(target);
+        let ns = build_ipv6(
+            src,
+            group,
+            PROTO_ICMPV6,
+            255,
+            &build_nd(ICMP6_NEIGHBOR_SOLICIT, 0, target, HOST_MAC),
+        );
+        h.handle(punt(
+            PuntReason::NeighborDiscovery,
+            build_eth(gmac, HOST_MAC, None, ETHERTYPE_IPV6, &ns),
+        ))
+        .await;
+        let out = sent.lock().unwrap().clone();
+        assert_eq!(out.len(), 1);
+        let e = parse_eth(&out[0].frame).unwrap();
+        assert_eq!((e.dst, e.src), (HOST_MAC, ROUTER_MAC));
+        let ip = parse_ipv6(&out[0].frame[e.payload..]).unwrap();
+        let msg = &out[0].frame[e.payload + 40..e.payload + ip.total_len];
+        let IpAddr::V6(dst) = ip.dst else { panic!() };
+        assert_eq!(icmpv6_checksum(target, dst, msg), 0, "checksum verifies");
+        let na = parse_nd(msg).unwrap();
+        assert_eq!(
+            (na.kind, na.target, na.lladdr),
+            (ICMP6_NEIGHBOR_ADVERT, target, Some(ROUTER_MAC))
+        );
+        assert!(matches!(ev.try_recv(), Ok(NeighborEvent::Up { .. })));
+        // The same message with a hop limit other than 255 is ignored (RFC 4861).
+        sent.lock().unwrap().clear();
+        let ns = build_ipv6(
+            src,
+            group,
+            PROTO_ICMPV6,
+            64,
+            &build_nd(ICMP6_NEIGHBOR_SOLICIT, 0, target, HOST_MAC),
+        );
+        h.handle(punt(
+            PuntReason::NeighborDiscovery,
+            build_eth(gmac, HOST_MAC, None, ETHERTYPE_IPV6, &ns),
+        ))
+        .await;
+        assert!(sent.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn gleaned_packets_wait_for_their_neighbor_then_go_through_the_pipeline() {
+        let (mut h, sent, _ev) = stack(fast());
+        h.set_view(view()).await;
+        let ip = build_ipv4(
+            [198, 51, 100, 7].into(),
+            [192, 0, 2, 2].into(),
+            17,
+            64,
+            &[0u8; 8],
+        );
+        let frame = build_eth(ROUTER_MAC, HOST_MAC, None, ETHERTYPE_IPV4, &ip);
+        h.handle(punt(PuntReason::ToMe, frame.clone())).await;
+        assert_eq!(arps(&sent).len(), 1, "an ARP request for the destination");
+        assert!(!sent.lock().unwrap().iter().any(|p| p.frame == frame));
+        h.release(Some((RifId(1), "192.0.2.2".parse().unwrap())));
+        let out = sent.lock().unwrap().clone();
+        let again: Vec<_> = out.iter().filter(|p| p.frame == frame).collect();
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].dest, PacketDest::Ingress(PortId(1)));
+    }
+
+    #[tokio::test]
+    async fn answers_echo_requests_to_its_addresses() {
+        let (mut h, sent, _ev) = stack(fast());
+        h.set_view(view()).await;
+        let icmp = build_icmpv4(ICMP_ECHO_REQUEST, 0, &[0, 7, 0, 1, b'h', b'i']);
+        let ip = build_ipv4(
+            [192, 0, 2, 2].into(),
+            [192, 0, 2, 1].into(),
+            PROTO_ICMP,
+            64,
+            &icmp,
+        );
+        h.handle(punt(
+            PuntReason::ToMe,
+            build_eth(ROUTER_MAC, HOST_MAC, None, ETHERTYPE_IPV4, &ip),
+        ))
+        .await;
+        let out = sent.lock().unwrap().clone();
+        assert_eq!(out.len(), 1);
+        let e = parse_eth(&out[0].frame).unwrap();
+        let r = parse_ipv4(&out[0].frame[e.payload..]).unwrap();
+        assert_eq!(
+            (r.src, r.dst),
+            ("192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap())
+        );
+        let l4 = &out[0].frame[e.payload + 20..e.payload + r.total_len];
+        assert_eq!(l4[0], ICMP_ECHO_REPLY);
+        assert_eq!(fold(sum16(0, l4)), 0);
+        assert_eq!(&l4[4..], &[0, 7, 0, 1, b'h', b'i']);
+    }
 }
