@@ -12,6 +12,7 @@ use std::net::{IpAddr, Ipv4Addr};
 
 mod validate;
 
+pub use validate::{parse_masked_mac, parse_protocol};
 pub use validate::{ConfigError, ConfigErrors};
 
 /// The whole configuration of one router.
