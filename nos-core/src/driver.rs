@@ -86,13 +86,26 @@ impl Driver {
                     installed: ForwardingState::new(),
                     events: Box::new(events),
                 };
+                // A message taken off the queue while gathering a batch, handled next.
+                let mut held: Option<Msg> = None;
                 loop {
-                    match rx.recv_timeout(reconcile_every) {
+                    let msg = match held.take() {
+                        Some(m) => Ok(m),
+                        None => rx.recv_timeout(reconcile_every),
+                    };
+                    match msg {
                         Ok(Msg::Apply(d)) => {
                             let mut all = d;
-                            // Take whatever else is already queued: bigger batches.
-                            while let Ok(Msg::Apply(more)) = rx.try_recv() {
-                                all.extend(more);
+                            // Take the deltas already queued too (bigger batches); stop at
+                            // the first other message and handle it after this batch.
+                            while let Ok(m) = rx.try_recv() {
+                                match m {
+                                    Msg::Apply(more) => all.extend(more),
+                                    other => {
+                                        held = Some(other);
+                                        break;
+                                    }
+                                }
                             }
                             w.apply(all);
                         }
