@@ -64,7 +64,15 @@ pub(super) fn parse(text: &str) -> Result<Config, ConfigErrors> {
         } else {
             path
         };
-        ConfigError::new(path, e.into_inner().to_string()).into()
+        let mut reason = e.into_inner().to_string();
+        // serde_yaml starts its message with its own path ("ports[0]: unknown
+        // field ..."); the path is already ours, so keep only the reason.
+        if let Some((head, rest)) = reason.split_once(": ") {
+            if !head.contains(' ') && path.starts_with(head) {
+                reason = rest.to_string();
+            }
+        }
+        ConfigError::new(path, reason).into()
     })
 }
 
@@ -2104,5 +2112,28 @@ interfaces:
         assert_eq!(e.0[0].path, "interfaces[0].ipv4[0]");
         let e = parse("ports:\n  - name: a\n    mtux: 1\n").unwrap_err();
         assert_eq!(e.0[0].path, "ports[0].mtux");
+    }
+}
+
+#[cfg(test)]
+mod parse_tests {
+    use crate::config::Config;
+
+    #[test]
+    fn unknown_field_names_its_path_once() {
+        let e = Config::from_yaml("ports:\n  - name: eth1\n    speed: 100\n").unwrap_err();
+        assert_eq!(e.0.len(), 1);
+        assert_eq!(e.0[0].path, "ports[0].speed");
+        assert!(
+            e.0[0].reason.starts_with("unknown field `speed`"),
+            "{}",
+            e.0[0].reason
+        );
+    }
+
+    #[test]
+    fn yaml_syntax_error_says_where() {
+        let e = Config::from_yaml("ports: [\n").unwrap_err();
+        assert!(e.0[0].reason.contains("line 2"), "{}", e.0[0].reason);
     }
 }
