@@ -1,0 +1,400 @@
+//! LPM benchmark: load time, memory and lookup rate of the engine's route tables on
+//! a synthetic full IPv4 table (900k prefixes) and a synthetic IPv6 table (200k
+//! prefixes), plus the whole pipeline on one core.
+//!
+//! Run with `cargo bench -p dataplane --bench lpm`.
+
+use dataplane::engine::lpm::{Lpm4, Lpm6, Prefix};
+use dataplane::engine::{process, Counters, Tables, Verdict};
+use nos_core::{
+    ForwardingState, MacAddr, Neighbor, NextHop, NextHopId, Object, Port, PortId, RifId, RifKind,
+    Route, RouteAction, RouterInterface, Vrf, VrfId,
+};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use std::collections::HashSet;
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+const V4_PREFIXES: usize = 900_000;
+const V6_PREFIXES: usize = 200_000;
+const RANDOM_LOOKUPS: usize = 10_000_000;
+const HOT_SET: usize = 1024;
+const HOT_ROUNDS: usize = 10_000;
+/// Distinct route values (next hops) the prefixes point at.
+const VALUES: u32 = 64;
+
+/// Picks from `(weight, item)` pairs.
+fn pick<T: Copy>(rng: &mut StdRng, table: &[(u32, T)]) -> T {
+    let total: u32 = table.iter().map(|e| e.0).sum();
+    let mut x = rng.gen_range(0..total);
+    for &(w, v) in table {
+        if x < w {
+            return v;
+        }
+        x -= w;
+    }
+    table[table.len() - 1].1
+}
+
+/// A length drawn from an inclusive range, weighted by the number of prefixes
+/// of each length (so short lengths, of which few exist, are rarer).
+fn len_in(rng: &mut StdRng, lo: u8, hi: u8) -> u8 {
+    let weights: Vec<(u32, u8)> = (lo..=hi).map(|l| (1u32 << (l - lo).min(20), l)).collect();
+    pick(rng, &weights)
+}
+
+/// IPv4 prefixes with a BGP-like length mix: ~60% /24, 10% /23, 10% /22,
+/// 12% /16–/21, 5% /8–/15, 3% /25–/32; distinct, random addresses in 1.0.0.0 to
+/// 223.255.255.255.
+fn ipv4_table(rng: &mut StdRng) -> Vec<Prefix<u32>> {
+    #[derive(Clone, Copy)]
+    enum Band {
+        Fixed(u8),
+        Range(u8, u8),
+    }
+    let bands = [
+        (600, Band::Fixed(24)),
+        (100, Band::Fixed(23)),
+        (100, Band::Fixed(22)),
+        (120, Band::Range(16, 21)),
+        (50, Band::Range(8, 15)),
+        (30, Band::Range(25, 32)),
+    ];
+    let mut seen = HashSet::with_capacity(V4_PREFIXES);
+    let mut out = Vec::with_capacity(V4_PREFIXES);
+    while out.len() < V4_PREFIXES {
+        let len = match pick(rng, &bands) {
+            Band::Fixed(l) => l,
+            Band::Range(a, b) => len_in(rng, a, b),
+        };
+        // Retry a taken prefix with new addresses of the same length, so that the
+        // short lengths (of which few exist) keep their share.
+        for _ in 0..1000 {
+            let addr: u32 = rng.gen_range(0x0100_0000..0xe000_0000);
+            let addr = addr & (!0 << (32 - len));
+            if seen.insert((addr, len)) {
+                out.push((addr, len, rng.gen_range(0..VALUES)));
+                break;
+            }
+        }
+    }
+    out
+}
+
+/// IPv6 prefixes, mostly /32–/48: allocations (/29–/32) spread over 2000::/4 and
+/// more-specifics, four in five of them inside an existing allocation.
+fn ipv6_table(rng: &mut StdRng) -> Vec<Prefix<u128>> {
+    let lens = [
+        (480, 48u8),
+        (110, 32),
+        (90, 44),
+        (80, 40),
+        (50, 36),
+        (30, 29),
+        (100, 0), // 0: any of /33–/47
+        (40, 56),
+        (20, 64),
+    ];
+    let mut seen = HashSet::with_capacity(V6_PREFIXES);
+    let mut out = Vec::with_capacity(V6_PREFIXES);
+    let mut allocations: Vec<u128> = Vec::new();
+    while out.len() < V6_PREFIXES {
+        let mut len = pick(rng, &lens);
+        if len == 0 {
+            len = rng.gen_range(33..=47);
+        }
+        let random: u128 = (0x2u128 << 124) | (rng.gen::<u128>() >> 4);
+        let addr = if len > 32 && !allocations.is_empty() && rng.gen_range(0..5) != 0 {
+            let base = allocations[rng.gen_range(0..allocations.len())];
+            base | (random & (u128::MAX >> 32))
+        } else {
+            random
+        };
+        let addr = addr & (u128::MAX << (128 - u32::from(len)));
+        if seen.insert((addr, len)) {
+            if len <= 32 {
+                allocations.push(addr & (u128::MAX << 96));
+            }
+            out.push((addr, len, rng.gen_range(0..VALUES)));
+        }
+    }
+    out
+}
+
+fn rate(n: usize, d: Duration) -> f64 {
+    n as f64 / d.as_secs_f64()
+}
+
+fn mib(bytes: usize) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
+/// Times `rounds` passes of lookups over `keys`, returning (lookups/s, checksum).
+fn time_lookups<K: Copy>(
+    keys: &[K],
+    rounds: usize,
+    lookup: impl Fn(K) -> Option<u32>,
+) -> (f64, u64) {
+    let start = Instant::now();
+    let mut sum = 0u64;
+    for _ in 0..rounds {
+        for &k in keys {
+            sum = sum.wrapping_add(u64::from(lookup(black_box(k)).unwrap_or(0)));
+        }
+    }
+    let d = start.elapsed();
+    (rate(keys.len() * rounds, d), black_box(sum))
+}
+
+/// Keys inside the table's prefixes (random host bits).
+fn hot_v4(rng: &mut StdRng, t: &[Prefix<u32>]) -> Vec<u32> {
+    (0..HOT_SET)
+        .map(|_| {
+            let (a, l, _) = t[rng.gen_range(0..t.len())];
+            a | (rng.gen::<u32>() & (u32::MAX.checked_shr(u32::from(l)).unwrap_or(0)))
+        })
+        .collect()
+}
+
+fn hot_v6(rng: &mut StdRng, t: &[Prefix<u128>]) -> Vec<u128> {
+    (0..HOT_SET)
+        .map(|_| {
+            let (a, l, _) = t[rng.gen_range(0..t.len())];
+            a | (rng.gen::<u128>() & (u128::MAX.checked_shr(u32::from(l)).unwrap_or(0)))
+        })
+        .collect()
+}
+
+fn bench_ipv4(rng: &mut StdRng) -> Vec<Prefix<u32>> {
+    let table = ipv4_table(rng);
+    let mut hist = [0usize; 33];
+    for p in &table {
+        hist[usize::from(p.1)] += 1;
+    }
+    let pct = |r: std::ops::RangeInclusive<usize>| {
+        100.0 * hist[r].iter().sum::<usize>() as f64 / table.len() as f64
+    };
+    println!(
+        "IPv4: {} prefixes (/24 {:.1}%, /23 {:.1}%, /22 {:.1}%, /16-/21 {:.1}%, /8-/15 {:.1}%, /25-/32 {:.1}%)",
+        table.len(),
+        pct(24..=24),
+        pct(23..=23),
+        pct(22..=22),
+        pct(16..=21),
+        pct(8..=15),
+        pct(25..=32)
+    );
+
+    let random: Vec<u32> = (0..RANDOM_LOOKUPS).map(|_| rng.gen()).collect();
+    let hot = hot_v4(rng, &table);
+    let layouts: [(&str, Option<u32>); 2] = [
+        ("default layout (Lpm4::build)", None),
+        ("compact layout (18-bit direct array)", Some(18)),
+    ];
+    for (name, bits) in layouts {
+        let input = table.clone();
+        let start = Instant::now();
+        let lpm = match bits {
+            None => Lpm4::build(input),
+            Some(b) => Lpm4::build_with_direct_bits(input, b),
+        };
+        let load = start.elapsed();
+        println!("  {name}: {}-bit direct array", lpm.direct_bits());
+        println!(
+            "    load: {:.1} ms ({:.2} M prefixes/s)",
+            load.as_secs_f64() * 1e3,
+            rate(table.len(), load) / 1e6
+        );
+        println!(
+            "    memory: {} bytes ({:.1} MiB, {:.1} bytes/prefix; {} nodes)",
+            lpm.memory_bytes(),
+            mib(lpm.memory_bytes()),
+            lpm.memory_bytes() as f64 / table.len() as f64,
+            lpm.node_count()
+        );
+        let (r, sum) = time_lookups(&random, 1, |k| lpm.lookup(k));
+        let hits = random.iter().filter(|&&k| lpm.lookup(k).is_some()).count();
+        println!(
+            "    random lookups: {:.1} M/s over {} destinations ({:.0}% hit; checksum {sum})",
+            r / 1e6,
+            RANDOM_LOOKUPS,
+            100.0 * hits as f64 / RANDOM_LOOKUPS as f64
+        );
+        let (r, sum) = time_lookups(&hot, HOT_ROUNDS, |k| lpm.lookup(k));
+        println!(
+            "    cache-hot lookups: {:.1} M/s ({} destinations x {} rounds; checksum {sum})",
+            r / 1e6,
+            HOT_SET,
+            HOT_ROUNDS
+        );
+    }
+    table
+}
+
+fn bench_ipv6(rng: &mut StdRng) {
+    let table = ipv6_table(rng);
+    let in_range = table.iter().filter(|p| (32..=48).contains(&p.1)).count();
+    println!(
+        "IPv6: {} prefixes ({:.0}% /32-/48)",
+        table.len(),
+        100.0 * in_range as f64 / table.len() as f64
+    );
+    let input = table.clone();
+    let start = Instant::now();
+    let lpm = Lpm6::build(input);
+    let load = start.elapsed();
+    println!(
+        "  load: {:.1} ms ({:.2} M prefixes/s)",
+        load.as_secs_f64() * 1e3,
+        rate(table.len(), load) / 1e6
+    );
+    println!(
+        "  memory: {} bytes ({:.1} MiB, {:.1} bytes/prefix; {} nodes)",
+        lpm.memory_bytes(),
+        mib(lpm.memory_bytes()),
+        lpm.memory_bytes() as f64 / table.len() as f64,
+        lpm.node_count()
+    );
+    // Random destinations in 2000::/4, where the table is.
+    let random: Vec<u128> = (0..RANDOM_LOOKUPS)
+        .map(|_| (0x2u128 << 124) | (rng.gen::<u128>() >> 4))
+        .collect();
+    let (r, sum) = time_lookups(&random, 1, |k| lpm.lookup(k));
+    println!(
+        "  random lookups: {:.1} M/s over {} destinations in 2000::/4 (checksum {sum})",
+        r / 1e6,
+        RANDOM_LOOKUPS
+    );
+    let hot = hot_v6(rng, &table);
+    let (r, sum) = time_lookups(&hot, HOT_ROUNDS, |k| lpm.lookup(k));
+    println!(
+        "  cache-hot lookups: {:.1} M/s ({} destinations x {} rounds; checksum {sum})",
+        r / 1e6,
+        HOT_SET,
+        HOT_ROUNDS
+    );
+}
+
+/// A forwarding state with two port interfaces, `VALUES` next hops and the IPv4
+/// table's prefixes as routes.
+fn full_state(table: &[Prefix<u32>]) -> ForwardingState {
+    let mut objs = vec![Object::Vrf(Vrf {
+        id: VrfId::DEFAULT,
+        name: "default".into(),
+    })];
+    for p in 1..=2u32 {
+        objs.push(Object::Port(Port {
+            id: PortId(p),
+            name: format!("eth{p}"),
+            mtu: 1500,
+            admin_up: true,
+        }));
+        objs.push(Object::Rif(RouterInterface {
+            id: RifId(p),
+            name: format!("rif{p}"),
+            vrf: VrfId::DEFAULT,
+            kind: RifKind::Port { port: PortId(p) },
+            mac: MacAddr([2, 0, 0, 0, 0, p as u8]),
+            mtu: 1500,
+            admin_up: true,
+        }));
+    }
+    for v in 0..VALUES {
+        let ip = std::net::Ipv4Addr::from(0x0a00_0200 + v);
+        objs.push(Object::Neighbor(Neighbor {
+            rif: RifId(2),
+            ip: ip.into(),
+            mac: MacAddr([2, 0xaa, 0, 0, 0, v as u8]),
+            port: None,
+        }));
+        objs.push(Object::NextHop(NextHop {
+            id: NextHopId(v),
+            rif: RifId(2),
+            ip: ip.into(),
+        }));
+    }
+    for &(a, l, v) in table {
+        objs.push(Object::Route(Route {
+            vrf: VrfId::DEFAULT,
+            prefix: ipnet::Ipv4Net::new(a.into(), l).unwrap().into(),
+            action: RouteAction::NextHop(NextHopId(v)),
+        }));
+    }
+    ForwardingState::from_objects(objs).unwrap()
+}
+
+fn bench_pipeline(rng: &mut StdRng, table: &[Prefix<u32>]) {
+    let start = Instant::now();
+    let state = full_state(table);
+    let model = start.elapsed();
+    let start = Instant::now();
+    let tables = Tables::build(&state);
+    let build = start.elapsed();
+    println!(
+        "Pipeline: Tables::build of a state with {} routes: {:.1} ms (building the ForwardingState itself: {:.1} ms)",
+        tables.route_count(),
+        build.as_secs_f64() * 1e3,
+        model.as_secs_f64() * 1e3
+    );
+
+    // 64-byte UDP/IPv4 frames to random destinations inside the table.
+    let hot = hot_v4(rng, table);
+    let frames: Vec<Vec<u8>> = hot
+        .iter()
+        .map(|&dst| {
+            let mut f = vec![0u8; 60];
+            f[0..6].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
+            f[6..12].copy_from_slice(&[2, 0xbb, 0, 0, 0, 1]);
+            f[12..14].copy_from_slice(&[0x08, 0x00]);
+            let ip = &mut f[14..34];
+            ip[0] = 0x45;
+            ip[2..4].copy_from_slice(&46u16.to_be_bytes());
+            ip[8] = 64;
+            ip[9] = 17;
+            ip[12..16].copy_from_slice(&[10, 9, 9, 9]);
+            ip[16..20].copy_from_slice(&dst.to_be_bytes());
+            let mut sum = 0u32;
+            for w in ip.chunks_exact(2) {
+                sum += u32::from(u16::from_be_bytes([w[0], w[1]]));
+            }
+            while sum > 0xffff {
+                sum = (sum & 0xffff) + (sum >> 16);
+            }
+            ip[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+            f
+        })
+        .collect();
+    let mut buf = Vec::with_capacity(64);
+    let mut counters = Counters::default();
+    let rounds = 5_000;
+    let start = Instant::now();
+    for _ in 0..rounds {
+        for f in &frames {
+            buf.clear();
+            buf.extend_from_slice(f);
+            black_box(process(&tables, PortId(1), &mut buf, &mut counters));
+        }
+    }
+    let d = start.elapsed();
+    let n = rounds * frames.len();
+    assert_eq!(counters.forwarded as usize, n, "{:?}", counters.named());
+    let mut probe = frames[0].clone();
+    assert!(matches!(
+        process(&tables, PortId(1), &mut probe, &mut Counters::default()),
+        Verdict::Forward { .. }
+    ));
+    println!(
+        "  process(): {:.1} M frames/s on one core (64-byte IPv4 frames, {} destinations, frame copy included)",
+        rate(n, d) / 1e6,
+        frames.len()
+    );
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; accept and ignore arguments.
+    let mut rng = StdRng::seed_from_u64(0x5eed_1e9f);
+    let table = bench_ipv4(&mut rng);
+    bench_ipv6(&mut rng);
+    bench_pipeline(&mut rng, &table);
+}

@@ -1,0 +1,248 @@
+//! The forwarding pipeline.
+//!
+//! [`Tables::build`] compiles a `ForwardingState` into an immutable snapshot;
+//! [`process`] runs one received frame through it and rewrites the frame in place
+//! when it is forwarded. Per frame the pipeline does a handful of bounds-checked
+//! header reads, one hash lookup (ingress interface), one LPM lookup, two ACL scans
+//! and array indexing; it allocates nothing (only pushing an 802.1Q tag may grow the
+//! frame's buffer) and takes no lock.
+//!
+//! Stages, in order:
+//! 1. Ethernet and at most one 802.1Q tag → ingress router interface (admin state).
+//! 2. ARP → punt. 3. ICMPv6 neighbor discovery → punt.
+//! 4. L3 admit: the destination MAC must be the interface's.
+//! 5. IPv4/IPv6 header checks.
+//! 6. Pre-ingress ACL (may select the VRF).
+//! 7. LPM in the VRF; weighted groups pick a member by a hash of the flow.
+//! 8. Ingress ACL.
+//! 9. TTL / hop limit.
+//! 10. Neighbor and egress (port, VLAN tag, admin state, MTU).
+//! 11. Rewrite: MACs, VLAN tag, TTL and IPv4 checksum.
+
+mod acl;
+mod counters;
+pub mod lpm;
+mod parse;
+mod tables;
+
+#[cfg(test)]
+mod tests;
+
+pub use counters::{punt_index, punt_name, Counters, DropReason, PUNT_COUNT, PUNT_REASONS};
+pub use tables::{Tables, MAX_GROUP_SLOTS};
+
+use acl::{AclPacket, RuleAction};
+use nos_core::backend::PuntReason;
+use nos_core::PortId;
+use parse::{Addrs, Ip, ETH_ARP, ETH_IPV4, ETH_IPV6, ETH_VLAN, TAG_OFFSET};
+use tables::{mix64, Action, Egress};
+
+/// What to do with a frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Send the rewritten frame out of `port`. If `copy` is true, the I/O layer also
+    /// punts a copy (`AclCopy`) of the frame as it was received.
+    Forward {
+        port: PortId,
+        copy: bool,
+    },
+    /// Hand the frame, unchanged, to the control plane.
+    Punt(PuntReason),
+    Drop(DropReason),
+}
+
+/// Runs one frame (as on the wire, with its 802.1Q tag if it had one) received on
+/// `in_port` through the pipeline, rewriting it in place when it is forwarded, and
+/// counts the verdict. A frame that is punted or dropped is left unchanged.
+pub fn process(
+    tables: &Tables,
+    in_port: PortId,
+    frame: &mut Vec<u8>,
+    counters: &mut Counters,
+) -> Verdict {
+    let v = match pipeline(tables, in_port, frame) {
+        Ok(v) | Err(v) => v,
+    };
+    counters.record(v);
+    v
+}
+
+#[inline]
+fn drop(r: DropReason) -> Verdict {
+    Verdict::Drop(r)
+}
+
+/// The pipeline proper; early exits are `Err(verdict)`.
+fn pipeline(t: &Tables, in_port: PortId, frame: &mut Vec<u8>) -> Result<Verdict, Verdict> {
+    // 1. Ethernet, VLAN tag, ingress interface.
+    let eth = parse::ethernet(frame).ok_or(drop(DropReason::Truncated))?;
+    let ing = *t
+        .ingress(in_port, eth.vlan)
+        .ok_or(drop(DropReason::NoRouterInterface))?;
+    if !ing.up {
+        return Err(drop(DropReason::InterfaceDown));
+    }
+
+    // 2. ARP, whatever its destination MAC.
+    if eth.ether_type == ETH_ARP {
+        return Err(Verdict::Punt(PuntReason::Arp));
+    }
+
+    // 3. Neighbor discovery, unicast or multicast.
+    let v6 = (eth.ether_type == ETH_IPV6).then(|| parse::ipv6(frame, eth.l3));
+    if let Some(Ok(ip)) = &v6 {
+        if ip.is_neighbor_discovery() {
+            return Err(Verdict::Punt(PuntReason::NeighborDiscovery));
+        }
+    }
+
+    // 4. L3 admit.
+    if eth.dst != ing.mac {
+        return Err(drop(if eth.dst[0] & 1 == 1 {
+            DropReason::Multicast
+        } else {
+            DropReason::NotForUs
+        }));
+    }
+
+    // 5. IP header.
+    let ip: Ip = match (eth.ether_type, v6) {
+        (ETH_IPV4, _) => parse::ipv4(frame, eth.l3).map_err(drop)?,
+        (_, Some(r)) => r.map_err(drop)?,
+        _ => return Err(drop(DropReason::UnknownEthertype)),
+    };
+    let pkt = AclPacket {
+        in_port,
+        eth: &eth,
+        ip: &ip,
+    };
+
+    // 6. Pre-ingress ACL.
+    let mut vrf = ing.vrf;
+    let mut copy = false;
+    match acl::first_match(&t.pre_ingress, &pkt) {
+        None | Some(RuleAction::Permit) => {}
+        Some(RuleAction::Drop) => return Err(drop(DropReason::AclDrop)),
+        Some(RuleAction::Trap) => return Err(Verdict::Punt(PuntReason::AclTrap)),
+        Some(RuleAction::Copy) => copy = true,
+        Some(RuleAction::SetVrf(v)) => vrf = v,
+    }
+
+    // 7. Route lookup and next-hop selection.
+    let routes = t.vrfs.get(vrf as usize).ok_or(drop(DropReason::NoRoute))?;
+    let found = match ip.addrs {
+        Addrs::V4 { dst, .. } => routes.v4.lookup(dst),
+        Addrs::V6 { dst, .. } => routes.v6.lookup(dst),
+    };
+    let action = found
+        .and_then(|i| t.actions.get(i as usize))
+        .ok_or(drop(DropReason::NoRoute))?;
+    let nh = match *action {
+        Action::Drop => return Err(drop(DropReason::RouteDrop)),
+        Action::ToCpu => return Err(Verdict::Punt(PuntReason::ToMe)),
+        Action::NextHop(n) => n,
+        Action::Group { start, len } => {
+            let pick = (u64::from(flow_hash(&ip)) * u64::from(len)) >> 32;
+            *t.group_slots
+                .get(start as usize + pick as usize)
+                .ok_or(drop(DropReason::RouteDrop))?
+        }
+    };
+
+    // 8. Ingress ACL.
+    match acl::first_match(&t.ingress_acl, &pkt) {
+        None | Some(RuleAction::Permit) | Some(RuleAction::SetVrf(_)) => {}
+        Some(RuleAction::Drop) => return Err(drop(DropReason::AclDrop)),
+        Some(RuleAction::Trap) => return Err(Verdict::Punt(PuntReason::AclTrap)),
+        Some(RuleAction::Copy) => copy = true,
+    }
+
+    // 9. TTL / hop limit (decremented below, once the frame is sure to leave).
+    if ip.ttl <= 1 {
+        return Err(Verdict::Punt(PuntReason::TtlExpired));
+    }
+
+    // 10. Neighbor and egress.
+    let Some(Egress::Resolved {
+        port,
+        dst_mac,
+        src_mac,
+        vlan,
+        mtu,
+        up,
+    }) = t.next_hops.get(nh as usize).copied()
+    else {
+        return Err(Verdict::Punt(PuntReason::NeighborMiss));
+    };
+    if !up {
+        return Err(drop(DropReason::InterfaceDown));
+    }
+    if ip.len as u64 > u64::from(mtu) {
+        return Err(drop(DropReason::MtuExceeded));
+    }
+
+    // 11. Rewrite. Trailing Ethernet padding is cut off first.
+    frame.truncate(eth.l3 + ip.len);
+    if ip.is_ipv6() {
+        parse::ipv6_decrement_hop_limit(frame, eth.l3);
+    } else {
+        parse::ipv4_decrement_ttl(frame, eth.l3);
+    }
+    if let Some(m) = frame.get_mut(0..12) {
+        m[..6].copy_from_slice(&dst_mac);
+        m[6..].copy_from_slice(&src_mac);
+    }
+    set_vlan_tag(frame, eth.vlan.map(|_| eth.tci), vlan);
+    Ok(Verdict::Forward { port, copy })
+}
+
+/// Makes the frame's 802.1Q tag what the egress needs: `have` is the received
+/// tag's TCI (if tagged), `want` the VLAN to send with (if any). A rewritten tag
+/// keeps the received priority bits; a pushed tag has priority 0.
+fn set_vlan_tag(frame: &mut Vec<u8>, have: Option<u16>, want: Option<u16>) {
+    match (have, want) {
+        (None, None) => {}
+        (Some(tci), Some(vid)) => {
+            let tci = (tci & 0xf000) | (vid & 0x0fff);
+            if let Some(b) = frame.get_mut(TAG_OFFSET + 2..TAG_OFFSET + 4) {
+                b.copy_from_slice(&tci.to_be_bytes());
+            }
+        }
+        (None, Some(vid)) => {
+            let len = frame.len();
+            if len < TAG_OFFSET {
+                return;
+            }
+            frame.resize(len + 4, 0);
+            frame.copy_within(TAG_OFFSET..len, TAG_OFFSET + 4);
+            if let Some(b) = frame.get_mut(TAG_OFFSET..TAG_OFFSET + 4) {
+                b[..2].copy_from_slice(&ETH_VLAN.to_be_bytes());
+                b[2..].copy_from_slice(&(vid & 0x0fff).to_be_bytes());
+            }
+        }
+        (Some(_), None) => {
+            let len = frame.len();
+            if len >= TAG_OFFSET + 4 {
+                frame.copy_within(TAG_OFFSET + 4..len, TAG_OFFSET);
+                frame.truncate(len - 4);
+            }
+        }
+    }
+}
+
+/// A hash of the flow: addresses, protocol and L4 ports (when the packet carries
+/// them). The same flow always hashes the same.
+#[inline]
+fn flow_hash(ip: &Ip) -> u32 {
+    let mut h = match ip.addrs {
+        Addrs::V4 { src, dst } => mix64((u64::from(src) << 32) | u64::from(dst)),
+        Addrs::V6 { src, dst } => {
+            let h = mix64(src as u64 ^ mix64((src >> 64) as u64));
+            let h = mix64(h ^ dst as u64);
+            mix64(h ^ (dst >> 64) as u64)
+        }
+    };
+    let (sp, dp) = ip.ports.unwrap_or((0, 0));
+    h = mix64(h ^ (u64::from(ip.proto) << 32 | u64::from(sp) << 16 | u64::from(dp)));
+    (h >> 32) as u32
+}

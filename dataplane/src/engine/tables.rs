@@ -1,0 +1,388 @@
+//! The compiled snapshot the pipeline runs on.
+//!
+//! Everything that can be resolved ahead of time is: the ingress map gives a
+//! router interface's MAC, VRF and up/down state in one hash lookup; routes point
+//! into a small array of distinct actions; every next hop carries its complete
+//! egress (port, MACs, VLAN tag, MTU, up/down) or is marked unresolved; weighted
+//! groups are expanded into slot tables.
+
+use super::acl::{self, Rule};
+use super::lpm::{Lpm4, Lpm6, Prefix};
+use ipnet::IpNet;
+use nos_core::{
+    AclStage, ForwardingState, GroupId, NextHopId, PortId, RifId, RifKind, RouteAction, VrfId,
+};
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
+
+/// Most slots a weighted group expands into; larger weight sums are scaled down.
+pub const MAX_GROUP_SLOTS: u64 = 4096;
+
+/// The splitmix64 finalizer: a cheap, well-mixing 64-bit hash.
+#[inline]
+pub(crate) fn mix64(mut x: u64) -> u64 {
+    x ^= x >> 30;
+    x = x.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x ^= x >> 27;
+    x = x.wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+/// A fixed, fast hasher for the integer keys of the ingress map.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct MixHasher(u64);
+
+impl Hasher for MixHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = mix64(self.0 ^ u64::from(b));
+        }
+    }
+
+    fn write_u64(&mut self, x: u64) {
+        self.0 = mix64(self.0 ^ x);
+    }
+}
+
+type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<MixHasher>>;
+
+/// The ingress map's key: the port and the outer VLAN tag (`0xffff` when untagged).
+#[inline]
+pub(crate) fn ingress_key(port: PortId, vlan: Option<u16>) -> u64 {
+    (u64::from(port.0) << 16) | u64::from(vlan.unwrap_or(0xffff))
+}
+
+/// The router interface frames of one (port, VLAN) arrive on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Ingress {
+    pub rif: RifId,
+    pub mac: [u8; 6],
+    /// Index of the interface's VRF in `Tables::vrfs`.
+    pub vrf: u32,
+    /// Both the interface and the port are administratively up.
+    pub up: bool,
+}
+
+/// A route's action with its references resolved to indices.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Action {
+    Drop,
+    ToCpu,
+    /// Index into `Tables::next_hops`.
+    NextHop(u32),
+    /// A range of `Tables::group_slots`.
+    Group {
+        start: u32,
+        len: u32,
+    },
+}
+
+/// Where and how a next hop's packets leave.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Egress {
+    Resolved {
+        port: PortId,
+        dst_mac: [u8; 6],
+        src_mac: [u8; 6],
+        /// The 802.1Q tag to send with, if any.
+        vlan: Option<u16>,
+        /// Largest IP packet that may leave: the smaller of the interface's and
+        /// the port's MTU.
+        mtu: u32,
+        /// Both the egress interface and the port are administratively up.
+        up: bool,
+    },
+    /// No neighbor entry (or, on a VLAN interface, no known member port for it).
+    Unresolved,
+}
+
+/// The routes of one VRF.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct VrfTables {
+    pub v4: Lpm4,
+    pub v6: Lpm6,
+}
+
+/// An immutable, compiled snapshot of a [`ForwardingState`], ready for
+/// [`process`](super::process). Cheap to share between threads (`Send + Sync`).
+#[derive(Clone)]
+pub struct Tables {
+    pub(crate) ingress: FastMap<u64, Ingress>,
+    pub(crate) vrfs: Vec<VrfTables>,
+    pub(crate) vrf_ids: Vec<VrfId>,
+    pub(crate) actions: Vec<Action>,
+    pub(crate) group_slots: Vec<u32>,
+    pub(crate) next_hops: Vec<Egress>,
+    pub(crate) pre_ingress: Vec<Rule>,
+    pub(crate) ingress_acl: Vec<Rule>,
+    routes: usize,
+}
+
+impl fmt::Debug for Tables {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tables")
+            .field("ingress_keys", &self.ingress.len())
+            .field("vrfs", &self.vrf_ids)
+            .field("routes", &self.routes)
+            .field("actions", &self.actions.len())
+            .field("next_hops", &self.next_hops.len())
+            .field("group_slots", &self.group_slots.len())
+            .field("pre_ingress_rules", &self.pre_ingress.len())
+            .field("ingress_rules", &self.ingress_acl.len())
+            .field("lpm_bytes", &self.lpm_memory_bytes())
+            .finish()
+    }
+}
+
+impl Default for Tables {
+    fn default() -> Self {
+        Self::empty()
+    }
+}
+
+fn gcd(a: u64, b: u64) -> u64 {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
+}
+
+/// Slot counts for weights: reduced by their common divisor and, if the sum is
+/// still above [`MAX_GROUP_SLOTS`], scaled down proportionally (every member
+/// keeping at least one slot).
+fn slot_counts(weights: &[u32]) -> Vec<u64> {
+    let g = weights
+        .iter()
+        .fold(0u64, |g, &w| gcd(g, u64::from(w)))
+        .max(1);
+    let mut counts: Vec<u64> = weights.iter().map(|&w| u64::from(w) / g).collect();
+    let total: u64 = counts.iter().sum();
+    if total > MAX_GROUP_SLOTS {
+        for c in counts.iter_mut() {
+            *c = (*c * MAX_GROUP_SLOTS / total).max(1);
+        }
+    }
+    counts
+}
+
+impl Tables {
+    /// Tables that forward nothing: every frame is dropped with
+    /// `NoRouterInterface`.
+    pub fn empty() -> Tables {
+        Tables {
+            ingress: FastMap::default(),
+            vrfs: Vec::new(),
+            vrf_ids: Vec::new(),
+            actions: Vec::new(),
+            group_slots: Vec::new(),
+            next_hops: Vec::new(),
+            pre_ingress: Vec::new(),
+            ingress_acl: Vec::new(),
+            routes: 0,
+        }
+    }
+
+    /// Compiles a forwarding state.
+    pub fn build(state: &ForwardingState) -> Tables {
+        let mut t = Tables::empty();
+
+        // VRFs: every VRF the state knows, plus any referenced one (defensively).
+        let mut vrf_index: BTreeMap<VrfId, u32> = BTreeMap::new();
+        {
+            let mut add = |v: VrfId| {
+                let n = vrf_index.len() as u32;
+                vrf_index.entry(v).or_insert(n);
+            };
+            state.vrfs().keys().copied().for_each(&mut add);
+            state.rifs().values().for_each(|r| add(r.vrf));
+            state.routes().keys().for_each(|k| add(k.vrf));
+        }
+        t.vrf_ids = vec![VrfId::DEFAULT; vrf_index.len()];
+        for (&id, &i) in &vrf_index {
+            t.vrf_ids[i as usize] = id;
+        }
+
+        // Ingress: the first interface in id order wins, as in
+        // `ForwardingState::ingress_rif`.
+        for r in state.rifs().values() {
+            let port_up = |p: &PortId| state.ports().get(p).is_some_and(|p| p.admin_up);
+            let vrf = vrf_index[&r.vrf];
+            let mut add = |port: PortId, vlan: Option<u16>| {
+                t.ingress.entry(ingress_key(port, vlan)).or_insert(Ingress {
+                    rif: r.id,
+                    mac: r.mac.0,
+                    vrf,
+                    up: r.admin_up && port_up(&port),
+                });
+            };
+            match &r.kind {
+                RifKind::Port { port } => add(*port, None),
+                RifKind::SubPort { port, vlan } => add(*port, Some(*vlan)),
+                RifKind::Vlan { vlan, members } => {
+                    for m in members {
+                        add(m.port, if m.tagged { Some(*vlan) } else { None });
+                    }
+                }
+            }
+        }
+
+        // Next hops with their egress resolved.
+        let mut nh_index: HashMap<NextHopId, u32> = HashMap::new();
+        for nh in state.next_hops().values() {
+            nh_index.insert(nh.id, t.next_hops.len() as u32);
+            t.next_hops.push(resolve(state, nh.rif, nh.ip));
+        }
+
+        // Distinct route actions.
+        let mut action_index: HashMap<RouteAction, u32> = HashMap::new();
+        let mut group_cache: HashMap<GroupId, Action> = HashMap::new();
+        let mut v4: Vec<Vec<Prefix<u32>>> = vec![Vec::new(); vrf_index.len()];
+        let mut v6: Vec<Vec<Prefix<u128>>> = vec![Vec::new(); vrf_index.len()];
+        for (key, action) in state.routes() {
+            let idx = match action_index.get(action) {
+                Some(&i) => i,
+                None => {
+                    let a = t.compile_action(state, *action, &nh_index, &mut group_cache);
+                    let i = t.actions.len() as u32;
+                    t.actions.push(a);
+                    action_index.insert(*action, i);
+                    i
+                }
+            };
+            let vrf = vrf_index[&key.vrf] as usize;
+            match key.prefix {
+                IpNet::V4(n) => v4[vrf].push((u32::from(n.network()), n.prefix_len(), idx)),
+                IpNet::V6(n) => v6[vrf].push((u128::from(n.network()), n.prefix_len(), idx)),
+            }
+        }
+        t.routes = state.routes().len();
+        t.vrfs = v4
+            .into_iter()
+            .zip(v6)
+            .map(|(a, b)| VrfTables {
+                v4: Lpm4::build(a),
+                v6: Lpm6::build(b),
+            })
+            .collect();
+
+        // ACLs.
+        let vi = |v: VrfId| vrf_index.get(&v).copied();
+        for r in state.acls().values() {
+            let rule = Rule::compile(r, vi);
+            match r.stage {
+                AclStage::PreIngress => t.pre_ingress.push(rule),
+                AclStage::Ingress => t.ingress_acl.push(rule),
+            }
+        }
+        acl::sort(&mut t.pre_ingress);
+        acl::sort(&mut t.ingress_acl);
+        t
+    }
+
+    fn compile_action(
+        &mut self,
+        state: &ForwardingState,
+        action: RouteAction,
+        nh_index: &HashMap<NextHopId, u32>,
+        group_cache: &mut HashMap<GroupId, Action>,
+    ) -> Action {
+        match action {
+            RouteAction::Drop => Action::Drop,
+            RouteAction::ToCpu => Action::ToCpu,
+            RouteAction::NextHop(id) => nh_index
+                .get(&id)
+                .map_or(Action::Drop, |&i| Action::NextHop(i)),
+            RouteAction::Group(gid) => {
+                if let Some(a) = group_cache.get(&gid) {
+                    return *a;
+                }
+                let mut members: Vec<(u32, u32)> = state
+                    .groups()
+                    .get(&gid)
+                    .map(|g| {
+                        g.members
+                            .iter()
+                            .filter(|m| m.weight > 0)
+                            .filter_map(|m| nh_index.get(&m.next_hop).map(|&i| (i, m.weight)))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                members.sort_unstable();
+                let weights: Vec<u32> = members.iter().map(|m| m.1).collect();
+                let start = self.group_slots.len() as u32;
+                for (m, n) in members.iter().zip(slot_counts(&weights)) {
+                    let end = self.group_slots.len() + n as usize;
+                    self.group_slots.resize(end, m.0);
+                }
+                let len = self.group_slots.len() as u32 - start;
+                let a = if len == 0 {
+                    Action::Drop
+                } else {
+                    Action::Group { start, len }
+                };
+                group_cache.insert(gid, a);
+                a
+            }
+        }
+    }
+
+    /// The ingress entry for frames on `port` with outer tag `vlan`.
+    #[inline]
+    pub(crate) fn ingress(&self, port: PortId, vlan: Option<u16>) -> Option<&Ingress> {
+        self.ingress.get(&ingress_key(port, vlan))
+    }
+
+    /// The router interface that frames on `port` with outer tag `vlan` arrive on
+    /// (the same answer as `ForwardingState::ingress_rif`).
+    pub fn ingress_rif(&self, port: PortId, vlan: Option<u16>) -> Option<RifId> {
+        self.ingress(port, vlan).map(|i| i.rif)
+    }
+
+    /// Number of routes compiled, over all VRFs.
+    pub fn route_count(&self) -> usize {
+        self.routes
+    }
+
+    /// Bytes used by the route tables of all VRFs.
+    pub fn lpm_memory_bytes(&self) -> usize {
+        self.vrfs
+            .iter()
+            .map(|v| v.v4.memory_bytes() + v.v6.memory_bytes())
+            .sum()
+    }
+}
+
+/// Resolves the egress of a next hop (`rif`, `ip`) against the neighbor table.
+fn resolve(state: &ForwardingState, rif: RifId, ip: std::net::IpAddr) -> Egress {
+    let Some(r) = state.rifs().get(&rif) else {
+        return Egress::Unresolved;
+    };
+    let Some(n) = state.neighbors().get(&(rif, ip)) else {
+        return Egress::Unresolved;
+    };
+    let (port, vlan) = match &r.kind {
+        RifKind::Port { port } => (*port, None),
+        RifKind::SubPort { port, vlan } => (*port, Some(*vlan)),
+        RifKind::Vlan { vlan, members } => {
+            let Some(m) = n.port.and_then(|p| members.iter().find(|m| m.port == p)) else {
+                return Egress::Unresolved;
+            };
+            (m.port, m.tagged.then_some(*vlan))
+        }
+    };
+    let p = state.ports().get(&port);
+    Egress::Resolved {
+        port,
+        dst_mac: n.mac.0,
+        src_mac: r.mac.0,
+        vlan,
+        mtu: p.map_or(r.mtu, |p| p.mtu.min(r.mtu)),
+        up: r.admin_up && p.is_some_and(|p| p.admin_up),
+    }
+}
