@@ -337,6 +337,7 @@ impl IoThread {
                 port: in_port,
                 ..Default::default()
             });
+        let keep_original = tables.has_copy_rules();
         for i in 0..n {
             pc.rx_packets += 1;
             pc.rx_bytes += batch.bufs[i].len() as u64;
@@ -344,13 +345,14 @@ impl IoThread {
                 pc.rx_errors += 1;
                 continue;
             }
+            let original = keep_original.then(|| batch.bufs[i].clone());
             match process(&tables, in_port, &mut batch.bufs[i], &mut self.counters) {
                 Verdict::Forward { port, copy } => {
-                    if copy {
+                    if let (true, Some(frame)) = (copy, original) {
                         (self.punt)(PacketIn {
                             port: in_port,
                             reason: PuntReason::AclCopy,
-                            frame: batch.bufs[i].clone(),
+                            frame,
                         });
                     }
                     self.pending.push((port, i));

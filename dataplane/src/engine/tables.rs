@@ -344,6 +344,15 @@ impl Tables {
         self.ingress(port, vlan).map(|i| i.rif)
     }
 
+    /// Whether any ACL rule copies packets to the CPU; the I/O layer then keeps
+    /// each frame's received bytes, so the copy is the packet as it arrived.
+    pub fn has_copy_rules(&self) -> bool {
+        self.pre_ingress
+            .iter()
+            .chain(&self.ingress_acl)
+            .any(|r| matches!(r.action, super::acl::RuleAction::Copy))
+    }
+
     /// Number of routes compiled, over all VRFs.
     pub fn route_count(&self) -> usize {
         self.routes

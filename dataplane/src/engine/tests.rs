@@ -1289,3 +1289,9 @@ fn tables_are_send_and_sync() {
     assert_eq!(t.route_count(), 14);
     assert!(format!("{t:?}").contains("routes: 14"));
 }
+
+#[test]
+fn tables_say_whether_any_rule_copies() {
+    assert!(tables_with(vec![dport_rule(1, 6, 179, AclAction::Copy)]).has_copy_rules());
+    assert!(!tables_with(vec![dport_rule(1, 6, 179, AclAction::Drop)]).has_copy_rules());
+}
