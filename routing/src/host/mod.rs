@@ -255,7 +255,7 @@ impl HostStack {
         let r = match p.reason {
             PuntReason::Arp => self.arp(&hi, p.port, &eth, payload).await,
             PuntReason::NeighborDiscovery => self.nd(&hi, p.port, &eth, payload).await,
-            PuntReason::ToMe => self.to_me(&hi, &p, &eth, payload),
+            PuntReason::ToMe => self.for_me(&hi, &p, &eth, payload),
             PuntReason::NeighborMiss => {
                 self.enqueue(Queued {
                     since: Instant::now(),
@@ -377,7 +377,7 @@ impl HostStack {
         Ok(())
     }
 
-    fn to_me(
+    fn for_me(
         &mut self,
         hi: &HostInterface,
         p: &PacketIn,
