@@ -1,0 +1,178 @@
+//! The gNMI service as far as it goes today: Capabilities.
+
+use tonic::codegen::BoxStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::proto::gnmi::{
+    g_nmi_server::{GNmi, GNmiServer},
+    CapabilityRequest, CapabilityResponse, Encoding, GetRequest, GetResponse, ModelData,
+    SetRequest, SetResponse, SubscribeRequest, SubscribeResponse,
+};
+
+/// The gNMI version this server implements: the value of the `gnmi_service`
+/// file option in `proto/gnmi/gnmi.proto` (a test checks they agree).
+pub const GNMI_VERSION: &str = "0.10.0";
+
+/// The `organization` statement of every OpenConfig module.
+pub const OPENCONFIG_ORGANIZATION: &str = "OpenConfig working group";
+
+/// An OpenConfig YANG module this server is meant to serve.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Model {
+    /// YANG module name.
+    pub name: &'static str,
+    /// The module's `oc-ext:openconfig-version` (semantic version).
+    pub version: &'static str,
+    /// The YANG `revision` date that goes with `version`.
+    pub revision: &'static str,
+}
+
+/// The OpenConfig modules advertised by Capabilities.
+///
+/// Each `version` is the module's `oc-ext:openconfig-version` and `revision`
+/// the matching YANG `revision` date, both read from copies of the module
+/// text (openconfig/public `release/models/...`). Reporting a model here
+/// states the schema the server intends to follow; the paths themselves are
+/// not served yet.
+///
+/// Only openconfig-interfaces is known to be the latest release. For the
+/// others, newer revisions exist than the newest copy that could be read
+/// when this list was written (openconfig-if-ip 2025-05-12,
+/// openconfig-network-instance 2025-03-26, openconfig-routing-policy
+/// 2024-11-26, openconfig-system 2024-09-24, openconfig-aft 2025-03-12):
+/// refresh these from openconfig/public before the paths are served, and
+/// keep them equal to the schema the path code actually follows.
+pub const SUPPORTED_MODELS: &[Model] = &[
+    Model {
+        name: "openconfig-interfaces",
+        version: "3.8.1",
+        revision: "2026-01-06",
+    },
+    Model {
+        name: "openconfig-if-ip",
+        version: "2.0.0",
+        revision: "2017-07-14",
+    },
+    Model {
+        name: "openconfig-network-instance",
+        version: "2.0.0",
+        revision: "2022-11-18",
+    },
+    Model {
+        name: "openconfig-routing-policy",
+        version: "3.4.3",
+        revision: "2023-11-09",
+    },
+    Model {
+        name: "openconfig-system",
+        version: "0.17.1",
+        revision: "2023-06-16",
+    },
+    Model {
+        name: "openconfig-aft",
+        version: "1.0.0",
+        revision: "2022-03-29",
+    },
+];
+
+/// Encodings advertised by Capabilities.
+pub const SUPPORTED_ENCODINGS: &[Encoding] = &[Encoding::Json, Encoding::JsonIetf];
+
+/// The gNMI service. Work in progress: only Capabilities is answered; Get,
+/// Set and Subscribe return `UNIMPLEMENTED`.
+#[derive(Debug, Clone, Default)]
+pub struct GnmiService {
+    _private: (),
+}
+
+impl GnmiService {
+    /// A service advertising [`SUPPORTED_MODELS`], [`SUPPORTED_ENCODINGS`]
+    /// and [`GNMI_VERSION`].
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Wraps the service for `tonic::transport::Server::add_service`.
+    pub fn into_server(self) -> GNmiServer<Self> {
+        GNmiServer::new(self)
+    }
+
+    /// The Capabilities answer.
+    pub fn capabilities(&self) -> CapabilityResponse {
+        CapabilityResponse {
+            supported_models: SUPPORTED_MODELS
+                .iter()
+                .map(|m| ModelData {
+                    name: m.name.to_owned(),
+                    organization: OPENCONFIG_ORGANIZATION.to_owned(),
+                    version: m.version.to_owned(),
+                })
+                .collect(),
+            supported_encodings: SUPPORTED_ENCODINGS.iter().map(|e| *e as i32).collect(),
+            g_nmi_version: GNMI_VERSION.to_owned(),
+            extension: Vec::new(),
+        }
+    }
+}
+
+fn not_served_yet(rpc: &str) -> Status {
+    Status::unimplemented(format!(
+        "gNMI {rpc} is not served yet: this server is a work in progress and answers \
+         only Capabilities"
+    ))
+}
+
+#[tonic::async_trait]
+impl GNmi for GnmiService {
+    async fn capabilities(
+        &self,
+        _request: Request<CapabilityRequest>,
+    ) -> Result<Response<CapabilityResponse>, Status> {
+        Ok(Response::new(GnmiService::capabilities(self)))
+    }
+
+    async fn get(&self, _request: Request<GetRequest>) -> Result<Response<GetResponse>, Status> {
+        Err(not_served_yet("Get"))
+    }
+
+    async fn set(&self, _request: Request<SetRequest>) -> Result<Response<SetResponse>, Status> {
+        Err(not_served_yet("Set"))
+    }
+
+    type SubscribeStream = BoxStream<SubscribeResponse>;
+
+    async fn subscribe(
+        &self,
+        _request: Request<Streaming<SubscribeRequest>>,
+    ) -> Result<Response<Self::SubscribeStream>, Status> {
+        Err(not_served_yet("Subscribe"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The constant must be the `gnmi_service` option of the proto we
+    /// compiled, so the two cannot drift apart.
+    #[test]
+    fn gnmi_version_matches_the_proto_file_option() {
+        let proto = include_str!("../proto/gnmi/gnmi.proto");
+        let option = format!("option (gnmi_service) = \"{GNMI_VERSION}\";");
+        assert!(proto.contains(&option), "gnmi.proto lacks `{option}`");
+    }
+
+    #[test]
+    fn models_are_distinct_and_versioned() {
+        let mut names: Vec<_> = SUPPORTED_MODELS.iter().map(|m| m.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), SUPPORTED_MODELS.len());
+        for m in SUPPORTED_MODELS {
+            let parts: Vec<_> = m.version.split('.').collect();
+            assert_eq!(parts.len(), 3, "{}: {}", m.name, m.version);
+            assert!(parts.iter().all(|p| p.parse::<u32>().is_ok()));
+            assert_eq!(m.revision.len(), 10, "{}: {}", m.name, m.revision);
+        }
+    }
+}
