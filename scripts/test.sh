@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Runs the whole test suite. Installs what the tests need when it is missing
-# (iproute2, ping, socat, ethtool from Debian packages; needs root, as do the
-# end-to-end tests, which build network namespaces).
+# (iproute2, ping, socat, ethtool, FRR and GoBGP from Debian packages; needs
+# root, as do the end-to-end tests, which build network namespaces).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-for pair in ip:iproute2 ping:iputils-ping socat:socat ethtool:ethtool; do
+for pair in ip:iproute2 ping:iputils-ping socat:socat ethtool:ethtool vtysh:frr gobgpd:gobgpd; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair##*:}")
 done
 if [ ${#need[@]} -gt 0 ]; then

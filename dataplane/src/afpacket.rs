@@ -152,7 +152,8 @@ impl PacketSocket {
             hdr.msg_iov = &mut batch.iov[i];
             hdr.msg_iovlen = 1;
             hdr.msg_control = batch.cmsg[i].as_mut_ptr().cast();
-            hdr.msg_controllen = batch.cmsg[i].len();
+            // In bytes: the kernel drops the auxdata (MSG_CTRUNC) if it does not fit.
+            hdr.msg_controllen = std::mem::size_of_val(&batch.cmsg[i]);
             hdr.msg_name = std::ptr::null_mut();
             hdr.msg_namelen = 0;
             hdr.msg_flags = 0;
@@ -179,7 +180,10 @@ impl PacketSocket {
         let n = n as usize;
         for i in 0..n {
             let len = batch.hdrs[i].msg_len as usize;
-            let truncated = batch.hdrs[i].msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
+            // A cut frame, or one whose VLAN/checksum metadata was cut, cannot be
+            // handled correctly; the caller counts it as an error.
+            let truncated =
+                batch.hdrs[i].msg_hdr.msg_flags & (libc::MSG_TRUNC | libc::MSG_CTRUNC) != 0;
             let aux = auxdata(&batch.hdrs[i].msg_hdr);
             let buf = &mut batch.bufs[i];
             batch.meta[i] = FrameMeta {
@@ -215,10 +219,12 @@ impl PacketSocket {
         Ok(n)
     }
 
-    /// Sends frames in one `sendmmsg` call (repeated while the kernel takes only
-    /// part). Returns how many were sent; the rest were refused.
+    /// Sends frames with `sendmmsg` (repeated while the kernel takes only part).
+    /// A frame the kernel refuses (too big for the device, no buffer space) is
+    /// skipped and the ones after it are still sent. Returns how many were sent.
     pub fn send_batch(&self, frames: &[&[u8]]) -> io::Result<usize> {
         let mut sent = 0;
+        let mut first_error: Option<io::Error> = None;
         for chunk in frames.chunks(BATCH) {
             let mut iov: [libc::iovec; BATCH] = [libc::iovec {
                 iov_base: std::ptr::null_mut(),
@@ -248,19 +254,29 @@ impl PacketSocket {
                 };
                 if n <= 0 {
                     let e = io::Error::last_os_error();
-                    if sent > 0 || off > 0 {
-                        return Ok(sent + off);
+                    match e.kind() {
+                        io::ErrorKind::Interrupted => continue,
+                        // The queue is full: the rest of this chunk is dropped.
+                        io::ErrorKind::WouldBlock => break,
+                        _ => {
+                            // Frame `off` was refused; skip it and go on.
+                            first_error.get_or_insert(e);
+                            off += 1;
+                            continue;
+                        }
                     }
-                    return match e.kind() {
-                        io::ErrorKind::WouldBlock => Ok(0),
-                        _ => Err(last_err("sendmmsg", &self.ifname)),
-                    };
                 }
                 off += n as usize;
+                sent += n as usize;
             }
-            sent += chunk.len();
         }
-        Ok(sent)
+        match (sent, first_error) {
+            (0, Some(e)) => Err(io::Error::new(
+                e.kind(),
+                format!("sendmmsg on {}: {e}", self.ifname),
+            )),
+            _ => Ok(sent),
+        }
     }
 }
 

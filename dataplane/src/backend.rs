@@ -120,6 +120,7 @@ impl X86Backend {
                         format!("port {} has no Linux interface bound", p.name),
                     )
                 })?;
+                silence_kernel(&ifname);
                 let sock = PacketSocket::open(&ifname).map_err(|e| {
                     BackendError::new(
                         BackendErrorKind::Unavailable,
@@ -413,5 +414,24 @@ impl IoThread {
             .port_counters
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = self.port_counters.clone();
+    }
+}
+
+/// Keeps the kernel's own IP stack off a port the dataplane takes over, as a
+/// switch ASIC's ports would be: no ARP replies for the host's addresses (Linux
+/// answers for any local address on any interface by default) and no IPv6
+/// (neighbor discovery, router solicitations). The router's own addresses live
+/// on its host interface instead.
+fn silence_kernel(ifname: &str) {
+    for (key, value) in [
+        (format!("/proc/sys/net/ipv4/conf/{ifname}/arp_ignore"), "8"),
+        (
+            format!("/proc/sys/net/ipv6/conf/{ifname}/disable_ipv6"),
+            "1",
+        ),
+    ] {
+        if let Err(e) = std::fs::write(&key, value) {
+            tracing::warn!(%ifname, "cannot set {key} to {value}: {e}; the kernel may answer for the router on this port");
+        }
     }
 }

@@ -7,9 +7,12 @@
 //! * [`afpacket`]: packet I/O on Linux interfaces with AF_PACKET sockets.
 //! * [`backend`]: the in-process `nos_core::Backend` that compiles deltas into tables,
 //!   publishes them to the forwarding thread without locks, and runs packet I/O.
+//! * [`tun`]: the TUN device that gives the router's own addresses to the kernel
+//!   (its host interface, for BGP's TCP and pings to the router).
 
 pub mod afpacket;
 pub mod backend;
 pub mod engine;
+pub mod tun;
 
 pub use backend::{PortResolver, X86Backend};

@@ -13,7 +13,7 @@ use crate::diff::{diff, Delta};
 use crate::model::{ForwardingState, ObjectKey};
 use std::sync::mpsc::{channel, RecvTimeoutError, Sender};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// What the driver reports upward.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -88,10 +88,17 @@ impl Driver {
                 };
                 // A message taken off the queue while gathering a batch, handled next.
                 let mut held: Option<Msg> = None;
+                // Reconcile on a fixed schedule, however busy the queue is.
+                let mut next_reconcile = Instant::now() + reconcile_every;
                 loop {
+                    let now = Instant::now();
+                    if now >= next_reconcile {
+                        w.reconcile();
+                        next_reconcile = now + reconcile_every;
+                    }
                     let msg = match held.take() {
                         Some(m) => Ok(m),
-                        None => rx.recv_timeout(reconcile_every),
+                        None => rx.recv_timeout(next_reconcile.saturating_duration_since(now)),
                     };
                     match msg {
                         Ok(Msg::Apply(d)) => {
@@ -111,7 +118,7 @@ impl Driver {
                         }
                         Ok(Msg::Query(q)) => q(&w.installed, w.backend.as_mut()),
                         Ok(Msg::Stop) | Err(RecvTimeoutError::Disconnected) => break,
-                        Err(RecvTimeoutError::Timeout) => w.reconcile(),
+                        Err(RecvTimeoutError::Timeout) => {}
                     }
                 }
                 tracing::debug!("backend driver stopped");
@@ -312,7 +319,11 @@ mod tests {
             }
         )));
         *heal.lock().unwrap() = true;
-        std::thread::sleep(Duration::from_millis(200));
+        // Queries arriving more often than the reconcile period must not starve it.
+        for _ in 0..10 {
+            std::thread::sleep(Duration::from_millis(20));
+            let _ = installed(&h);
+        }
         let s = installed(&h);
         assert_eq!(
             s.ports().len(),

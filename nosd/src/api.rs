@@ -17,6 +17,14 @@ pub enum Request {
     ShowFib,
     ShowNeighbors,
     ShowCounters,
+    ShowBgpSummary,
+    ShowBgpNeighbor {
+        address: std::net::IpAddr,
+    },
+    /// BGP paths, all or those inside a prefix.
+    ShowBgpRoutes {
+        prefix: Option<ipnet::IpNet>,
+    },
     /// The configuration of a commit (default: the newest).
     ShowConfig {
         commit: Option<u64>,

@@ -16,6 +16,7 @@ use nos_core::config::Config;
 use nos_core::driver::{Driver, DriverEvent, DriverHandle};
 use nos_core::store::{ConfigStore, StoreError};
 use nos_core::{Backend, ForwardingState, ObjectKey, Port, RifKind, RouteAction};
+use routing::bgp::speaker::{BgpQuery, Speaker};
 use routing::host::{HostQuery, HostStack, HostTimers, HostView};
 use routing::router::{Router, RouterQuery};
 use std::collections::HashMap;
@@ -34,6 +35,10 @@ pub struct Options {
     /// Where the sled config store lives.
     pub state_dir: PathBuf,
     pub socket: PathBuf,
+    /// The TUN device holding the router's addresses for its own traffic (BGP,
+    /// pings to the router); `None` to answer pings in the host stack and run no
+    /// kernel stack.
+    pub host_interface: Option<String>,
 }
 
 /// Reads and validates a configuration file, with every error's field path.
@@ -144,16 +149,35 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let (neigh_tx, neigh_rx) = mpsc::channel(1024);
     let (router_q_tx, router_q_rx) = mpsc::channel(16);
     let (host_q_tx, host_q_rx) = mpsc::channel(16);
+    let (bgp_rib_tx, bgp_rib_rx) = mpsc::unbounded_channel();
+    let (bgp_q_tx, bgp_q_rx) = mpsc::channel(16);
+    let speaker = tokio::spawn(Speaker::new().run(
+        config_rx.clone(),
+        bgp_rib_tx,
+        bgp_q_rx,
+        shutdown_rx.clone(),
+    ));
     let router = tokio::spawn(Router::new().run(
         config_rx.clone(),
         neigh_rx,
+        bgp_rib_rx,
         router_q_rx,
         fib_tx,
         view_tx,
         shutdown_rx.clone(),
     ));
+    let kernel = match &opts.host_interface {
+        Some(name) => {
+            let k = crate::hostif::start(name, config_rx.clone(), shutdown_rx.clone())
+                .with_context(|| format!("cannot set up the host interface {name}"))?;
+            tracing::info!(device = %name, "host interface ready: the router's own traffic uses the kernel stack");
+            Some(k)
+        }
+        None => None,
+    };
     let host = tokio::spawn(HostStack::new(sender, neigh_tx, HostTimers::default()).run(
         punt_rx,
+        kernel,
         view_rx,
         installed_rx,
         host_q_rx,
@@ -161,7 +185,12 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     ));
 
     let (cfg_cmd_tx, cfg_cmd_rx) = mpsc::channel(16);
-    let config_task = tokio::spawn(config_task(store, config_tx, cfg_cmd_rx));
+    let config_task = tokio::spawn(config_task(
+        store,
+        config_tx,
+        cfg_cmd_rx,
+        shutdown_rx.clone(),
+    ));
 
     if let Some(dir) = opts.socket.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -174,15 +203,17 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         config: cfg_cmd_tx,
         router: router_q_tx,
         host: host_q_tx,
+        bgp: bgp_q_tx,
         driver: dh,
         config_rx,
     });
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut connections = tokio::task::JoinSet::new();
     loop {
         tokio::select! {
             c = listener.accept() => match c {
-                Ok((stream, _)) => { tokio::spawn(serve(ctx.clone(), stream)); }
+                Ok((stream, _)) => { connections.spawn(serve(ctx.clone(), stream)); }
                 Err(e) => tracing::warn!("management accept failed: {e}"),
             },
             _ = tokio::signal::ctrl_c() => { tracing::info!("SIGINT: shutting down"); break; }
@@ -190,9 +221,11 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         }
     }
     let _ = shutdown_tx.send(true);
+    // Open management connections must not hold the daemon up.
+    connections.abort_all();
     drop(ctx);
     let _ = std::fs::remove_file(&opts.socket);
-    let _ = tokio::join!(router, host, config_task);
+    let _ = tokio::join!(router, host, config_task, speaker);
     tokio::task::spawn_blocking(move || driver.stop()).await?;
     tracing::info!("stopped");
     Ok(())
@@ -203,8 +236,13 @@ async fn config_task(
     store: ConfigStore,
     tx: watch::Sender<Config>,
     mut rx: mpsc::Receiver<ConfigCmd>,
+    mut shutdown: watch::Receiver<bool>,
 ) {
-    while let Some(cmd) = rx.recv().await {
+    loop {
+        let cmd = tokio::select! {
+            c = rx.recv() => match c { Some(c) => c, None => break },
+            _ = shutdown.changed() => break,
+        };
         let st = store.clone();
         match cmd {
             ConfigCmd::Commit {
@@ -314,6 +352,7 @@ struct Mgmt {
     config: mpsc::Sender<ConfigCmd>,
     router: mpsc::Sender<RouterQuery>,
     host: mpsc::Sender<HostQuery>,
+    bgp: mpsc::Sender<BgpQuery>,
     driver: DriverHandle,
     config_rx: watch::Receiver<Config>,
 }
@@ -424,6 +463,45 @@ async fn handle(ctx: &Mgmt, req: Request) -> Response {
                 })
                 .collect();
             Response::ok(&out)
+        }
+        Request::ShowBgpSummary => {
+            let (tx, rx) = oneshot::channel();
+            if ctx.bgp.send(BgpQuery::Summary(tx)).await.is_err() {
+                return Response::error(GONE);
+            }
+            match rx.await {
+                Ok(Some(s)) => Response::ok(&s),
+                Ok(None) => Response::error(
+                    "BGP is not configured (no `bgp:` section in the configuration)",
+                ),
+                Err(_) => Response::error(GONE),
+            }
+        }
+        Request::ShowBgpNeighbor { address } => {
+            let (tx, rx) = oneshot::channel();
+            if ctx.bgp.send(BgpQuery::Summary(tx)).await.is_err() {
+                return Response::error(GONE);
+            }
+            match rx.await {
+                Ok(Some(s)) => match s.neighbors.into_iter().find(|n| n.address == address) {
+                    Some(n) => Response::ok(&n),
+                    None => Response::error(format!("{address} is not a configured BGP neighbor")),
+                },
+                Ok(None) => Response::error(
+                    "BGP is not configured (no `bgp:` section in the configuration)",
+                ),
+                Err(_) => Response::error(GONE),
+            }
+        }
+        Request::ShowBgpRoutes { prefix } => {
+            let (tx, rx) = oneshot::channel();
+            if ctx.bgp.send(BgpQuery::Routes(prefix, tx)).await.is_err() {
+                return Response::error(GONE);
+            }
+            match rx.await {
+                Ok(r) => Response::ok(&r),
+                Err(_) => Response::error(GONE),
+            }
         }
         Request::ShowFib => match driver_query(&ctx.driver, |s, _| fib_rows(s)).await {
             Some(rows) => Response::ok(&rows),

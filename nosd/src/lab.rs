@@ -170,14 +170,9 @@ impl Lab {
     }
 
     /// Turns kernel forwarding off in a namespace, so packets crossing it provably
-    /// go through the NOS dataplane, and keeps the kernel's IPv6 stack quiet there.
+    /// go through the NOS dataplane.
     pub fn kernel_forwarding_off(&self, ns: &str) -> anyhow::Result<()> {
-        for s in [
-            "net.ipv4.ip_forward=0",
-            "net.ipv6.conf.all.forwarding=0",
-            "net.ipv6.conf.all.disable_ipv6=1",
-            "net.ipv6.conf.default.disable_ipv6=1",
-        ] {
+        for s in ["net.ipv4.ip_forward=0", "net.ipv6.conf.all.forwarding=0"] {
             self.must(ns, &["sysctl", "-qw", s])?;
         }
         Ok(())
@@ -217,13 +212,15 @@ impl Drop for Lab {
     }
 }
 
-/// The two-host topology of the demo and the end-to-end test:
+/// The topology of the demo and the end-to-end test:
 ///
 /// ```text
 ///  host A ──veth── [eth1  router (nosd)  eth2] ──veth── host B
 ///  192.0.2.2/24         192.0.2.1/24 198.51.100.1/24      198.51.100.2/24
-///  2001:db8:1::2/64                                         2001:db8:2::2/64
-///                                                           lo: 203.0.113.1, 2001:db8:99::1
+///  2001:db8:1::2/64            eth3.100                     2001:db8:2::2/64
+///                          198.18.0.1/24                    lo: 203.0.113.1, 2001:db8:99::1
+///                               │ veth, VLAN 100 tagged
+///                             host C 198.18.0.2 (a user-space responder; see `TwoHosts`)
 /// ```
 /// The router reaches 203.0.113.0/24 and 2001:db8:99::/64 by static routes via host B.
 #[derive(Debug)]
@@ -231,6 +228,9 @@ pub struct TwoHosts {
     pub lab: Lab,
     pub host_a: String,
     pub host_b: String,
+    pub host_c: String,
+    /// Host C's end of its link to the router (eth3, VLAN 100 tagged).
+    pub host_c_if: String,
     pub router: String,
     pub socket: PathBuf,
     pub config_with_route: PathBuf,
@@ -241,9 +241,18 @@ pub const B_FAR_V4: &str = "203.0.113.1";
 pub const B_FAR_V6: &str = "2001:db8:99::1";
 pub const B_NEAR_V4: &str = "198.51.100.2";
 pub const A_V4: &str = "192.0.2.2";
+/// Host C sits behind the router's sub-port eth3.100 (802.1Q VLAN 100).
+pub const C_V4: &str = "198.18.0.2";
+pub const C_VLAN: u16 = 100;
 
 /// The router's configuration in [`TwoHosts`]; `acl` adds the rules under `acl:`.
-pub fn two_hosts_config(port_a: &str, port_b: &str, static_routes: bool, acl: &str) -> String {
+pub fn two_hosts_config(
+    port_a: &str,
+    port_b: &str,
+    port_c: &str,
+    static_routes: bool,
+    acl: &str,
+) -> String {
     let mut c = format!(
         r#"system:
   hostname: lab-router
@@ -252,6 +261,8 @@ ports:
     linux: {port_a}
   - name: eth2
     linux: {port_b}
+  - name: eth3
+    linux: {port_c}
 interfaces:
   - name: eth1
     port: eth1
@@ -261,6 +272,11 @@ interfaces:
     port: eth2
     ipv4: [198.51.100.1/24]
     ipv6: ["2001:db8:2::1/64"]
+  - name: eth3.100
+    port: eth3
+    vlan: 100
+    ipv4: [198.18.0.1/24]
+    ipv6: ["2001:db8:3::1/64"]
 "#
     );
     if static_routes {
@@ -288,6 +304,7 @@ impl TwoHosts {
         let mut lab = Lab::new(prefix)?;
         let host_a = lab.netns("a")?;
         let host_b = lab.netns("b")?;
+        let host_c = lab.netns("c")?;
         let router = lab.netns("r")?;
         let (ia, ra, ib, rb) = (
             lab.name("ha"),
@@ -295,9 +312,25 @@ impl TwoHosts {
             lab.name("hb"),
             lab.name("r2"),
         );
+        let (ic, rc) = (lab.name("hc"), lab.name("r3"));
         lab.veth(&host_a, &ia, &router, &ra)?;
         lab.veth(&host_b, &ib, &router, &rb)?;
+        // Host C is reached over 802.1Q VLAN 100. Kernels without VLAN devices
+        // exist (this project's CI machine is one), so the host on that link is a
+        // user-space responder the caller runs in `host_c` on `host_c_if`.
+        lab.veth(&host_c, &ic, &router, &rc)?;
         lab.kernel_forwarding_off(&router)?;
+        // The router's ports carry no kernel addresses; keep the kernel's IPv6 off them.
+        for port in [&ra, &rb, &rc] {
+            lab.must(
+                &router,
+                &[
+                    "sysctl",
+                    "-qw",
+                    &format!("net.ipv6.conf.{port}.disable_ipv6=1"),
+                ],
+            )?;
+        }
         for (ns, ifname, v4, v6, gw4, gw6) in [
             (
                 &host_a,
@@ -335,8 +368,8 @@ impl TwoHosts {
 
         let with = lab.dir.join("router.yaml");
         let without = lab.dir.join("router-no-static.yaml");
-        std::fs::write(&with, two_hosts_config(&ra, &rb, true, acl))?;
-        std::fs::write(&without, two_hosts_config(&ra, &rb, false, acl))?;
+        std::fs::write(&with, two_hosts_config(&ra, &rb, &rc, true, acl))?;
+        std::fs::write(&without, two_hosts_config(&ra, &rb, &rc, false, acl))?;
         let socket = lab.dir.join("nosd.sock");
         let state = lab.dir.join("state");
         let log = lab.dir.join("nosd.log");
@@ -368,6 +401,8 @@ impl TwoHosts {
             lab,
             host_a,
             host_b,
+            host_c,
+            host_c_if: ic,
             router,
             socket,
             config_with_route: with,

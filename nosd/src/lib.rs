@@ -8,5 +8,6 @@ pub mod api;
 pub mod client;
 pub mod daemon;
 pub mod demo;
+pub mod hostif;
 pub mod lab;
 pub mod render;

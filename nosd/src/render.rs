@@ -97,6 +97,7 @@ pub fn routes(r: &[RouteRow]) -> String {
         "connected" => "C",
         "neighbor" => "N",
         "static" => "S",
+        "ebgp" | "ibgp" => "B",
         _ => "?",
     };
     let rows: Vec<Vec<String>> = r
@@ -112,7 +113,7 @@ pub fn routes(r: &[RouteRow]) -> String {
         })
         .collect();
     format!(
-        "Codes: L - local, C - connected, N - neighbor host route, S - static\n\n{}",
+        "Codes: L - local, C - connected, N - neighbor host route, S - static, B - BGP\n\n{}",
         table(&["", "VRF", "Prefix", "Dist", "Next hops"], &rows)
     )
 }
@@ -192,6 +193,119 @@ pub fn counters(c: &[(String, u64)]) -> String {
         .map(|(n, v)| vec![n.clone(), v.to_string()])
         .collect();
     table(&["Counter", "Value"], &rows)
+}
+
+/// `show bgp summary`, with FRR's columns.
+pub fn bgp_summary(s: &routing::bgp::speaker::Summary) -> String {
+    let rows: Vec<Vec<String>> = s
+        .neighbors
+        .iter()
+        .map(|n| {
+            let state = if n.state == "Established" {
+                n.accepted.to_string()
+            } else {
+                n.state.clone()
+            };
+            vec![
+                n.address.to_string(),
+                "4".into(),
+                n.remote_as.to_string(),
+                uptime(n.state_for_s),
+                state,
+                n.advertised.to_string(),
+                n.description.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    format!(
+        "BGP router identifier {}, local AS number {}\nLoc-RIB prefixes {}\n\n{}",
+        s.router_id,
+        s.asn,
+        s.loc_rib_prefixes,
+        table(
+            &[
+                "Neighbor",
+                "V",
+                "AS",
+                "Up/Down",
+                "State/PfxRcd",
+                "PfxSnt",
+                "Desc"
+            ],
+            &rows
+        )
+    )
+}
+
+/// `show bgp neighbor ADDR`.
+pub fn bgp_neighbor(n: &routing::bgp::speaker::NeighborSummary) -> String {
+    let mut out = format!(
+        "BGP neighbor is {}, remote AS {}{}\n  BGP state = {}, for {}\n",
+        n.address,
+        n.remote_as,
+        n.description
+            .as_ref()
+            .map(|d| format!(" ({d})"))
+            .unwrap_or_default(),
+        n.state,
+        uptime(n.state_for_s)
+    );
+    if let Some(id) = &n.router_id {
+        out.push_str(&format!(
+            "  Remote router ID {id}, hold time {} s\n",
+            n.hold_time_s.unwrap_or(0)
+        ));
+    }
+    out.push_str(&format!(
+        "  Address families: {}\n  Prefixes received {}, accepted {}, advertised {}\n  Import policy: {}, export policy: {}\n",
+        if n.families.is_empty() { "-".into() } else { n.families.join(", ") },
+        n.received,
+        n.accepted,
+        n.advertised,
+        n.import_policy.as_deref().unwrap_or("none (eBGP: accept nothing, RFC 8212)"),
+        n.export_policy.as_deref().unwrap_or("none (eBGP: announce nothing, RFC 8212)"),
+    ));
+    if let Some(e) = &n.last_error {
+        out.push_str(&format!("  Last reset: {e}\n"));
+    }
+    out
+}
+
+/// `show bgp routes`, with FRR's columns.
+pub fn bgp_routes(r: &[routing::bgp::speaker::RouteRow]) -> String {
+    let rows: Vec<Vec<String>> = r
+        .iter()
+        .map(|x| {
+            vec![
+                format!(
+                    "*{}",
+                    if x.best {
+                        ">"
+                    } else if x.multipath {
+                        "="
+                    } else {
+                        " "
+                    }
+                ),
+                x.prefix.clone(),
+                x.next_hop.clone(),
+                x.med.map(|m| m.to_string()).unwrap_or_default(),
+                x.local_pref.to_string(),
+                format!("{} {}", x.as_path, x.origin).trim().to_string(),
+            ]
+        })
+        .collect();
+    format!(
+        "Status codes: * valid, > best, = multipath\n\n{}",
+        table(
+            &["", "Network", "Next Hop", "Metric", "LocPrf", "Path"],
+            &rows
+        )
+    )
+}
+
+fn uptime(s: u64) -> String {
+    format!("{:02}:{:02}:{:02}", s / 3600, (s / 60) % 60, s % 60)
 }
 
 #[cfg(test)]

@@ -3,7 +3,12 @@
 //!
 //! Needs root, iproute2, ping, socat and ethtool; `scripts/test.sh` installs them.
 
-use nosd::lab::{TwoHosts, A_V4, B_FAR_V4, B_FAR_V6, B_NEAR_V4};
+use dataplane::afpacket::{PacketSocket, RecvBatch};
+use nos_core::MacAddr;
+use nosd::lab::{TwoHosts, A_V4, B_FAR_V4, B_FAR_V6, B_NEAR_V4, C_V4, C_VLAN};
+use routing::host::packet::*;
+use std::net::Ipv4Addr;
+use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -110,8 +115,26 @@ fn routes_real_packets_through_the_x86_dataplane() {
     assert_reachable(&lab, B_NEAR_V4, true, "connected subnet");
     assert_reachable(&lab, B_FAR_V4, true, "static route v4");
     assert_reachable(&lab, B_FAR_V6, true, "static route v6");
-    // The router answers pings to its own addresses.
+    // 802.1Q: host C sits behind a sub-port on VLAN 100 and answers only tagged frames.
+    let mut host_c = Command::new("ip")
+        .args(["netns", "exec", &lab.host_c])
+        .arg(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "vlan_host_responder",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("NOS_VLAN_HOST_IF", &lab.host_c_if)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert_reachable(&lab, C_V4, true, "VLAN sub-port (tagged frames both ways)");
+    let _ = host_c.kill();
+    let _ = host_c.wait();
+    // The router answers pings to its own addresses (through its host interface).
     assert_reachable(&lab, "192.0.2.1", true, "router address");
+    assert_reachable(&lab, "2001:db8:1::1", true, "router address v6");
 
     // A 10 MB TCP transfer from A to B arrives intact.
     let dir = lab.lab.dir.clone();
@@ -244,10 +267,74 @@ fn routes_real_packets_through_the_x86_dataplane() {
     );
     assert_reachable(&lab, B_FAR_V4, true, "after a refused commit");
 
-    // SIGTERM shuts nosd down cleanly.
+    // SIGTERM shuts nosd down cleanly, even with a management connection open.
+    let _held = UnixStream::connect(&lab.socket).unwrap();
     assert!(
         lab.lab.stop_children(Duration::from_secs(10)),
         "nosd did not exit cleanly:\n{}",
         lab.log()
     );
+}
+
+/// Host C of the lab: answers ARP and ICMP echo for C_V4, only in 802.1Q VLAN
+/// C_VLAN frames, for up to 60 s. Runs only when the test above starts it inside
+/// host C's namespace.
+#[test]
+fn vlan_host_responder() {
+    let Ok(ifname) = std::env::var("NOS_VLAN_HOST_IF") else {
+        return;
+    };
+    let sock = PacketSocket::open(&ifname).expect("open host C's interface");
+    let me: Ipv4Addr = C_V4.parse().unwrap();
+    let mac = MacAddr([0x02, 0, 0, 0, 0x0c, 0x02]);
+    let mut batch = RecvBatch::default();
+    let end = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < end {
+        let n = sock.recv_batch(&mut batch).unwrap_or(0);
+        if n == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        for f in &batch.bufs[..n] {
+            let Ok(eth) = parse_eth(f) else { continue };
+            if eth.vlan != Some(C_VLAN) {
+                continue;
+            }
+            let p = &f[eth.payload..];
+            let reply = match eth.ethertype {
+                ETHERTYPE_ARP => match parse_arp(p) {
+                    Ok(a) if a.op == ARP_REQUEST && a.target_ip == me => {
+                        let r = Arp {
+                            op: ARP_REPLY,
+                            sender_mac: mac,
+                            sender_ip: me,
+                            target_mac: a.sender_mac,
+                            target_ip: a.sender_ip,
+                        };
+                        Some((ETHERTYPE_ARP, build_arp(&r)))
+                    }
+                    _ => None,
+                },
+                ETHERTYPE_IPV4 => match parse_ipv4(p) {
+                    Ok(ip)
+                        if ip.dst == std::net::IpAddr::V4(me)
+                            && ip.proto == PROTO_ICMP
+                            && p.get(ip.header_len) == Some(&ICMP_ECHO_REQUEST) =>
+                    {
+                        let std::net::IpAddr::V4(src) = ip.src else {
+                            continue;
+                        };
+                        let icmp =
+                            build_icmpv4(ICMP_ECHO_REPLY, 0, &p[ip.header_len + 4..ip.total_len]);
+                        Some((ETHERTYPE_IPV4, build_ipv4(me, src, PROTO_ICMP, 64, &icmp)))
+                    }
+                    _ => None,
+                },
+                _ => None,
+            };
+            if let Some((et, payload)) = reply {
+                let frame = build_eth(eth.src, mac, Some(C_VLAN), et, &payload);
+                let _ = sock.send_batch(&[&frame]);
+            }
+        }
+    }
 }

@@ -8,6 +8,7 @@
 //! sources are chosen by administrative distance (connected/local 0, static as
 //! configured).
 
+use crate::bgp::speaker::BgpRoute;
 use ipnet::IpNet;
 use nos_core::config::{
     parse_masked_mac, parse_protocol, AclActionConfig, Config, InterfaceConfig, DEFAULT_VRF,
@@ -66,6 +67,8 @@ pub enum Protocol {
     /// A host route to a resolved neighbor on a connected subnet.
     Neighbor,
     Static,
+    Ebgp,
+    Ibgp,
 }
 
 /// One next hop of a RIB entry, for display.
@@ -161,6 +164,7 @@ impl Compiler {
         &mut self,
         config: &Config,
         neighbors: &BTreeMap<(RifId, IpAddr), LearnedNeighbor>,
+        bgp: &BTreeMap<IpNet, BgpRoute>,
     ) -> Result<Compiled, CompileError> {
         let mut s = ForwardingState::new();
         let vrf_names: HashMap<VrfId, String> = std::iter::once(DEFAULT_VRF.to_string())
@@ -198,8 +202,12 @@ impl Compiler {
         }
 
         let mut candidates: BTreeMap<RouteKey, Candidate> = BTreeMap::new();
+        // Lower distance wins; a neighbor host route (an artifact of resolving a
+        // connected subnet) yields to any route configured or learned for the
+        // same prefix, whatever its distance.
+        let rank = |c: &Candidate| (c.protocol == Protocol::Neighbor, c.distance, c.protocol);
         let mut offer = |key: RouteKey, c: Candidate| match candidates.get(&key) {
-            Some(old) if (old.distance, old.protocol) <= (c.distance, c.protocol) => {}
+            Some(old) if rank(old) <= rank(&c) => {}
             _ => {
                 candidates.insert(key, c);
             }
@@ -208,7 +216,8 @@ impl Compiler {
         // Local and connected routes: both go to the CPU. For a subnet that means
         // "glean": the host stack resolves the destination and queues the packet.
         for hi in &interfaces {
-            for addr in &hi.addresses {
+            // Link-local addresses are per link: they never enter the VRF's table.
+            for addr in hi.addresses.iter().filter(|a| !is_link_local(a.addr())) {
                 let host = IpNet::new(addr.addr(), addr.max_prefix_len())
                     .map_err(|e| CompileError::Config(e.to_string()))?;
                 let on_if = vec![RibNextHop {
@@ -265,7 +274,7 @@ impl Compiler {
                 .addresses
                 .iter()
                 .any(|a| a.contains(ip) && a.addr() != *ip);
-            if !on_subnet {
+            if !on_subnet || is_link_local(*ip) {
                 continue;
             }
             let nh = self.next_hop(&mut s, *rif_id, *ip)?;
@@ -349,6 +358,67 @@ impl Compiler {
                 Candidate {
                     distance: r.distance,
                     protocol: Protocol::Static,
+                    action,
+                    next_hops: shown,
+                },
+            );
+        }
+
+        // BGP routes (default VRF): next hops on connected subnets; a route whose
+        // next hops are all unreachable stays out of the FIB.
+        for r in bgp.values() {
+            let mut members = Vec::new();
+            let mut shown = Vec::new();
+            for nh in &r.next_hops {
+                let Some(hi) = interfaces
+                    .iter()
+                    .filter(|h| h.rif.vrf == VrfId::DEFAULT && h.rif.admin_up)
+                    .find(|h| {
+                        h.addresses
+                            .iter()
+                            .any(|a| a.contains(nh) && a.addr() != *nh)
+                    })
+                else {
+                    continue;
+                };
+                let id = self.next_hop(&mut s, hi.rif.id, *nh)?;
+                resolve.push((hi.rif.id, *nh));
+                members.push(GroupMember {
+                    next_hop: id,
+                    weight: 1,
+                });
+                shown.push(RibNextHop {
+                    address: Some(*nh),
+                    interface: hi.rif.name.clone(),
+                    weight: 1,
+                });
+            }
+            if members.is_empty() {
+                continue;
+            }
+            let action = if members.len() == 1 {
+                RouteAction::NextHop(members[0].next_hop)
+            } else {
+                members.sort();
+                let gid = GroupId(self.groups.get(members.clone()));
+                if !s.contains(&ObjectKey::Group(gid)) {
+                    s.upsert(Object::Group(NextHopGroup { id: gid, members }))?;
+                }
+                RouteAction::Group(gid)
+            };
+            let (distance, protocol) = if r.ebgp {
+                (20, Protocol::Ebgp)
+            } else {
+                (200, Protocol::Ibgp)
+            };
+            offer(
+                RouteKey {
+                    vrf: VrfId::DEFAULT,
+                    prefix: r.prefix,
+                },
+                Candidate {
+                    distance,
+                    protocol,
                     action,
                     next_hops: shown,
                 },
@@ -550,6 +620,10 @@ impl Compiler {
     }
 }
 
+fn is_link_local(ip: IpAddr) -> bool {
+    matches!(ip, IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80)
+}
+
 fn vrfs_sorted(m: &HashMap<VrfId, String>) -> Vec<(VrfId, String)> {
     let mut v: Vec<_> = m.iter().map(|(k, n)| (*k, n.clone())).collect();
     v.sort();
@@ -600,7 +674,9 @@ acl:
     fn compiles_connected_local_static_and_acl() {
         let config = Config::from_yaml(CONFIG).unwrap();
         let mut c = Compiler::new();
-        let out = c.compile(&config, &BTreeMap::new()).unwrap();
+        let out = c
+            .compile(&config, &BTreeMap::new(), &BTreeMap::new())
+            .unwrap();
         let s = &out.state;
         s.validate().unwrap();
         assert_eq!(s.ports().len(), 2);
@@ -634,7 +710,9 @@ acl:
     fn ids_are_stable_and_neighbors_add_host_routes() {
         let config = Config::from_yaml(CONFIG).unwrap();
         let mut c = Compiler::new();
-        let a = c.compile(&config, &BTreeMap::new()).unwrap();
+        let a = c
+            .compile(&config, &BTreeMap::new(), &BTreeMap::new())
+            .unwrap();
         let rif = a.interfaces[1].rif.id;
         let mut n = BTreeMap::new();
         n.insert(
@@ -644,7 +722,7 @@ acl:
                 port: None,
             },
         );
-        let b = c.compile(&config, &n).unwrap();
+        let b = c.compile(&config, &n, &BTreeMap::new()).unwrap();
         let deltas = nos_core::diff(&a.state, &b.state);
         // One neighbor and one host route; the next hop already existed.
         assert_eq!(deltas.len(), 2, "{deltas:?}");
@@ -655,13 +733,68 @@ acl:
     }
 
     #[test]
+    fn a_static_host_route_beats_the_neighbor_host_route() {
+        let mut config = Config::from_yaml(CONFIG).unwrap();
+        config.static_routes.push(
+            serde_yaml::from_str("{prefix: 198.51.100.50/32, next_hops: [{address: 192.0.2.2}]}")
+                .unwrap(),
+        );
+        let mut c = Compiler::new();
+        let a = c
+            .compile(&config, &BTreeMap::new(), &BTreeMap::new())
+            .unwrap();
+        let rif2 = a.interfaces[1].rif.id;
+        let mut n = BTreeMap::new();
+        let mac: MacAddr = "02:00:00:00:00:32".parse().unwrap();
+        n.insert(
+            (rif2, "198.51.100.50".parse().unwrap()),
+            LearnedNeighbor { mac, port: None },
+        );
+        let b = c.compile(&config, &n, &BTreeMap::new()).unwrap();
+        let Some(RouteAction::NextHop(nh)) = route(&b.state, "198.51.100.50/32") else {
+            panic!()
+        };
+        assert_eq!(
+            b.state.next_hops()[&nh].ip,
+            "192.0.2.2".parse::<IpAddr>().unwrap(),
+            "the firewall hop wins"
+        );
+        let rib = b
+            .rib
+            .iter()
+            .find(|r| r.prefix == "198.51.100.50/32".parse::<IpNet>().unwrap())
+            .unwrap();
+        assert_eq!(rib.protocol, Protocol::Static);
+    }
+
+    #[test]
+    fn link_local_addresses_stay_out_of_the_table() {
+        let mut config = Config::from_yaml(CONFIG).unwrap();
+        config.interfaces[0]
+            .ipv6
+            .push("fe80::1/64".parse().unwrap());
+        let out = Compiler::new()
+            .compile(&config, &BTreeMap::new(), &BTreeMap::new())
+            .unwrap();
+        assert!(out
+            .state
+            .routes()
+            .keys()
+            .all(|k| !is_link_local(k.prefix.addr())));
+    }
+
+    #[test]
     fn rollback_of_a_static_route_removes_route_and_next_hop() {
         let config = Config::from_yaml(CONFIG).unwrap();
         let mut without = config.clone();
         without.static_routes.clear();
         let mut c = Compiler::new();
-        let a = c.compile(&config, &BTreeMap::new()).unwrap();
-        let b = c.compile(&without, &BTreeMap::new()).unwrap();
+        let a = c
+            .compile(&config, &BTreeMap::new(), &BTreeMap::new())
+            .unwrap();
+        let b = c
+            .compile(&without, &BTreeMap::new(), &BTreeMap::new())
+            .unwrap();
         assert!(b.state.next_hops().is_empty());
         assert!(b.state.groups().is_empty());
         let mut s = a.state.clone();

@@ -8,6 +8,7 @@
 //!
 //! BGP arrives with the routing issue and plugs in beside the static routes.
 
+pub mod bgp;
 pub mod compile;
 pub mod host;
 pub mod router;

@@ -2,8 +2,10 @@
 //! neighbors, compiled into the desired forwarding state) and sends the changes
 //! down as ordered deltas.
 
+use crate::bgp::speaker::{BgpRibChange, BgpRoute};
 use crate::compile::{Compiled, Compiler, LearnedNeighbor, RibEntry};
 use crate::host::{HostView, NeighborEvent};
+use ipnet::IpNet;
 use nos_core::config::Config;
 use nos_core::{diff, Delta, RifId};
 use std::collections::BTreeMap;
@@ -22,6 +24,7 @@ pub struct Router {
     compiler: Compiler,
     config: Config,
     neighbors: BTreeMap<(RifId, IpAddr), LearnedNeighbor>,
+    bgp: BTreeMap<IpNet, BgpRoute>,
     current: Compiled,
 }
 
@@ -33,7 +36,10 @@ impl Router {
     /// Recompiles and returns the deltas from the previous desired state, plus the
     /// new view for the host stack.
     pub fn recompute(&mut self) -> (Vec<Delta>, HostView) {
-        match self.compiler.compile(&self.config, &self.neighbors) {
+        match self
+            .compiler
+            .compile(&self.config, &self.neighbors, &self.bgp)
+        {
             Ok(next) => {
                 let deltas = diff(&self.current.state, &next.state);
                 self.current = next;
@@ -72,15 +78,31 @@ impl Router {
         }
     }
 
+    /// Applies Loc-RIB changes from the BGP speaker.
+    pub fn bgp(&mut self, changes: Vec<BgpRibChange>) {
+        for c in changes {
+            match c {
+                BgpRibChange::Set(r) => {
+                    self.bgp.insert(r.prefix, r);
+                }
+                BgpRibChange::Remove(p) => {
+                    self.bgp.remove(&p);
+                }
+            }
+        }
+    }
+
     pub fn rib(&self) -> Vec<RibEntry> {
         self.current.rib.clone()
     }
 
     /// Runs the task until the configuration channel closes or shutdown fires.
+    #[allow(clippy::too_many_arguments)]
     pub async fn run(
         mut self,
         mut config: watch::Receiver<Config>,
         mut neighbors: mpsc::Receiver<NeighborEvent>,
+        mut bgp: mpsc::UnboundedReceiver<Vec<BgpRibChange>>,
         mut queries: mpsc::Receiver<RouterQuery>,
         fib: mpsc::UnboundedSender<Vec<Delta>>,
         view: watch::Sender<HostView>,
@@ -115,6 +137,13 @@ impl Router {
                         changed |= self.neighbor(e);
                     }
                     if changed { push(&mut self); }
+                }
+                Some(c) = bgp.recv() => {
+                    self.bgp(c);
+                    while let Ok(c) = bgp.try_recv() {
+                        self.bgp(c);
+                    }
+                    push(&mut self);
                 }
                 Some(q) = queries.recv() => match q {
                     RouterQuery::Rib(tx) => { let _ = tx.send(self.rib()); }

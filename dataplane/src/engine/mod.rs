@@ -77,7 +77,8 @@ fn pipeline(t: &Tables, in_port: PortId, frame: &mut Vec<u8>) -> Result<Verdict,
     // 1. Ethernet, VLAN tag, ingress interface.
     let eth = parse::ethernet(frame).ok_or(drop(DropReason::Truncated))?;
     let ing = *t
-        .ingress(in_port, eth.vlan)
+        // VLAN id 0 is a priority tag: such frames belong to the untagged interface.
+        .ingress(in_port, eth.vlan.filter(|v| *v != 0))
         .ok_or(drop(DropReason::NoRouterInterface))?;
     if !ing.up {
         return Err(drop(DropReason::InterfaceDown));
@@ -137,6 +138,17 @@ fn pipeline(t: &Tables, in_port: PortId, frame: &mut Vec<u8>) -> Result<Verdict,
     let action = found
         .and_then(|i| t.actions.get(i as usize))
         .ok_or(drop(DropReason::NoRoute))?;
+    if let Action::Drop = *action {
+        return Err(drop(DropReason::RouteDrop));
+    }
+
+    // 8. Ingress ACL: it sees traffic to the router too, so rules can protect it.
+    match acl::first_match(&t.ingress_acl, &pkt) {
+        None | Some(RuleAction::Permit) | Some(RuleAction::SetVrf(_)) => {}
+        Some(RuleAction::Drop) => return Err(drop(DropReason::AclDrop)),
+        Some(RuleAction::Trap) => return Err(Verdict::Punt(PuntReason::AclTrap)),
+        Some(RuleAction::Copy) => copy = true,
+    }
     let nh = match *action {
         Action::Drop => return Err(drop(DropReason::RouteDrop)),
         Action::ToCpu => return Err(Verdict::Punt(PuntReason::ToMe)),
@@ -148,14 +160,6 @@ fn pipeline(t: &Tables, in_port: PortId, frame: &mut Vec<u8>) -> Result<Verdict,
                 .ok_or(drop(DropReason::RouteDrop))?
         }
     };
-
-    // 8. Ingress ACL.
-    match acl::first_match(&t.ingress_acl, &pkt) {
-        None | Some(RuleAction::Permit) | Some(RuleAction::SetVrf(_)) => {}
-        Some(RuleAction::Drop) => return Err(drop(DropReason::AclDrop)),
-        Some(RuleAction::Trap) => return Err(Verdict::Punt(PuntReason::AclTrap)),
-        Some(RuleAction::Copy) => copy = true,
-    }
 
     // 9. TTL / hop limit (decremented below, once the frame is sure to leave).
     if ip.ttl <= 1 {

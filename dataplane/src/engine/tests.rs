@@ -1295,3 +1295,26 @@ fn tables_say_whether_any_rule_copies() {
     assert!(tables_with(vec![dport_rule(1, 6, 179, AclAction::Copy)]).has_copy_rules());
     assert!(!tables_with(vec![dport_rule(1, 6, 179, AclAction::Drop)]).has_copy_rules());
 }
+
+#[test]
+fn priority_tagged_frames_use_the_untagged_interface() {
+    // VLAN id 0 with priority bits: the frame is handled as untagged (802.1Q).
+    let t = tables_with(vec![]);
+    let mut f = tcp4("198.51.100.7", 80);
+    f.splice(12..12, [0x81, 0x00, 0xa0, 0x00]);
+    assert!(
+        matches!(run(&t, 1, &mut f), Verdict::Forward { .. }),
+        "{:?}",
+        run(&t, 1, &mut tcp4("198.51.100.7", 80))
+    );
+}
+
+#[test]
+fn ingress_acl_protects_the_router_itself() {
+    // 192.0.2.1 is the router's own address (a ToCpu route).
+    let t = tables_with(vec![dport_rule(1, 6, 22, AclAction::Drop)]);
+    let mut f = tcp4("192.0.2.1", 22);
+    assert_eq!(run(&t, 1, &mut f), Verdict::Drop(DropReason::AclDrop));
+    let mut f = tcp4("192.0.2.1", 179);
+    assert_eq!(run(&t, 1, &mut f), Verdict::Punt(PuntReason::ToMe));
+}

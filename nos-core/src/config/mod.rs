@@ -12,7 +12,7 @@ use std::net::{IpAddr, Ipv4Addr};
 
 mod validate;
 
-pub use validate::{parse_masked_mac, parse_protocol};
+pub use validate::{parse_community, parse_masked_mac, parse_protocol};
 pub use validate::{ConfigError, ConfigErrors};
 
 /// The whole configuration of one router.
@@ -307,6 +307,92 @@ pub struct BgpConfig {
     pub router_id: Ipv4Addr,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub neighbors: Vec<BgpNeighborConfig>,
+    /// Prefixes this router originates (announced to neighbors whose export
+    /// policy accepts them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub networks: Vec<IpNet>,
+    /// Routing policies, referred to by neighbors' `import_policy` and `export_policy`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub policies: Vec<PolicyConfig>,
+    /// TCP port to listen on and connect to (default 179; tests use others).
+    #[serde(default = "default_bgp_port")]
+    pub port: u16,
+}
+
+fn default_bgp_port() -> u16 {
+    179
+}
+
+/// A routing policy: rules tried in order; the first whose match fits decides.
+/// A route no rule matches is rejected.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    pub name: String,
+    #[serde(default)]
+    pub rules: Vec<PolicyRuleConfig>,
+}
+
+/// One rule of a policy.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyRuleConfig {
+    #[serde(default, rename = "match")]
+    pub matches: PolicyMatchConfig,
+    #[serde(default)]
+    pub set: PolicySetConfig,
+    pub action: PolicyActionConfig,
+}
+
+/// `accept` or `reject`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PolicyActionConfig {
+    Accept,
+    Reject,
+}
+
+/// What a rule matches; every field given must match, absent fields match anything.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyMatchConfig {
+    /// A prefix list: the route matches if any entry does.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub prefixes: Vec<PrefixMatchConfig>,
+    /// A community `ASN:VALUE` the route must carry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub community: Option<String>,
+    /// An AS number the AS path must contain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub as_path_contains: Option<u32>,
+}
+
+/// A prefix-list entry: routes inside `prefix` whose length is in `ge..=le`
+/// (both default to the prefix's own length, so a bare entry matches exactly).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrefixMatchConfig {
+    pub prefix: IpNet,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ge: Option<u8>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub le: Option<u8>,
+}
+
+/// What an accepting rule changes.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicySetConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_pref: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub med: Option<u32>,
+    /// Prepend the local AS this many extra times (export).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub as_path_prepend: Option<u8>,
+    /// Communities `ASN:VALUE` to add.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub communities_add: Vec<String>,
 }
 
 /// A BGP neighbor.

@@ -1068,6 +1068,22 @@ impl<'a> Validator<'a> {
                     "AS number 0 is reserved and cannot be used",
                 );
             }
+            for (field, name) in [
+                ("import_policy", &n.import_policy),
+                ("export_policy", &n.export_policy),
+            ] {
+                if let Some(name) = name {
+                    if !bgp.policies.iter().any(|p| &p.name == name) {
+                        self.err(
+                            format!("{p}.{field}"),
+                            format!(
+                                "policy {name} does not exist (policies: {})",
+                                name_list(bgp.policies.iter().map(|p| p.name.as_str()))
+                            ),
+                        );
+                    }
+                }
+            }
             if n.hold_time != 0 && n.hold_time < 3 {
                 self.err(
                     format!("{p}.hold_time"),
@@ -1078,7 +1094,76 @@ impl<'a> Validator<'a> {
                 );
             }
         }
+        for (i, net) in bgp.networks.iter().enumerate() {
+            if net.trunc() != *net {
+                self.err(
+                    format!("bgp.networks[{i}]"),
+                    format!("{net} has host bits set (did you mean {}?)", net.trunc()),
+                );
+            }
+        }
+        let mut names: HashMap<&str, usize> = HashMap::new();
+        for (i, pol) in bgp.policies.iter().enumerate() {
+            let p = format!("bgp.policies[{i}]");
+            if let Some(k) = names.insert(pol.name.as_str(), i) {
+                self.err(
+                    format!("{p}.name"),
+                    format!(
+                        "policy {} is already defined at bgp.policies[{k}]",
+                        pol.name
+                    ),
+                );
+            }
+            for (r, rule) in pol.rules.iter().enumerate() {
+                let rp = format!("{p}.rules[{r}]");
+                for (e, pm) in rule.matches.prefixes.iter().enumerate() {
+                    let ep = format!("{rp}.match.prefixes[{e}]");
+                    if pm.prefix.trunc() != pm.prefix {
+                        self.err(
+                            format!("{ep}.prefix"),
+                            format!(
+                                "{} has host bits set (did you mean {}?)",
+                                pm.prefix,
+                                pm.prefix.trunc()
+                            ),
+                        );
+                    }
+                    let len = pm.prefix.prefix_len();
+                    let max = pm.prefix.max_prefix_len();
+                    let ge = pm.ge.unwrap_or(len);
+                    let le = pm.le.unwrap_or(if pm.ge.is_some() { max } else { len });
+                    if ge < len || le > max || ge > le {
+                        self.err(
+                            ep,
+                            format!(
+                                "lengths must satisfy {len} <= ge <= le <= {max} for {}; got ge {ge}, le {le}",
+                                pm.prefix
+                            ),
+                        );
+                    }
+                }
+                if let Some(c) = &rule.matches.community {
+                    if let Err(e) = parse_community(c) {
+                        self.err(format!("{rp}.match.community"), e);
+                    }
+                }
+                for (k, c) in rule.set.communities_add.iter().enumerate() {
+                    if let Err(e) = parse_community(c) {
+                        self.err(format!("{rp}.set.communities_add[{k}]"), e);
+                    }
+                }
+            }
+        }
     }
+}
+
+/// Parses a standard community written `ASN:VALUE` (each 0..=65535).
+pub fn parse_community(s: &str) -> Result<u32, String> {
+    let bad = || format!("invalid community {s:?}: expected ASN:VALUE with each part 0..=65535");
+    let (a, b) = s.split_once(':').ok_or_else(bad)?;
+    let a: u16 = a.trim().parse().map_err(|_| bad())?;
+    let b: u16 = b.trim().parse().map_err(|_| bad())?;
+    Ok((u32::from(a) << 16) | u32::from(b))
 }
 
 /// Up to eight names, comma-separated, for "does not exist" messages.
@@ -2015,6 +2100,35 @@ interfaces:
 
     fn bgp(body: &str) -> Config {
         with(&format!("bgp:\n{body}"))
+    }
+
+    #[test]
+    fn bgp_policy_references_and_prefix_lengths() {
+        let head = "  asn: 64500\n  router_id: 192.0.2.1\n";
+        let c = bgp(&format!(
+            "{head}  neighbors:\n    - {{address: 192.0.2.2, remote_as: 64501, import_policy: nope}}\n  policies:\n    - name: p\n"
+        ));
+        expect(
+            &c,
+            "bgp.neighbors[0].import_policy",
+            "policy nope does not exist (policies: p)",
+        );
+        let c = bgp(&format!(
+            "{head}  policies:\n    - name: p\n      rules:\n        - match: {{prefixes: [{{prefix: 10.0.0.0/8, ge: 4}}]}}\n          action: accept\n"
+        ));
+        expect(
+            &c,
+            "bgp.policies[0].rules[0].match.prefixes[0]",
+            "lengths must satisfy 8 <= ge",
+        );
+        let c = bgp(&format!(
+            "{head}  policies:\n    - name: p\n      rules:\n        - match: {{community: \"1:x\"}}\n          action: accept\n"
+        ));
+        expect(
+            &c,
+            "bgp.policies[0].rules[0].match.community",
+            "invalid community",
+        );
     }
 
     #[test]

@@ -48,8 +48,23 @@ enum Show {
     Neighbors,
     /// Dataplane drop and punt counters.
     Counters,
+    /// BGP sessions, prefixes and routes.
+    Bgp {
+        #[command(subcommand)]
+        what: ShowBgp,
+    },
     /// The configuration of the newest commit, or of commit N.
     Config { commit: Option<u64> },
+}
+
+#[derive(Subcommand, Debug)]
+enum ShowBgp {
+    /// One line per neighbor, like FRR's `show bgp summary`.
+    Summary,
+    /// Details of one neighbor.
+    Neighbor { address: std::net::IpAddr },
+    /// Paths in the BGP tables, all or those inside PREFIX.
+    Routes { prefix: Option<ipnet::IpNet> },
 }
 
 #[derive(Subcommand, Debug)]
@@ -91,6 +106,11 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             Show::Fib => Request::ShowFib,
             Show::Neighbors => Request::ShowNeighbors,
             Show::Counters => Request::ShowCounters,
+            Show::Bgp { what } => match what {
+                ShowBgp::Summary => Request::ShowBgpSummary,
+                ShowBgp::Neighbor { address } => Request::ShowBgpNeighbor { address: *address },
+                ShowBgp::Routes { prefix } => Request::ShowBgpRoutes { prefix: *prefix },
+            },
             Show::Config { commit } => Request::ShowConfig { commit: *commit },
         },
         Cmd::Config { what } => match what {
@@ -130,6 +150,11 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         Request::ShowFib => render::fib(&serde_json::from_value::<Vec<_>>(data)?),
         Request::ShowNeighbors => render::neighbors(&serde_json::from_value::<Vec<_>>(data)?),
         Request::ShowCounters => render::counters(&serde_json::from_value::<Vec<_>>(data)?),
+        Request::ShowBgpSummary => render::bgp_summary(&serde_json::from_value(data)?),
+        Request::ShowBgpNeighbor { .. } => render::bgp_neighbor(&serde_json::from_value(data)?),
+        Request::ShowBgpRoutes { .. } => {
+            render::bgp_routes(&serde_json::from_value::<Vec<_>>(data)?)
+        }
         Request::ShowConfig { .. } => {
             let c: nosd::api::ShownConfig = serde_json::from_value(data)?;
             match c.commit {

@@ -33,6 +33,10 @@ enum Cmd {
         /// Management socket for nosctl.
         #[arg(long, default_value = nosd::api::DEFAULT_SOCKET)]
         socket: PathBuf,
+        /// TUN device that gives the router's addresses to the kernel for its own
+        /// traffic (BGP, pings to the router); `none` to run without one.
+        #[arg(long, default_value = "nos0")]
+        host_interface: String,
         /// Log filter, e.g. `info`, `debug`, `info,routing=debug` (RUST_LOG overrides it).
         #[arg(long, default_value = "info")]
         log_level: String,
@@ -54,6 +58,7 @@ fn main() -> std::process::ExitCode {
             config,
             state_dir,
             socket,
+            host_interface,
             log_level,
         } => {
             let filter = EnvFilter::try_from_default_env()
@@ -73,6 +78,7 @@ fn main() -> std::process::ExitCode {
                         config,
                         state_dir,
                         socket,
+                        host_interface: (host_interface != "none").then_some(host_interface),
                     }))
                 })
         }

@@ -76,6 +76,8 @@ pub struct HostTimers {
     /// How long a packet waits for its neighbor.
     pub queue_time: Duration,
     pub queue_limit: usize,
+    /// Neighbor entries at most (a flood of spoofed sources cannot grow it further).
+    pub max_entries: usize,
     /// ICMP errors sent per second at most.
     pub icmp_rate: u32,
 }
@@ -89,6 +91,7 @@ impl Default for HostTimers {
             failed_hold: Duration::from_secs(3),
             queue_time: Duration::from_secs(3),
             queue_limit: 256,
+            max_entries: 16384,
             icmp_rate: 100,
         }
     }
@@ -114,11 +117,25 @@ enum State {
 
 struct Queued {
     since: Instant,
-    port: PortId,
-    frame: Vec<u8>,
-    /// The neighbor it waits for, when known (glean); `None` for packets whose
-    /// next hop the target did not name.
+    what: Waiting,
+    /// The neighbor it waits for, when known (glean, kernel packets); `None` for
+    /// packets whose next hop the target did not name.
     waits_for: Option<(RifId, IpAddr)>,
+}
+
+enum Waiting {
+    /// A frame punted by the target, to go through the pipeline again.
+    Reinject { port: PortId, frame: Vec<u8> },
+    /// An IP packet the router's own stack sent, to be framed for the neighbor.
+    Kernel(Vec<u8>),
+}
+
+/// The router's own IP stack (the kernel, through a TUN device): packets for the
+/// router go in, packets from it come out.
+#[derive(Debug)]
+pub struct KernelPath {
+    pub to_kernel: mpsc::Sender<Vec<u8>>,
+    pub from_kernel: mpsc::Receiver<Vec<u8>>,
 }
 
 /// The host stack task's state.
@@ -129,6 +146,7 @@ pub struct HostStack {
     queue: VecDeque<Queued>,
     send: PacketSender,
     events: mpsc::Sender<NeighborEvent>,
+    to_kernel: Option<mpsc::Sender<Vec<u8>>>,
     icmp_budget: u32,
     icmp_refill: Instant,
 }
@@ -154,15 +172,20 @@ impl HostStack {
             queue: VecDeque::new(),
             send,
             events,
+            to_kernel: None,
             icmp_budget: timers.icmp_rate,
             icmp_refill: Instant::now(),
         }
     }
 
-    /// Runs until `punts` closes (the target stopped) or `shutdown` fires.
+    /// Runs until `punts` closes (the target stopped) or `shutdown` fires. With a
+    /// kernel path, packets for the router's addresses go to the kernel and the
+    /// kernel's packets go out; without one the host stack answers pings itself.
+    #[allow(clippy::too_many_arguments)]
     pub async fn run(
         mut self,
         mut punts: mpsc::Receiver<PacketIn>,
+        kernel: Option<KernelPath>,
         mut view: watch::Receiver<HostView>,
         mut installed: mpsc::UnboundedReceiver<(RifId, IpAddr)>,
         mut queries: mpsc::Receiver<HostQuery>,
@@ -170,6 +193,13 @@ impl HostStack {
     ) {
         let first = view.borrow_and_update().clone();
         self.set_view(first).await;
+        let mut from_kernel = match kernel {
+            Some(k) => {
+                self.to_kernel = Some(k.to_kernel);
+                Some(k.from_kernel)
+            }
+            None => None,
+        };
         let mut tick = tokio::time::interval(Duration::from_millis(100));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -184,6 +214,7 @@ impl HostStack {
                     self.set_view(v).await;
                 }
                 Some(key) = installed.recv() => self.release(Some(key)),
+                Some(p) = recv_opt(&mut from_kernel) => self.kernel_packet(p),
                 Some(q) = queries.recv() => match q {
                     HostQuery::Neighbors(tx) => { let _ = tx.send(self.rows()); }
                 },
@@ -222,11 +253,20 @@ impl HostStack {
             .find(|h| h.rif.receives(port, vlan))
     }
 
-    fn is_mine(&self, ip: IpAddr) -> bool {
+    fn is_mine(&self, vrf: nos_core::VrfId, ip: IpAddr) -> bool {
         self.view
             .interfaces
             .iter()
+            .filter(|h| h.rif.vrf == vrf)
             .any(|h| h.addresses.iter().any(|a| a.addr() == ip))
+    }
+
+    /// Whether a neighbor with address `ip` may be learned on `hi`: on one of its
+    /// subnets, an IPv6 link-local address, or a next hop configured through it.
+    fn learnable(&self, hi: &HostInterface, ip: IpAddr) -> bool {
+        on_subnet(hi, ip)
+            || matches!(ip, IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80)
+            || self.view.resolve.contains(&(hi.rif.id, ip))
     }
 
     async fn emit(&self, e: NeighborEvent) {
@@ -259,17 +299,21 @@ impl HostStack {
             PuntReason::NeighborMiss => {
                 self.enqueue(Queued {
                     since: Instant::now(),
-                    port: p.port,
-                    frame: p.frame.clone(),
+                    what: Waiting::Reinject {
+                        port: p.port,
+                        frame: p.frame.clone(),
+                    },
                     waits_for: None,
                 });
                 Ok(())
             }
             PuntReason::TtlExpired => self.time_exceeded(&hi, p.port, &eth, payload),
-            PuntReason::AclTrap | PuntReason::AclCopy => {
-                tracing::trace!(port = %p.port, reason = ?p.reason, "ACL punt");
-                Ok(())
+            PuntReason::AclTrap => {
+                // Trapped traffic for the router reaches its own stack; trapped
+                // transit traffic has no consumer yet and is only counted.
+                self.for_me_only(&hi, &p, &eth, payload)
             }
+            PuntReason::AclCopy => Ok(()),
         };
         if let Err(e) = r {
             tracing::debug!(port = %p.port, reason = ?p.reason, "punted packet ignored: {e}");
@@ -290,11 +334,10 @@ impl HostStack {
             .any(|n| n.addr() == IpAddr::V4(a.target_ip));
         let sender = IpAddr::V4(a.sender_ip);
         let known = self.entries.contains_key(&(hi.rif.id, sender));
-        if (target_mine || known || a.op == ARP_REPLY)
-            && on_subnet(hi, sender)
-            && !a.sender_mac.is_multicast()
-        {
-            self.learn(hi, sender, a.sender_mac, port).await;
+        // Learn from packets addressed to us, and refresh entries we have
+        // (RFC 826); unsolicited traffic for others creates nothing.
+        if (target_mine || known) && self.learnable(hi, sender) && !a.sender_mac.is_multicast() {
+            self.learn(hi, sender, a.sender_mac, port, true).await;
         }
         if a.op == ARP_REQUEST && target_mine {
             let reply = Arp {
@@ -336,10 +379,19 @@ impl HostStack {
         };
         match nd.kind {
             ICMP6_NEIGHBOR_SOLICIT => {
+                // RFC 4861 7.2.3: a solicitation for someone else's address is
+                // silently discarded, before anything is learned from it.
+                if !hi
+                    .addresses
+                    .iter()
+                    .any(|a| a.addr() == IpAddr::V6(nd.target))
+                {
+                    return Ok(());
+                }
                 if !src.is_unspecified() {
                     if let Some(mac) = nd.lladdr {
-                        if on_subnet(hi, ip.src) {
-                            self.learn(hi, ip.src, mac, port).await;
+                        if self.learnable(hi, ip.src) && !mac.is_multicast() {
+                            self.learn(hi, ip.src, mac, port, true).await;
                         }
                     }
                 }
@@ -367,14 +419,43 @@ impl HostStack {
                 }
             }
             _ => {
+                // RFC 4861 7.2.5: an advertisement only updates an entry we have;
+                // without the Override flag it does not replace a known address.
                 let target = IpAddr::V6(nd.target);
                 let mac = nd.lladdr.unwrap_or(eth.src);
-                if on_subnet(hi, target) && !mac.is_multicast() {
-                    self.learn(hi, target, mac, port).await;
+                let override_flag = nd.flags & 0x20 != 0;
+                let may = match self.entries.get(&(hi.rif.id, target)) {
+                    None => false,
+                    Some(State::Reachable { mac: m, .. }) => override_flag || *m == mac,
+                    Some(_) => true,
+                };
+                if may && self.learnable(hi, target) && !mac.is_multicast() {
+                    self.learn(hi, target, mac, port, false).await;
                 }
             }
         }
         Ok(())
+    }
+
+    /// Handles a trapped packet addressed to the router like any packet to it;
+    /// anything else is dropped here (the target already counted it).
+    fn for_me_only(
+        &mut self,
+        hi: &HostInterface,
+        p: &PacketIn,
+        eth: &Eth,
+        payload: &[u8],
+    ) -> Result<(), DecodeError> {
+        let ip = match eth.ethertype {
+            ETHERTYPE_IPV4 => parse_ipv4(payload)?,
+            ETHERTYPE_IPV6 => parse_ipv6(payload)?,
+            _ => return Ok(()),
+        };
+        if self.is_mine(hi.rif.vrf, ip.dst) {
+            self.for_me(hi, p, eth, payload)
+        } else {
+            Ok(())
+        }
     }
 
     fn for_me(
@@ -389,23 +470,42 @@ impl HostStack {
             ETHERTYPE_IPV6 => parse_ipv6(payload)?,
             _ => return Err(DecodeError::Unsupported("ethertype")),
         };
-        if !self.is_mine(ip.dst) {
-            // A connected subnet route punted it: resolve the destination ("glean").
+        if !self.is_mine(hi.rif.vrf, ip.dst) {
+            // A connected subnet route punted it: resolve the destination ("glean"),
+            // in the ingress VRF first (a pre-ingress ACL may have chosen another).
             let target = self
                 .view
                 .interfaces
                 .iter()
+                .filter(|h| h.rif.admin_up)
                 .find(|h| h.rif.vrf == hi.rif.vrf && on_subnet(h, ip.dst))
+                .or_else(|| {
+                    self.view
+                        .interfaces
+                        .iter()
+                        .find(|h| h.rif.admin_up && on_subnet(h, ip.dst))
+                })
                 .map(|h| h.rif.id);
             if let Some(rif) = target {
                 self.enqueue(Queued {
                     since: Instant::now(),
-                    port: p.port,
-                    frame: p.frame.clone(),
+                    what: Waiting::Reinject {
+                        port: p.port,
+                        frame: p.frame.clone(),
+                    },
                     waits_for: Some((rif, ip.dst)),
                 });
                 self.start(rif, ip.dst);
             }
+            return Ok(());
+        }
+        if let Some(k) = &self.to_kernel {
+            if k.try_send(payload[..ip.total_len].to_vec()).is_err() {
+                tracing::debug!("kernel path busy: packet for the router dropped");
+            }
+            return Ok(());
+        }
+        if ip.fragmented {
             return Ok(());
         }
         let l4 = &payload[ip.header_len..ip.total_len];
@@ -517,12 +617,84 @@ impl HostStack {
             .partition(|q| q.waits_for.is_none() || q.waits_for == key);
         self.queue = keep.into();
         for q in go {
-            self.out(PacketDest::Ingress(q.port), q.frame);
+            match q.what {
+                Waiting::Reinject { port, frame } => self.out(PacketDest::Ingress(port), frame),
+                Waiting::Kernel(packet) => {
+                    if let Some((rif, nh)) = q.waits_for {
+                        self.send_ip(rif, nh, &packet);
+                    }
+                }
+            }
         }
     }
 
-    async fn learn(&mut self, hi: &HostInterface, ip: IpAddr, mac: MacAddr, port: PortId) {
+    /// A packet the router's own stack sent: frame it for its neighbor on a
+    /// connected subnet and send it, resolving the neighbor first when needed.
+    fn kernel_packet(&mut self, packet: Vec<u8>) {
+        let dst = match packet.first().map(|b| b >> 4) {
+            Some(4) => parse_ipv4(&packet).map(|i| i.dst),
+            Some(6) => parse_ipv6(&packet).map(|i| i.dst),
+            _ => Err(DecodeError::Unsupported("IP version")),
+        };
+        let Ok(dst) = dst else { return };
+        let Some(rif) = self
+            .view
+            .interfaces
+            .iter()
+            .find(|h| on_subnet(h, dst))
+            .map(|h| h.rif.id)
+        else {
+            tracing::trace!(%dst, "router's own packet has no connected route; dropped");
+            return;
+        };
+        if matches!(self.entries.get(&(rif, dst)), Some(State::Reachable { .. })) {
+            self.send_ip(rif, dst, &packet);
+        } else {
+            self.enqueue(Queued {
+                since: Instant::now(),
+                what: Waiting::Kernel(packet),
+                waits_for: Some((rif, dst)),
+            });
+            self.start(rif, dst);
+        }
+    }
+
+    /// Frames an IP packet for the resolved neighbor `nh` on `rif` and sends it.
+    fn send_ip(&self, rif: RifId, nh: IpAddr, packet: &[u8]) {
+        let (Some(hi), Some(State::Reachable { mac, port, .. })) =
+            (self.interface(rif), self.entries.get(&(rif, nh)))
+        else {
+            return;
+        };
+        let et = if nh.is_ipv4() {
+            ETHERTYPE_IPV4
+        } else {
+            ETHERTYPE_IPV6
+        };
+        for (p, vlan) in hi.rif.egress(*port) {
+            self.out(
+                PacketDest::Port(p),
+                build_eth(*mac, hi.rif.mac, vlan, et, packet),
+            );
+        }
+    }
+
+    async fn learn(
+        &mut self,
+        hi: &HostInterface,
+        ip: IpAddr,
+        mac: MacAddr,
+        port: PortId,
+        may_create: bool,
+    ) {
         let now = Instant::now();
+        let exists = self.entries.contains_key(&(hi.rif.id, ip));
+        if !exists && (!may_create || self.entries.len() >= self.timers.max_entries) {
+            if may_create {
+                tracing::warn!(interface = %hi.rif.name, %ip, "neighbor table full ({} entries): not learned", self.timers.max_entries);
+            }
+            return;
+        }
         let member = matches!(hi.rif.kind, nos_core::RifKind::Vlan { .. }).then_some(port);
         let changed = !matches!(
             self.entries.get(&(hi.rif.id, ip)),
@@ -578,6 +750,9 @@ impl HostStack {
         let Some(hi) = self.interface(rif).cloned() else {
             return;
         };
+        if !hi.rif.admin_up {
+            return;
+        }
         let (member, dst_mac) = match unicast {
             Some((mac, port)) => (port, Some(mac)),
             None => (None, None),
@@ -592,7 +767,8 @@ impl HostStack {
                         .and_then(|a| match a.addr() {
                             IpAddr::V4(m) => Some(m),
                             IpAddr::V6(_) => None,
-                        })?;
+                        })
+                        .or_else(|| first_v4(&hi))?;
                     let a = Arp {
                         op: ARP_REQUEST,
                         sender_mac: hi.rif.mac,
@@ -738,6 +914,13 @@ impl HostStack {
             .collect();
         rows.sort_by(|a, b| (&a.interface, a.address).cmp(&(&b.interface, b.address)));
         rows
+    }
+}
+
+async fn recv_opt(rx: &mut Option<mpsc::Receiver<Vec<u8>>>) -> Option<Vec<u8>> {
+    match rx {
+        Some(r) => r.recv().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -1026,6 +1209,58 @@ mod tests {
         let again: Vec<_> = out.iter().filter(|p| p.frame == frame).collect();
         assert_eq!(again.len(), 1);
         assert_eq!(again[0].dest, PacketDest::Ingress(PortId(1)));
+    }
+
+    #[tokio::test]
+    async fn packets_for_the_router_go_to_the_kernel_and_the_kernels_go_out() {
+        let (mut h, sent, _ev) = stack(fast());
+        let (ktx, mut krx) = mpsc::channel(8);
+        h.to_kernel = Some(ktx);
+        h.set_view(view()).await;
+        let ip = build_ipv4(
+            [192, 0, 2, 2].into(),
+            [192, 0, 2, 1].into(),
+            6,
+            64,
+            &[0u8; 20],
+        );
+        h.handle(punt(
+            PuntReason::ToMe,
+            build_eth(ROUTER_MAC, HOST_MAC, None, ETHERTYPE_IPV4, &ip),
+        ))
+        .await;
+        assert_eq!(
+            krx.try_recv().unwrap(),
+            ip,
+            "the IP packet, without Ethernet, reaches the kernel"
+        );
+        // The kernel answers; the neighbor is unknown, so it is resolved first.
+        let reply = build_ipv4(
+            [192, 0, 2, 1].into(),
+            [192, 0, 2, 2].into(),
+            6,
+            64,
+            &[1u8; 20],
+        );
+        h.kernel_packet(reply.clone());
+        assert_eq!(arps(&sent).len(), 1);
+        h.handle(punt(
+            PuntReason::Arp,
+            arp_frame(ARP_REPLY, [192, 0, 2, 2], [192, 0, 2, 1], ROUTER_MAC),
+        ))
+        .await;
+        h.release(Some((RifId(1), "192.0.2.2".parse().unwrap())));
+        let out = sent.lock().unwrap().clone();
+        let framed: Vec<_> = out
+            .iter()
+            .filter(|p| p.frame.get(14..14 + reply.len()) == Some(&reply[..]))
+            .collect();
+        assert_eq!(framed.len(), 1);
+        assert_eq!(framed[0].dest, PacketDest::Port(PortId(1)));
+        assert_eq!(
+            &framed[0].frame[..12],
+            &[HOST_MAC.0, ROUTER_MAC.0].concat()[..]
+        );
     }
 
     #[tokio::test]

@@ -62,7 +62,8 @@ pub fn parse_eth(f: &[u8]) -> Result<Eth, DecodeError> {
     let mut off = 14;
     let mut vlan = None;
     if et == ETHERTYPE_VLAN {
-        vlan = Some(be16(f, 14).ok_or(t)? & 0x0fff);
+        // VLAN id 0 is a priority tag: the frame belongs to the untagged VLAN.
+        vlan = Some(be16(f, 14).ok_or(t)? & 0x0fff).filter(|v| *v != 0);
         et = be16(f, 16).ok_or(t)?;
         off = 18;
     }
@@ -156,6 +157,8 @@ pub struct Ip {
     pub header_len: usize,
     /// Length of the IP packet (header and payload), without link padding.
     pub total_len: usize,
+    /// A fragment (IPv4 MF set or offset non-zero; IPv6 with a fragment header).
+    pub fragmented: bool,
 }
 
 pub fn parse_ipv4(p: &[u8]) -> Result<Ip, DecodeError> {
@@ -177,6 +180,7 @@ pub fn parse_ipv4(p: &[u8]) -> Result<Ip, DecodeError> {
         ttl: p[8],
         header_len: ihl,
         total_len: total,
+        fragmented: u16::from_be_bytes([p[6], p[7]]) & 0x3fff != 0,
     })
 }
 
@@ -203,6 +207,7 @@ pub fn parse_ipv6(p: &[u8]) -> Result<Ip, DecodeError> {
         ttl: p[7],
         header_len: 40,
         total_len: 40 + plen,
+        fragmented: p[6] == 44,
     })
 }
 

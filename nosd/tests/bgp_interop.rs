@@ -1,0 +1,498 @@
+//! BGP interop with real daemons: FRR's bgpd and GoBGP, each in its own network
+//! namespace, peering with nosd over veths; a host's traffic is forwarded by the
+//! x86 dataplane along the routes they announce.
+//!
+//! ```text
+//!  host A ── eth1 [ nosd AS 64500 ] eth2 ── ISP1: FRR bgpd AS 64501 (IPv4 + IPv6 sessions)
+//!  192.0.2.2       192.0.2.1        198.51.100.1  198.51.100.2, lo 203.0.113.1, 2001:db8:99::1
+//!                                   eth3 ── ISP2: GoBGP AS 64502
+//!                              198.18.1.1     198.18.1.2, lo 203.0.113.1
+//! ```
+//! Both ISPs announce 203.0.113.0/24; ISP2 with a longer AS path (the backup).
+//! Needs root, iproute2, ping, frr and gobgpd; `scripts/test.sh` installs them.
+
+use nosd::lab::{have, Lab};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const NOSCTL: &str = env!("CARGO_BIN_EXE_nosctl");
+const NOSD: &str = env!("CARGO_BIN_EXE_nosd");
+
+struct BgpLab {
+    lab: Lab,
+    host_a: String,
+    isp1: String,
+    isp2: String,
+    router: String,
+    isp2_if: String,
+    socket: PathBuf,
+}
+
+impl BgpLab {
+    fn nosctl(&self, args: &[&str]) -> Value {
+        let out = Command::new(NOSCTL)
+            .arg("--socket")
+            .arg(&self.socket)
+            .arg("--json")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "nosctl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.lab.dir.join("nosd.log")).unwrap_or_default()
+    }
+
+    fn vtysh(&self, cmd: &str) -> Value {
+        let out = self
+            .lab
+            .exec(&self.isp1, &["vtysh", "-N", &self.isp1, "-c", cmd])
+            .unwrap();
+        serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+    }
+
+    fn gobgp(&self, args: &[&str]) -> String {
+        let mut full = vec!["gobgp", "-p", "50051"];
+        full.extend_from_slice(args);
+        let out = self.lab.exec(&self.isp2, &full).unwrap();
+        String::from_utf8_lossy(&out.stdout).to_string()
+    }
+
+    fn ping(&self, dst: &str) -> bool {
+        self.lab
+            .exec(&self.host_a, &["ping", "-c", "1", "-W", "1", dst])
+            .unwrap()
+            .status
+            .success()
+    }
+
+    fn rx_packets(&self, ns: &str, ifname: &str) -> u64 {
+        let out = self
+            .lab
+            .exec(
+                ns,
+                &[
+                    "cat",
+                    &format!("/sys/class/net/{ifname}/statistics/rx_packets"),
+                ],
+            )
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .unwrap_or(0)
+    }
+}
+
+/// Polls `f` until it returns true or `within` passes.
+fn eventually(within: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < within {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    false
+}
+
+fn neighbor_state(lab: &BgpLab, addr: &str) -> String {
+    let s = lab.nosctl(&["show", "bgp", "summary"]);
+    s["neighbors"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|n| n["address"] == addr)
+        .map(|n| n["state"].as_str().unwrap_or("").to_string())
+        .unwrap_or_default()
+}
+
+fn fib_next_hops(lab: &BgpLab, prefix: &str) -> Vec<String> {
+    let fib = lab.nosctl(&["show", "fib"]);
+    fib.as_array()
+        .into_iter()
+        .flatten()
+        .find(|r| r["prefix"] == prefix)
+        .map(|r| {
+            r["next_hops"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|x| x.as_str().unwrap_or("").to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn router_config(p: &str) -> String {
+    format!(
+        r#"system:
+  hostname: bgp-router
+ports:
+  - {{ name: eth1, linux: {p}r1 }}
+  - {{ name: eth2, linux: {p}r2 }}
+  - {{ name: eth3, linux: {p}r3 }}
+interfaces:
+  - {{ name: eth1, port: eth1, ipv4: [192.0.2.1/24], ipv6: ["2001:db8:1::1/64"] }}
+  - {{ name: eth2, port: eth2, ipv4: [198.51.100.1/24], ipv6: ["2001:db8:2::1/64"] }}
+  - {{ name: eth3, port: eth3, ipv4: [198.18.1.1/24] }}
+bgp:
+  asn: 64500
+  router_id: 192.0.2.1
+  networks: [192.0.2.0/24, "2001:db8:1::/64"]
+  neighbors:
+    - {{ address: 198.51.100.2, remote_as: 64501, hold_time: 9, description: isp1-frr, import_policy: isp-in, export_policy: customer-out }}
+    - {{ address: "2001:db8:2::2", remote_as: 64501, hold_time: 9, families: [ipv6_unicast], import_policy: isp-in, export_policy: customer-out }}
+    - {{ address: 198.18.1.2, remote_as: 64502, hold_time: 9, description: isp2-gobgp, import_policy: isp-in, export_policy: customer-out }}
+  policies:
+    - name: isp-in
+      rules:
+        - {{ action: accept }}
+    - name: customer-out
+      rules:
+        - match: {{ prefixes: [{{ prefix: 192.0.2.0/24 }}, {{ prefix: "2001:db8:1::/64" }}] }}
+          action: accept
+"#
+    )
+}
+
+fn frr_config(ns: &str, dir: &Path) -> String {
+    format!(
+        r#"frr defaults traditional
+hostname {ns}
+log file {}/bgpd.log debugging
+!
+router bgp 64501
+ bgp router-id 198.51.100.2
+ no bgp ebgp-requires-policy
+ no bgp network import-check
+ neighbor 198.51.100.1 remote-as 64500
+ neighbor 198.51.100.1 timers 3 9
+ neighbor 198.51.100.1 timers connect 1
+ neighbor 2001:db8:2::1 remote-as 64500
+ neighbor 2001:db8:2::1 timers 3 9
+ neighbor 2001:db8:2::1 timers connect 1
+ address-family ipv4 unicast
+  network 203.0.113.0/24
+  no neighbor 2001:db8:2::1 activate
+ exit-address-family
+ address-family ipv6 unicast
+  network 2001:db8:99::/64
+  neighbor 2001:db8:2::1 activate
+ exit-address-family
+!
+"#,
+        dir.display()
+    )
+}
+
+const GOBGP_CONFIG: &str = r#"[global.config]
+  as = 64502
+  router-id = "198.18.1.2"
+[[neighbors]]
+  [neighbors.config]
+    neighbor-address = "198.18.1.1"
+    peer-as = 64500
+  [neighbors.timers.config]
+    connect-retry = 1
+    hold-time = 9
+    keepalive-interval = 3
+"#;
+
+fn start(prefix: &str) -> BgpLab {
+    for tool in ["ip", "ping", "vtysh", "gobgpd", "gobgp"] {
+        assert!(
+            have(tool),
+            "{tool} is required (scripts/test.sh installs it)"
+        );
+    }
+    assert!(
+        Path::new("/usr/lib/frr/bgpd").exists(),
+        "FRR's bgpd is required (apt-get install frr)"
+    );
+    let mut lab = Lab::new(prefix).unwrap();
+    let host_a = lab.netns("a").unwrap();
+    let isp1 = lab.netns("i1").unwrap();
+    let isp2 = lab.netns("i2").unwrap();
+    let router = lab.netns("r").unwrap();
+    let n = |s: &str| format!("{prefix}{s}");
+    lab.veth(&host_a, &n("ha"), &router, &n("r1")).unwrap();
+    lab.veth(&isp1, &n("i1"), &router, &n("r2")).unwrap();
+    lab.veth(&isp2, &n("i2"), &router, &n("r3")).unwrap();
+    lab.kernel_forwarding_off(&router).unwrap();
+    let sh = |ns: &str, cmd: &str| {
+        let args: Vec<&str> = cmd.split_whitespace().collect();
+        lab.must(ns, &args).unwrap();
+    };
+    sh(
+        &host_a,
+        &format!("ip addr add 192.0.2.2/24 dev {}", n("ha")),
+    );
+    sh(
+        &host_a,
+        &format!("ip -6 addr add 2001:db8:1::2/64 dev {} nodad", n("ha")),
+    );
+    sh(&host_a, "ip route add default via 192.0.2.1");
+    sh(&host_a, "ip -6 route add default via 2001:db8:1::1");
+    sh(
+        &isp1,
+        &format!("ip addr add 198.51.100.2/24 dev {}", n("i1")),
+    );
+    sh(
+        &isp1,
+        &format!("ip -6 addr add 2001:db8:2::2/64 dev {} nodad", n("i1")),
+    );
+    sh(&isp1, "ip addr add 203.0.113.1/32 dev lo");
+    sh(&isp1, "ip -6 addr add 2001:db8:99::1/128 dev lo");
+    sh(&isp1, "ip route add default via 198.51.100.1");
+    sh(&isp1, "ip -6 route add default via 2001:db8:2::1");
+    sh(&isp2, &format!("ip addr add 198.18.1.2/24 dev {}", n("i2")));
+    sh(&isp2, "ip addr add 203.0.113.1/32 dev lo");
+    sh(&isp2, "ip route add default via 198.18.1.1");
+    for (ns, ifname) in [(&host_a, n("ha")), (&isp1, n("i1")), (&isp2, n("i2"))] {
+        if have("ethtool") {
+            lab.offloads_off(ns, &ifname).unwrap();
+        }
+    }
+
+    // FRR's bgpd alone, without zebra (see shared/TESTING-NOTES.md).
+    let dir = lab.dir.clone();
+    let etc = PathBuf::from(format!("/etc/frr/{isp1}"));
+    let run = PathBuf::from(format!("/var/run/frr/{isp1}"));
+    std::fs::create_dir_all(&etc).unwrap();
+    std::fs::create_dir_all(&run).unwrap();
+    std::fs::write(etc.join("bgpd.conf"), frr_config(&isp1, &dir)).unwrap();
+    std::fs::write(etc.join("vtysh.conf"), "").unwrap();
+    let _ = Command::new("chown")
+        .args([
+            "-R",
+            "frr:frr",
+            "/var/run/frr",
+            &etc.to_string_lossy(),
+            &dir.to_string_lossy(),
+        ])
+        .status();
+    let _ = Command::new("chmod")
+        .args(["a+rwx", &dir.to_string_lossy()])
+        .status();
+    lab.must(
+        &isp1,
+        &[
+            "/usr/lib/frr/bgpd",
+            "-N",
+            &isp1,
+            "-Z",
+            "-n",
+            "-S",
+            "-f",
+            &etc.join("bgpd.conf").to_string_lossy(),
+            "-d",
+            "-i",
+            &run.join("bgpd.pid").to_string_lossy(),
+        ],
+    )
+    .unwrap();
+
+    let gcfg = dir.join("gobgp.toml");
+    std::fs::write(&gcfg, GOBGP_CONFIG).unwrap();
+    lab.spawn(
+        &isp2,
+        Path::new("/usr/bin/gobgpd"),
+        &[
+            "-f",
+            &gcfg.to_string_lossy(),
+            "--api-hosts",
+            "127.0.0.1:50051",
+            "-l",
+            "warn",
+        ],
+        &dir.join("gobgpd.log"),
+    )
+    .unwrap();
+
+    let rcfg = dir.join("router.yaml");
+    std::fs::write(&rcfg, router_config(prefix)).unwrap();
+    let socket = dir.join("nosd.sock");
+    lab.spawn(
+        &router,
+        Path::new(NOSD),
+        &[
+            "run",
+            "--config",
+            &rcfg.to_string_lossy(),
+            "--state-dir",
+            &dir.join("state").to_string_lossy(),
+            "--socket",
+            &socket.to_string_lossy(),
+            "--log-level",
+            "info,routing=debug",
+        ],
+        &dir.join("nosd.log"),
+    )
+    .unwrap();
+    let l = BgpLab {
+        lab,
+        host_a,
+        isp1,
+        isp2,
+        router,
+        isp2_if: n("i2"),
+        socket,
+    };
+    assert!(
+        eventually(Duration::from_secs(10), || l.socket.exists()),
+        "nosd did not start:\n{}",
+        l.log()
+    );
+    l
+}
+
+impl Drop for BgpLab {
+    fn drop(&mut self) {
+        // bgpd daemonized itself: kill it by its pid file, then remove its files.
+        let run = format!("/var/run/frr/{}", self.isp1);
+        if let Ok(pid) = std::fs::read_to_string(format!("{run}/bgpd.pid")) {
+            let _ = Command::new("kill").args(["-KILL", pid.trim()]).status();
+        }
+        let _ = std::fs::remove_dir_all(&run);
+        let _ = std::fs::remove_dir_all(format!("/etc/frr/{}", self.isp1));
+    }
+}
+
+#[test]
+fn peers_with_frr_and_gobgp_and_forwards_along_their_routes() {
+    let prefix = format!("bg{}", std::process::id() % 10000);
+    let lab = start(&prefix);
+
+    // Sessions come up with both daemons, over IPv4 and IPv6.
+    for peer in ["198.51.100.2", "2001:db8:2::2", "198.18.1.2"] {
+        assert!(
+            eventually(Duration::from_secs(30), || neighbor_state(&lab, peer)
+                == "Established"),
+            "session with {peer} did not come up: {}\nnosd log:\n{}",
+            neighbor_state(&lab, peer),
+            lab.log()
+        );
+    }
+
+    // Routes received, installed and forwarding host A's traffic: the best path is
+    // ISP1 (shorter AS path), IPv4 and IPv6.
+    assert!(
+        eventually(Duration::from_secs(15), || fib_next_hops(
+            &lab,
+            "203.0.113.0/24"
+        )
+        .iter()
+        .any(|n| n.starts_with("198.51.100.2"))),
+        "203.0.113.0/24 via ISP1 not installed: {:?}\n{}",
+        fib_next_hops(&lab, "203.0.113.0/24"),
+        lab.log()
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || lab.ping("203.0.113.1")),
+        "host A cannot reach 203.0.113.1 via ISP1"
+    );
+    assert!(
+        eventually(Duration::from_secs(15), || lab.ping("2001:db8:99::1")),
+        "host A cannot reach 2001:db8:99::1 over the IPv6 session's route"
+    );
+
+    // Routes advertised back per export policy: FRR and GoBGP see our network.
+    assert!(
+        eventually(Duration::from_secs(15), || {
+            lab.vtysh("show bgp ipv4 unicast json")["routes"]
+                .get("192.0.2.0/24")
+                .is_some()
+        }),
+        "FRR did not receive 192.0.2.0/24: {}",
+        lab.vtysh("show bgp ipv4 unicast json")
+    );
+    assert!(
+        eventually(Duration::from_secs(15), || {
+            lab.vtysh("show bgp ipv6 unicast json")["routes"]
+                .get("2001:db8:1::/64")
+                .is_some()
+        }),
+        "FRR did not receive 2001:db8:1::/64 over the IPv6 session"
+    );
+    assert!(
+        eventually(Duration::from_secs(15), || lab
+            .gobgp(&["global", "rib", "-a", "ipv4", "-j"])
+            .contains("192.0.2.0/24")),
+        "GoBGP did not receive 192.0.2.0/24: {}",
+        lab.gobgp(&["global", "rib", "-a", "ipv4", "-j"])
+    );
+
+    // ISP2 announces the same prefix with a longer AS path: a backup.
+    lab.gobgp(&[
+        "global",
+        "rib",
+        "add",
+        "-a",
+        "ipv4",
+        "203.0.113.0/24",
+        "aspath",
+        "64502,64502",
+    ]);
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            let r = lab.nosctl(&["show", "bgp", "routes", "203.0.113.0/24"]);
+            r.as_array().is_some_and(|v| v.len() == 2)
+        }),
+        "the backup path from GoBGP did not arrive: {}",
+        lab.nosctl(&["show", "bgp", "routes"])
+    );
+    assert!(
+        fib_next_hops(&lab, "203.0.113.0/24")
+            .iter()
+            .any(|n| n.starts_with("198.51.100.2")),
+        "ISP1 stays best"
+    );
+
+    // Failover: kill ISP1's bgpd; traffic moves to ISP2.
+    let pid = std::fs::read_to_string(format!("/var/run/frr/{}/bgpd.pid", lab.isp1)).unwrap();
+    Command::new("kill")
+        .args(["-KILL", pid.trim()])
+        .status()
+        .unwrap();
+    assert!(
+        eventually(Duration::from_secs(15), || fib_next_hops(
+            &lab,
+            "203.0.113.0/24"
+        )
+        .iter()
+        .any(|n| n.starts_with("198.18.1.2"))),
+        "203.0.113.0/24 did not fail over to ISP2: {:?}\n{}",
+        fib_next_hops(&lab, "203.0.113.0/24"),
+        lab.log()
+    );
+    let before = lab.rx_packets(&lab.isp2, &lab.isp2_if);
+    assert!(
+        eventually(Duration::from_secs(10), || lab.ping("203.0.113.1")),
+        "no traffic via ISP2 after failover"
+    );
+    assert!(
+        lab.rx_packets(&lab.isp2, &lab.isp2_if) > before,
+        "the pings went through ISP2"
+    );
+
+    // Withdrawal: GoBGP withdraws; the prefix leaves the FIB.
+    lab.gobgp(&["global", "rib", "del", "-a", "ipv4", "203.0.113.0/24"]);
+    assert!(
+        eventually(Duration::from_secs(10), || fib_next_hops(
+            &lab,
+            "203.0.113.0/24"
+        )
+        .is_empty()),
+        "203.0.113.0/24 still installed after the withdrawal"
+    );
+    let _ = &lab.router;
+}

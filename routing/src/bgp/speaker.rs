@@ -1,0 +1,966 @@
+//! The BGP speaker task: owns every peer's Adj-RIB-In and Adj-RIB-Out and the
+//! Loc-RIB, runs import and export policy and the decision process, and sends
+//! the selected routes to the router task.
+//!
+//! Sessions are separate tasks (see [`super::session`]); they report events here
+//! and take commands from here. A listener task hands accepted connections to
+//! the session of the peer they come from.
+
+use super::msg::*;
+use super::policy::Policy;
+use super::session::{PeerConfig, Session, SessionCmd, SessionEvent, State};
+use ipnet::IpNet;
+use nos_core::config::{AddressFamily, BgpConfig, Config};
+use serde::Serialize;
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot, watch};
+
+/// A Loc-RIB route handed to the router task: where to forward a prefix.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BgpRoute {
+    pub prefix: IpNet,
+    /// The next hops of the best path and of every equal-cost path (multipath).
+    pub next_hops: Vec<IpAddr>,
+    /// Learned over eBGP (administrative distance 20) or iBGP (200).
+    pub ebgp: bool,
+}
+
+/// A change of the Loc-RIB.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BgpRibChange {
+    Set(BgpRoute),
+    Remove(IpNet),
+}
+
+/// `show bgp summary` / `show bgp neighbor`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct NeighborSummary {
+    pub address: IpAddr,
+    pub remote_as: u32,
+    pub description: Option<String>,
+    pub state: String,
+    /// Seconds in the current state.
+    pub state_for_s: u64,
+    pub router_id: Option<String>,
+    pub hold_time_s: Option<u16>,
+    pub families: Vec<String>,
+    /// Prefixes received (before import policy) and accepted into Adj-RIB-In.
+    pub received: u64,
+    pub accepted: u64,
+    pub advertised: u64,
+    pub import_policy: Option<String>,
+    pub export_policy: Option<String>,
+    pub last_error: Option<String>,
+}
+
+/// `show bgp summary`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Summary {
+    pub asn: u32,
+    pub router_id: String,
+    pub loc_rib_prefixes: u64,
+    pub neighbors: Vec<NeighborSummary>,
+}
+
+/// A path in `show bgp routes`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct RouteRow {
+    pub prefix: String,
+    pub best: bool,
+    pub multipath: bool,
+    pub next_hop: String,
+    pub peer: String,
+    pub local_pref: u32,
+    pub med: Option<u32>,
+    pub as_path: String,
+    pub origin: String,
+}
+
+/// Queries the speaker answers.
+#[derive(Debug)]
+pub enum BgpQuery {
+    Summary(oneshot::Sender<Option<Summary>>),
+    Routes(Option<IpNet>, oneshot::Sender<Vec<RouteRow>>),
+}
+
+/// Where a Loc-RIB path came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Source {
+    Local,
+    Peer(IpAddr),
+}
+
+struct UpInfo {
+    peer_open: Open,
+    families: Vec<Family>,
+    local_address: IpAddr,
+    hold: u16,
+}
+
+struct Peer {
+    cfg: PeerConfig,
+    description: Option<String>,
+    import: Option<Policy>,
+    export: Option<Policy>,
+    cmd: mpsc::Sender<SessionCmd>,
+    state: State,
+    since: Instant,
+    up: Option<UpInfo>,
+    adj_in: HashMap<IpNet, Arc<PathAttrs>>,
+    adj_out: HashMap<IpNet, Arc<PathAttrs>>,
+    received: u64,
+    last_error: Option<String>,
+    warned_8212: bool,
+}
+
+impl Peer {
+    fn ebgp(&self) -> bool {
+        self.cfg.remote_as != self.cfg.local_as
+    }
+}
+
+/// The speaker's state.
+#[derive(Default)]
+pub struct Speaker {
+    config: Option<BgpConfig>,
+    peers: BTreeMap<IpAddr, Peer>,
+    /// Selected paths per prefix: the best first, then equal-cost ones.
+    loc: HashMap<IpNet, Vec<Source>>,
+    local: BTreeMap<IpNet, Arc<PathAttrs>>,
+    interned: HashSet<Arc<PathAttrs>>,
+    listener_port: Option<u16>,
+}
+
+impl std::fmt::Debug for Speaker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Speaker")
+            .field("peers", &self.peers.len())
+            .field("loc_rib", &self.loc.len())
+            .finish()
+    }
+}
+
+/// Pending outbound messages of one event, per peer, flushed together.
+#[derive(Default)]
+struct Outbox {
+    announce: HashMap<IpAddr, HashMap<Arc<PathAttrs>, Vec<IpNet>>>,
+    withdraw: HashMap<IpAddr, Vec<IpNet>>,
+}
+
+impl Speaker {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Runs until shutdown.
+    pub async fn run(
+        mut self,
+        mut config: watch::Receiver<Config>,
+        rib: mpsc::UnboundedSender<Vec<BgpRibChange>>,
+        mut queries: mpsc::Receiver<BgpQuery>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let (ev_tx, mut ev_rx) = mpsc::channel::<SessionEvent>(1024);
+        let (in_tx, mut in_rx) = mpsc::channel::<(TcpStream, SocketAddr)>(64);
+        let first = config.borrow_and_update().clone();
+        self.configure(&first, &ev_tx, &in_tx, &rib).await;
+        loop {
+            tokio::select! {
+                r = config.changed() => {
+                    if r.is_err() { break; }
+                    let c = config.borrow_and_update().clone();
+                    self.configure(&c, &ev_tx, &in_tx, &rib).await;
+                }
+                Some(e) = ev_rx.recv() => {
+                    let mut changes = Vec::new();
+                    let mut out = Outbox::default();
+                    self.event(e, &mut changes, &mut out);
+                    // Take what else is already waiting: one flush, one RIB update.
+                    while let Ok(e) = ev_rx.try_recv() {
+                        self.event(e, &mut changes, &mut out);
+                    }
+                    self.flush(out).await;
+                    if !changes.is_empty() { let _ = rib.send(changes); }
+                }
+                Some((stream, from)) = in_rx.recv() => {
+                    let ip = from.ip().to_canonical();
+                    match self.peers.get(&ip) {
+                        Some(p) => { let _ = p.cmd.send(SessionCmd::Incoming(stream)).await; }
+                        None => tracing::info!(%ip, "BGP connection from an unconfigured address refused"),
+                    }
+                }
+                Some(q) = queries.recv() => self.query(q),
+                _ = shutdown.changed() => break,
+            }
+        }
+        for p in self.peers.values() {
+            let _ = p.cmd.send(SessionCmd::Stop).await;
+        }
+    }
+
+    async fn configure(
+        &mut self,
+        config: &Config,
+        ev_tx: &mpsc::Sender<SessionEvent>,
+        in_tx: &mpsc::Sender<(TcpStream, SocketAddr)>,
+        rib: &mpsc::UnboundedSender<Vec<BgpRibChange>>,
+    ) {
+        let Some(bgp) = config.bgp.clone() else {
+            if self.config.is_some() {
+                tracing::info!("BGP removed from the configuration: stopping every session");
+            }
+            let mut changes = Vec::new();
+            let mut out = Outbox::default();
+            let addrs: Vec<IpAddr> = self.peers.keys().copied().collect();
+            for a in addrs {
+                self.remove_peer(a, &mut changes, &mut out).await;
+            }
+            self.local.clear();
+            self.config = None;
+            if !changes.is_empty() {
+                let _ = rib.send(changes);
+            }
+            return;
+        };
+        if self.listener_port != Some(bgp.port) && !bgp.neighbors.is_empty() {
+            match TcpListener::bind(SocketAddr::new(
+                IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+                bgp.port,
+            ))
+            .await
+            {
+                Ok(l) => {
+                    tracing::info!(port = bgp.port, "BGP listening");
+                    self.listener_port = Some(bgp.port);
+                    let tx = in_tx.clone();
+                    tokio::spawn(async move {
+                        while let Ok(c) = l.accept().await {
+                            if tx.send(c).await.is_err() {
+                                break;
+                            }
+                        }
+                    });
+                }
+                Err(e) => tracing::error!(
+                    port = bgp.port,
+                    "cannot listen for BGP: {e}; only outgoing sessions will work"
+                ),
+            }
+        }
+        let policies: HashMap<&str, Policy> = bgp
+            .policies
+            .iter()
+            .map(|p| (p.name.as_str(), Policy::compile(p)))
+            .collect();
+        let mut changes = Vec::new();
+        let mut out = Outbox::default();
+        // Peers whose session parameters changed are restarted; removed ones stop.
+        let wanted: HashMap<IpAddr, PeerConfig> = bgp
+            .neighbors
+            .iter()
+            .map(|n| {
+                let families = if n.families.is_empty() {
+                    vec![if n.address.is_ipv4() {
+                        IPV4_UNICAST
+                    } else {
+                        IPV6_UNICAST
+                    }]
+                } else {
+                    n.families
+                        .iter()
+                        .map(|f| match f {
+                            AddressFamily::Ipv4Unicast => IPV4_UNICAST,
+                            AddressFamily::Ipv6Unicast => IPV6_UNICAST,
+                        })
+                        .collect()
+                };
+                (
+                    n.address,
+                    PeerConfig {
+                        address: n.address,
+                        remote_as: n.remote_as,
+                        local_as: bgp.asn,
+                        router_id: bgp.router_id,
+                        hold_time: n.hold_time,
+                        passive: n.passive,
+                        families,
+                        connect_retry: Duration::from_secs(5),
+                        port: bgp.port,
+                    },
+                )
+            })
+            .collect();
+        let existing: Vec<IpAddr> = self.peers.keys().copied().collect();
+        for a in existing {
+            if wanted.get(&a) != self.peers.get(&a).map(|p| &p.cfg) {
+                self.remove_peer(a, &mut changes, &mut out).await;
+            }
+        }
+        for n in &bgp.neighbors {
+            let import = n
+                .import_policy
+                .as_deref()
+                .and_then(|p| policies.get(p))
+                .cloned();
+            let export = n
+                .export_policy
+                .as_deref()
+                .and_then(|p| policies.get(p))
+                .cloned();
+            if let Some(p) = self.peers.get_mut(&n.address) {
+                // Same session; policies or description may have changed.
+                let refilter = p.import != import;
+                p.import = import;
+                p.export = export;
+                p.description = n.description.clone();
+                if refilter {
+                    tracing::info!(peer = %n.address, "import policy changed: asking the peer to send its routes again");
+                    for f in
+                        p.up.as_ref()
+                            .map(|u| u.families.clone())
+                            .unwrap_or_default()
+                    {
+                        let _ = p.cmd.send(SessionCmd::RouteRefresh(f)).await;
+                    }
+                }
+                continue;
+            }
+            let Some(cfg) = wanted.get(&n.address).cloned() else {
+                continue;
+            };
+            let (cmd_tx, cmd_rx) = mpsc::channel(256);
+            tokio::spawn(Session::new(cfg.clone(), ev_tx.clone(), cmd_rx).run());
+            tracing::info!(peer = %n.address, remote_as = n.remote_as, "BGP neighbor configured");
+            self.peers.insert(
+                n.address,
+                Peer {
+                    cfg,
+                    description: n.description.clone(),
+                    import,
+                    export,
+                    cmd: cmd_tx,
+                    state: State::Idle,
+                    since: Instant::now(),
+                    up: None,
+                    adj_in: HashMap::new(),
+                    adj_out: HashMap::new(),
+                    received: 0,
+                    last_error: None,
+                    warned_8212: false,
+                },
+            );
+        }
+        // Originated networks.
+        let want_local: BTreeMap<IpNet, Arc<PathAttrs>> = bgp
+            .networks
+            .iter()
+            .map(|n| (*n, Arc::new(PathAttrs::new(Origin::Igp, Vec::new(), None))))
+            .collect();
+        let gone: Vec<IpNet> = self
+            .local
+            .keys()
+            .filter(|k| !want_local.contains_key(k))
+            .copied()
+            .collect();
+        let added: Vec<IpNet> = want_local
+            .keys()
+            .filter(|k| !self.local.contains_key(k))
+            .copied()
+            .collect();
+        self.local = want_local;
+        self.config = Some(bgp);
+        for p in gone.into_iter().chain(added) {
+            self.decide(p, &mut changes, &mut out);
+        }
+        // Export policy changes: re-evaluate what every peer is sent.
+        let up: Vec<IpAddr> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.up.is_some())
+            .map(|(a, _)| *a)
+            .collect();
+        let prefixes: Vec<IpNet> = self.loc.keys().copied().collect();
+        for a in up {
+            for pfx in &prefixes {
+                self.export_one(a, *pfx, &mut out);
+            }
+        }
+        self.flush(out).await;
+        if !changes.is_empty() {
+            let _ = rib.send(changes);
+        }
+    }
+
+    async fn remove_peer(&mut self, a: IpAddr, changes: &mut Vec<BgpRibChange>, out: &mut Outbox) {
+        if let Some(p) = self.peers.remove(&a) {
+            let _ = p.cmd.send(SessionCmd::Stop).await;
+            for pfx in p.adj_in.keys() {
+                self.decide(*pfx, changes, out);
+            }
+            tracing::info!(peer = %a, "BGP neighbor removed");
+        }
+    }
+
+    fn event(&mut self, e: SessionEvent, changes: &mut Vec<BgpRibChange>, out: &mut Outbox) {
+        match e {
+            SessionEvent::State { peer, state } => {
+                if let Some(p) = self.peers.get_mut(&peer) {
+                    p.state = state;
+                    p.since = Instant::now();
+                }
+            }
+            SessionEvent::Established {
+                peer,
+                peer_open,
+                families,
+                local_address,
+                ..
+            } => {
+                let Some(p) = self.peers.get_mut(&peer) else {
+                    return;
+                };
+                p.up = Some(UpInfo {
+                    hold: p.cfg.hold_time.min(peer_open.hold_time),
+                    peer_open,
+                    families: families.clone(),
+                    local_address,
+                });
+                p.last_error = None;
+                p.adj_out.clear();
+                if p.ebgp() && p.export.is_none() {
+                    tracing::warn!(%peer, "eBGP neighbor has no export policy: announcing nothing to it (RFC 8212)");
+                }
+                let prefixes: Vec<IpNet> = self.loc.keys().copied().collect();
+                for pfx in prefixes {
+                    self.export_one(peer, pfx, out);
+                }
+                // End-of-RIB goes after the initial table (flushed in order below).
+                out.withdraw.entry(peer).or_default();
+                if let Some(p) = self.peers.get(&peer) {
+                    for f in families {
+                        let _ = p.cmd.try_send(SessionCmd::EndOfRib(f));
+                    }
+                }
+            }
+            SessionEvent::Down { peer, reason } => {
+                let Some(p) = self.peers.get_mut(&peer) else {
+                    return;
+                };
+                p.up = None;
+                p.last_error = Some(reason);
+                p.adj_out.clear();
+                let lost: Vec<IpNet> = p.adj_in.drain().map(|(k, _)| k).collect();
+                p.received = 0;
+                for pfx in lost {
+                    self.decide(pfx, changes, out);
+                }
+            }
+            SessionEvent::RouteRefresh { peer, family } => {
+                let Some(p) = self.peers.get_mut(&peer) else {
+                    return;
+                };
+                // Send everything again: forget what the peer was told.
+                let keys: Vec<IpNet> = p.adj_out.keys().copied().collect();
+                p.adj_out.clear();
+                let mut prefixes: Vec<IpNet> = self.loc.keys().copied().collect();
+                prefixes.extend(keys);
+                prefixes.retain(|p| family_of(p) == family);
+                prefixes.sort();
+                prefixes.dedup();
+                for pfx in prefixes {
+                    self.export_one(peer, pfx, out);
+                }
+            }
+            SessionEvent::Update { peer, update } => self.update(peer, update, changes, out),
+        }
+    }
+
+    fn update(
+        &mut self,
+        peer: IpAddr,
+        u: Update,
+        changes: &mut Vec<BgpRibChange>,
+        out: &mut Outbox,
+    ) {
+        let local_as = self.config.as_ref().map(|c| c.asn).unwrap_or(0);
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        let mut touched = Vec::with_capacity(u.withdrawn.len() + u.announced.len());
+        for w in &u.withdrawn {
+            if p.adj_in.remove(&w.prefix).is_some() {
+                touched.push(w.prefix);
+            }
+        }
+        if let Some(attrs) = &u.attrs {
+            p.received += u.announced.len() as u64;
+            let ebgp = p.ebgp();
+            // LOCAL_PREF is not meaningful from another AS (RFC 4271 5.1.5).
+            let base: Arc<PathAttrs> = if ebgp && attrs.local_pref.is_some() {
+                let mut a = (**attrs).clone();
+                a.local_pref = None;
+                Arc::new(a)
+            } else {
+                attrs.clone()
+            };
+            let own_loop = base.as_path.iter().any(|s| match s {
+                AsSegment::Sequence(v) | AsSegment::Set(v) => v.contains(&local_as),
+                _ => false,
+            });
+            if ebgp && p.import.is_none() && !p.warned_8212 {
+                tracing::warn!(%peer, "eBGP neighbor has no import policy: accepting none of its routes (RFC 8212)");
+                p.warned_8212 = true;
+            }
+            // The policy output is usually the same for every prefix of an UPDATE:
+            // intern it once.
+            let mut last: Option<(PathAttrs, Arc<PathAttrs>)> = None;
+            for n in &u.announced {
+                let accepted = if u.treat_as_withdraw || own_loop {
+                    None
+                } else {
+                    match (&p.import, ebgp) {
+                        (Some(pol), _) => pol.apply(&n.prefix, &base, local_as),
+                        (None, true) => None,
+                        (None, false) => Some((*base).clone()),
+                    }
+                };
+                match accepted {
+                    Some(a) => {
+                        let arc = match &last {
+                            Some((prev, arc)) if *prev == a => arc.clone(),
+                            _ => {
+                                let arc = intern(&mut self.interned, a.clone());
+                                last = Some((a, arc.clone()));
+                                arc
+                            }
+                        };
+                        p.adj_in.insert(n.prefix, arc);
+                        touched.push(n.prefix);
+                    }
+                    None => {
+                        if p.adj_in.remove(&n.prefix).is_some() {
+                            touched.push(n.prefix);
+                        }
+                    }
+                }
+            }
+        } else if u.treat_as_withdraw {
+            for n in &u.announced {
+                if p.adj_in.remove(&n.prefix).is_some() {
+                    touched.push(n.prefix);
+                }
+            }
+        }
+        if let Some(f) = u.end_of_rib {
+            tracing::info!(%peer, family = ?f, "End-of-RIB received");
+        }
+        for pfx in touched {
+            self.decide(pfx, changes, out);
+        }
+    }
+
+    fn attrs_of(&self, s: Source, pfx: &IpNet) -> Option<&Arc<PathAttrs>> {
+        match s {
+            Source::Local => self.local.get(pfx),
+            Source::Peer(a) => self.peers.get(&a)?.adj_in.get(pfx),
+        }
+    }
+
+    /// The decision process (RFC 4271 9.1.2) over every path for `pfx`.
+    fn decide(&mut self, pfx: IpNet, changes: &mut Vec<BgpRibChange>, out: &mut Outbox) {
+        let mut cands: Vec<Source> = Vec::new();
+        if self.local.contains_key(&pfx) {
+            cands.push(Source::Local);
+        }
+        for (a, p) in &self.peers {
+            if p.adj_in.contains_key(&pfx) {
+                cands.push(Source::Peer(*a));
+            }
+        }
+        cands.sort_by(|a, b| self.compare(&pfx, *a, *b));
+        let selected: Vec<Source> = match cands.first() {
+            None => Vec::new(),
+            Some(best) => {
+                let best = *best;
+                cands
+                    .iter()
+                    .copied()
+                    .filter(|c| *c == best || self.equal_cost(&pfx, best, *c))
+                    .collect()
+            }
+        };
+        let old = self.loc.get(&pfx).cloned().unwrap_or_default();
+        if old == selected && !selected.is_empty() {
+            // Same sources; their attributes may still have changed: re-export.
+        } else if old == selected {
+            return;
+        }
+        if selected.is_empty() {
+            self.loc.remove(&pfx);
+        } else {
+            self.loc.insert(pfx, selected.clone());
+        }
+        // What forwarding needs: next hops of the selected peer paths.
+        let fwd: Vec<(IpAddr, bool)> = selected
+            .iter()
+            .filter_map(|s| match s {
+                Source::Local => None,
+                Source::Peer(a) => {
+                    let p = self.peers.get(a)?;
+                    let nh = p.adj_in.get(&pfx)?.next_hop.unwrap_or(*a);
+                    Some((nh, p.ebgp()))
+                }
+            })
+            .collect();
+        if selected.first() == Some(&Source::Local) || fwd.is_empty() {
+            changes.push(BgpRibChange::Remove(pfx));
+        } else {
+            let mut next_hops: Vec<IpAddr> = fwd.iter().map(|(n, _)| *n).collect();
+            next_hops.sort();
+            next_hops.dedup();
+            changes.push(BgpRibChange::Set(BgpRoute {
+                prefix: pfx,
+                next_hops,
+                ebgp: fwd[0].1,
+            }));
+        }
+        let peers: Vec<IpAddr> = self.peers.keys().copied().collect();
+        for a in peers {
+            self.export_one(a, pfx, out);
+        }
+    }
+
+    fn compare(&self, pfx: &IpNet, a: Source, b: Source) -> Ordering {
+        // Locally originated routes first.
+        match (a, b) {
+            (Source::Local, Source::Local) => return Ordering::Equal,
+            (Source::Local, _) => return Ordering::Less,
+            (_, Source::Local) => return Ordering::Greater,
+            _ => {}
+        }
+        let (Some(x), Some(y)) = (self.attrs_of(a, pfx), self.attrs_of(b, pfx)) else {
+            return Ordering::Equal;
+        };
+        let pa = |s: Source| match s {
+            Source::Peer(addr) => self.peers.get(&addr),
+            Source::Local => None,
+        };
+        let (Some(p), Some(q)) = (pa(a), pa(b)) else {
+            return Ordering::Equal;
+        };
+        y.local_pref
+            .unwrap_or(100)
+            .cmp(&x.local_pref.unwrap_or(100))
+            .then(x.as_path_len().cmp(&y.as_path_len()))
+            .then(x.origin.cmp(&y.origin))
+            .then_with(|| {
+                if x.first_as() == y.first_as() {
+                    x.med.unwrap_or(0).cmp(&y.med.unwrap_or(0))
+                } else {
+                    Ordering::Equal
+                }
+            })
+            .then(q.ebgp().cmp(&p.ebgp()))
+            .then_with(|| {
+                let id = |p: &Peer, at: &PathAttrs| {
+                    at.originator_id
+                        .map(u32::from)
+                        .or_else(|| p.up.as_ref().map(|u| u32::from(u.peer_open.router_id)))
+                        .unwrap_or(u32::MAX)
+                };
+                id(p, x).cmp(&id(q, y))
+            })
+            .then(p.cfg.address.cmp(&q.cfg.address))
+    }
+
+    /// Equal for multipath: same up to the IGP-cost step, and both eBGP or both iBGP.
+    fn equal_cost(&self, pfx: &IpNet, a: Source, b: Source) -> bool {
+        let (Source::Peer(pa), Source::Peer(pb)) = (a, b) else {
+            return false;
+        };
+        let (Some(x), Some(y)) = (self.attrs_of(a, pfx), self.attrs_of(b, pfx)) else {
+            return false;
+        };
+        let (Some(p), Some(q)) = (self.peers.get(&pa), self.peers.get(&pb)) else {
+            return false;
+        };
+        x.local_pref.unwrap_or(100) == y.local_pref.unwrap_or(100)
+            && x.as_path_len() == y.as_path_len()
+            && x.origin == y.origin
+            && x.med.unwrap_or(0) == y.med.unwrap_or(0)
+            && p.ebgp() == q.ebgp()
+    }
+
+    /// Brings what `peer` was told about `pfx` in line with the Loc-RIB and its export policy.
+    fn export_one(&mut self, peer: IpAddr, pfx: IpNet, out: &mut Outbox) {
+        let local_as = self.config.as_ref().map(|c| c.asn).unwrap_or(0);
+        let best = self.loc.get(&pfx).and_then(|v| v.first().copied());
+        let Some(p) = self.peers.get(&peer) else {
+            return;
+        };
+        let Some(up) = &p.up else { return };
+        let family = family_of(&pfx);
+        let want: Option<PathAttrs> = (|| {
+            if !up.families.contains(&family) {
+                return None;
+            }
+            let best = best?;
+            let attrs = self.attrs_of(best, &pfx)?;
+            if let Source::Peer(src) = best {
+                if src == peer {
+                    return None;
+                }
+                // No iBGP-to-iBGP (no route reflection).
+                if !p.ebgp() && !self.peers.get(&src)?.ebgp() {
+                    return None;
+                }
+            }
+            let mut a = (**attrs).clone();
+            if p.ebgp() {
+                match a.as_path.first_mut() {
+                    Some(AsSegment::Sequence(v)) => v.insert(0, local_as),
+                    _ => a.as_path.insert(0, AsSegment::Sequence(vec![local_as])),
+                }
+                a.local_pref = None;
+                // MED learned from another AS is not passed on (RFC 4271 5.1.4).
+                if matches!(best, Source::Peer(_)) {
+                    a.med = None;
+                }
+                a.next_hop = Some(self_address(up, family)?);
+                a.link_local_next_hop = None;
+            } else {
+                a.local_pref = Some(a.local_pref.unwrap_or(100));
+                if a.next_hop.is_none() || best == Source::Local {
+                    a.next_hop = Some(self_address(up, family)?);
+                }
+            }
+            match (&p.export, p.ebgp()) {
+                (Some(pol), _) => pol.apply(&pfx, &a, local_as),
+                (None, true) => None,
+                (None, false) => Some(a),
+            }
+        })();
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        match want {
+            Some(a) => {
+                if p.adj_out.get(&pfx).is_some_and(|old| **old == a) {
+                    return;
+                }
+                let arc = intern(&mut self.interned, a);
+                p.adj_out.insert(pfx, arc.clone());
+                out.announce
+                    .entry(peer)
+                    .or_default()
+                    .entry(arc)
+                    .or_default()
+                    .push(pfx);
+            }
+            None => {
+                if p.adj_out.remove(&pfx).is_some() {
+                    out.withdraw.entry(peer).or_default().push(pfx);
+                }
+            }
+        }
+    }
+
+    async fn flush(&mut self, out: Outbox) {
+        for (peer, w) in out.withdraw {
+            let Some(p) = self.peers.get(&peer) else {
+                continue;
+            };
+            for fam in [IPV4_UNICAST, IPV6_UNICAST] {
+                let v: Vec<IpNet> = w.iter().filter(|x| family_of(x) == fam).copied().collect();
+                if !v.is_empty() {
+                    let _ = p.cmd.send(SessionCmd::Withdraw { prefixes: v }).await;
+                }
+            }
+        }
+        for (peer, groups) in out.announce {
+            let Some(p) = self.peers.get(&peer) else {
+                continue;
+            };
+            for (attrs, prefixes) in groups {
+                for fam in [IPV4_UNICAST, IPV6_UNICAST] {
+                    let v: Vec<IpNet> = prefixes
+                        .iter()
+                        .filter(|x| family_of(x) == fam)
+                        .copied()
+                        .collect();
+                    if !v.is_empty() {
+                        let _ = p
+                            .cmd
+                            .send(SessionCmd::Announce {
+                                attrs: attrs.clone(),
+                                prefixes: v,
+                            })
+                            .await;
+                    }
+                }
+            }
+        }
+        // Attribute sets nobody refers to any more are dropped from the intern table.
+        if self.interned.len() > 1024 {
+            self.interned.retain(|a| Arc::strong_count(a) > 1);
+        }
+    }
+
+    fn query(&self, q: BgpQuery) {
+        match q {
+            BgpQuery::Summary(tx) => {
+                let _ = tx.send(self.summary());
+            }
+            BgpQuery::Routes(filter, tx) => {
+                let _ = tx.send(self.routes(filter));
+            }
+        }
+    }
+
+    fn summary(&self) -> Option<Summary> {
+        let c = self.config.as_ref()?;
+        Some(Summary {
+            asn: c.asn,
+            router_id: c.router_id.to_string(),
+            loc_rib_prefixes: self.loc.len() as u64,
+            neighbors: self
+                .peers
+                .values()
+                .map(|p| NeighborSummary {
+                    address: p.cfg.address,
+                    remote_as: p.cfg.remote_as,
+                    description: p.description.clone(),
+                    state: format!("{:?}", p.state),
+                    state_for_s: p.since.elapsed().as_secs(),
+                    router_id: p.up.as_ref().map(|u| u.peer_open.router_id.to_string()),
+                    hold_time_s: p.up.as_ref().map(|u| u.hold),
+                    families: p
+                        .up
+                        .as_ref()
+                        .map(|u| u.families.iter().map(|f| family_name(*f)).collect())
+                        .unwrap_or_default(),
+                    received: p.received,
+                    accepted: p.adj_in.len() as u64,
+                    advertised: p.adj_out.len() as u64,
+                    import_policy: p.import.as_ref().map(|x| x.name.clone()),
+                    export_policy: p.export.as_ref().map(|x| x.name.clone()),
+                    last_error: p.last_error.clone(),
+                })
+                .collect(),
+        })
+    }
+
+    fn routes(&self, filter: Option<IpNet>) -> Vec<RouteRow> {
+        let mut prefixes: Vec<IpNet> = self
+            .peers
+            .values()
+            .flat_map(|p| p.adj_in.keys())
+            .chain(self.local.keys())
+            .filter(|p| filter.is_none_or(|f| f.contains(*p)))
+            .copied()
+            .collect();
+        prefixes.sort();
+        prefixes.dedup();
+        let mut rows = Vec::new();
+        for pfx in prefixes {
+            let sel = self.loc.get(&pfx).cloned().unwrap_or_default();
+            let mut srcs: Vec<Source> = Vec::new();
+            if self.local.contains_key(&pfx) {
+                srcs.push(Source::Local);
+            }
+            srcs.extend(
+                self.peers
+                    .iter()
+                    .filter(|(_, p)| p.adj_in.contains_key(&pfx))
+                    .map(|(a, _)| Source::Peer(*a)),
+            );
+            for s in srcs {
+                let Some(a) = self.attrs_of(s, &pfx) else {
+                    continue;
+                };
+                rows.push(RouteRow {
+                    prefix: pfx.to_string(),
+                    best: sel.first() == Some(&s),
+                    multipath: sel.contains(&s),
+                    next_hop: match s {
+                        Source::Local => "0.0.0.0".into(),
+                        Source::Peer(p) => a.next_hop.unwrap_or(p).to_string(),
+                    },
+                    peer: match s {
+                        Source::Local => "local".into(),
+                        Source::Peer(p) => p.to_string(),
+                    },
+                    local_pref: a.local_pref.unwrap_or(100),
+                    med: a.med,
+                    as_path: as_path_string(&a.as_path),
+                    origin: match a.origin {
+                        Origin::Igp => "i",
+                        Origin::Egp => "e",
+                        Origin::Incomplete => "?",
+                    }
+                    .into(),
+                });
+            }
+        }
+        rows
+    }
+}
+
+fn intern(set: &mut HashSet<Arc<PathAttrs>>, a: PathAttrs) -> Arc<PathAttrs> {
+    if let Some(x) = set.get(&a) {
+        return x.clone();
+    }
+    let arc = Arc::new(a);
+    set.insert(arc.clone());
+    arc
+}
+
+fn family_of(p: &IpNet) -> Family {
+    match p {
+        IpNet::V4(_) => IPV4_UNICAST,
+        IpNet::V6(_) => IPV6_UNICAST,
+    }
+}
+
+fn family_name(f: Family) -> String {
+    match f {
+        IPV4_UNICAST => "ipv4-unicast".into(),
+        IPV6_UNICAST => "ipv6-unicast".into(),
+        (a, s) => format!("afi {a} safi {s}"),
+    }
+}
+
+/// Our address on the session, as a next hop for `family`.
+fn self_address(up: &UpInfo, family: Family) -> Option<IpAddr> {
+    match (up.local_address, family) {
+        (a @ IpAddr::V4(_), IPV4_UNICAST) | (a @ IpAddr::V6(_), IPV6_UNICAST) => Some(a),
+        (IpAddr::V6(v6), IPV4_UNICAST) => v6.to_ipv4_mapped().map(IpAddr::V4),
+        _ => None,
+    }
+}
+
+/// An AS path as FRR prints it: `64501 64502 {64503,64504}`.
+pub fn as_path_string(path: &[AsSegment]) -> String {
+    path.iter()
+        .map(|s| {
+            let join = |v: &[u32], sep: &str| {
+                v.iter()
+                    .map(|a| a.to_string())
+                    .collect::<Vec<_>>()
+                    .join(sep)
+            };
+            match s {
+                AsSegment::Sequence(v) => join(v, " "),
+                AsSegment::Set(v) => format!("{{{}}}", join(v, ",")),
+                AsSegment::ConfedSequence(v) => format!("({})", join(v, " ")),
+                AsSegment::ConfedSet(v) => format!("[{}]", join(v, ",")),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}

@@ -1,0 +1,385 @@
+//! A BGP session task against a hand-driven peer over real TCP on loopback:
+//! the OPEN exchange, keepalives, and what malformed messages do (RFC 7606
+//! treat-as-withdraw keeps the session; session-reset errors send the right
+//! NOTIFICATION). Every malformed message here is raw bytes on the wire.
+
+use routing::bgp::msg::*;
+use routing::bgp::session::{PeerConfig, Session, SessionCmd, SessionEvent};
+use std::net::Ipv4Addr;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio::time::timeout;
+
+const T: Duration = Duration::from_secs(5);
+
+struct Peer {
+    sock: TcpStream,
+    events: mpsc::Receiver<SessionEvent>,
+    _cmds: mpsc::Sender<SessionCmd>,
+}
+
+fn frame(kind: u8, body: &[u8]) -> Vec<u8> {
+    let mut m = vec![0xff; 16];
+    m.extend_from_slice(&((19 + body.len()) as u16).to_be_bytes());
+    m.push(kind);
+    m.extend_from_slice(body);
+    m
+}
+
+async fn read_msg(s: &mut TcpStream) -> Option<(u8, Vec<u8>)> {
+    let mut h = [0u8; 19];
+    timeout(T, s.read_exact(&mut h)).await.ok()?.ok()?;
+    let len = u16::from_be_bytes([h[16], h[17]]) as usize;
+    let mut body = vec![0u8; len.checked_sub(19)?];
+    timeout(T, s.read_exact(&mut body)).await.ok()?.ok()?;
+    Some((h[18], body))
+}
+
+/// An OPEN body: version, AS, hold time, BGP id, capabilities (MP IPv4 unicast,
+/// 4-octet AS).
+fn open_body(version: u8, asn: u16, hold: u16, id: [u8; 4]) -> Vec<u8> {
+    let caps: Vec<u8> = vec![
+        1,
+        4,
+        0,
+        1,
+        0,
+        1, // multiprotocol IPv4 unicast
+        65,
+        4,
+        0,
+        0,
+        (asn >> 8) as u8,
+        asn as u8, // 4-octet AS
+    ];
+    let mut b = vec![version];
+    b.extend_from_slice(&asn.to_be_bytes());
+    b.extend_from_slice(&hold.to_be_bytes());
+    b.extend_from_slice(&id);
+    b.push((caps.len() + 2) as u8);
+    b.push(2);
+    b.push(caps.len() as u8);
+    b.extend_from_slice(&caps);
+    b
+}
+
+/// Starts a session for 127.0.0.1 and accepts its connection; returns the peer
+/// side after it has read the session's OPEN.
+async fn connect() -> Peer {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    let cfg = PeerConfig {
+        address: "127.0.0.1".parse().unwrap(),
+        remote_as: 64501,
+        local_as: 64500,
+        router_id: Ipv4Addr::new(192, 0, 2, 1),
+        hold_time: 9,
+        passive: false,
+        families: vec![IPV4_UNICAST],
+        connect_retry: Duration::from_secs(30),
+        port,
+    };
+    let (ev_tx, events) = mpsc::channel(64);
+    let (cmd_tx, cmd_rx) = mpsc::channel(64);
+    tokio::spawn(Session::new(cfg, ev_tx, cmd_rx).run());
+    let (mut sock, _) = timeout(T, l.accept()).await.unwrap().unwrap();
+    let (kind, body) = read_msg(&mut sock).await.expect("the session's OPEN");
+    assert_eq!(kind, 1);
+    assert_eq!(body[0], 4, "BGP version 4");
+    Peer {
+        sock,
+        events,
+        _cmds: cmd_tx,
+    }
+}
+
+/// Completes the OPEN exchange and waits for Established.
+async fn establish() -> Peer {
+    let mut p = connect().await;
+    p.sock
+        .write_all(&frame(1, &open_body(4, 64501, 9, [198, 51, 100, 2])))
+        .await
+        .unwrap();
+    p.sock.write_all(&frame(4, &[])).await.unwrap();
+    let (kind, _) = read_msg(&mut p.sock).await.expect("KEEPALIVE after OPEN");
+    assert_eq!(kind, 4);
+    loop {
+        match timeout(T, p.events.recv()).await.unwrap().unwrap() {
+            SessionEvent::Established { caps, .. } => {
+                assert!(caps.four_octet_as);
+                return p;
+            }
+            SessionEvent::State { .. } => {}
+            other => panic!("unexpected event {other:?}"),
+        }
+    }
+}
+
+/// An UPDATE body with the given path attributes and NLRI 203.0.113.0/24.
+fn update(attrs: &[u8]) -> Vec<u8> {
+    let mut b = vec![0, 0];
+    b.extend_from_slice(&(attrs.len() as u16).to_be_bytes());
+    b.extend_from_slice(attrs);
+    b.extend_from_slice(&[24, 203, 0, 113]);
+    b
+}
+
+const ORIGIN_IGP: [u8; 4] = [0x40, 1, 1, 0];
+const AS_PATH_64501: [u8; 9] = [0x40, 2, 6, 2, 1, 0, 0, 0xfb, 0xf5];
+const NEXT_HOP: [u8; 7] = [0x40, 3, 4, 198, 51, 100, 2];
+
+fn attrs(parts: &[&[u8]]) -> Vec<u8> {
+    parts.concat()
+}
+
+/// The next Update event, skipping state changes.
+async fn next_update(p: &mut Peer) -> Update {
+    loop {
+        match timeout(T, p.events.recv()).await.unwrap().unwrap() {
+            SessionEvent::Update { update, .. } => return update,
+            SessionEvent::State { .. } => {}
+            other => panic!("expected an UPDATE event, got {other:?}"),
+        }
+    }
+}
+
+/// Expects a NOTIFICATION with `code` on the wire and the session to go down.
+async fn expect_reset(p: &mut Peer, code: u8) -> u8 {
+    let (kind, body) = read_msg(&mut p.sock).await.expect("a NOTIFICATION");
+    assert_eq!(kind, 3, "NOTIFICATION expected, got type {kind}");
+    assert_eq!(body[0], code, "error code (subcode {})", body[1]);
+    loop {
+        match timeout(T, p.events.recv()).await.unwrap().unwrap() {
+            SessionEvent::Down { .. } => return body[1],
+            _ => continue,
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_well_formed_update_arrives_and_keepalives_flow() {
+    let mut p = establish().await;
+    p.sock
+        .write_all(&frame(
+            2,
+            &update(&attrs(&[&ORIGIN_IGP, &AS_PATH_64501, &NEXT_HOP])),
+        ))
+        .await
+        .unwrap();
+    let u = next_update(&mut p).await;
+    assert!(!u.treat_as_withdraw);
+    assert_eq!(u.announced.len(), 1);
+    assert_eq!(u.announced[0].prefix, "203.0.113.0/24".parse().unwrap());
+    let a = u.attrs.unwrap();
+    assert_eq!(a.as_path, vec![AsSegment::Sequence(vec![64501])]);
+    assert_eq!(a.next_hop, Some("198.51.100.2".parse().unwrap()));
+    // Hold time 9 s: a KEEPALIVE within 3 s or so.
+    let (kind, _) = read_msg(&mut p.sock).await.expect("a KEEPALIVE");
+    assert_eq!(kind, 4);
+}
+
+#[tokio::test]
+async fn invalid_origin_is_treat_as_withdraw_and_the_session_stays() {
+    let mut p = establish().await;
+    let bad_origin = [0x40, 1, 1, 7];
+    p.sock
+        .write_all(&frame(
+            2,
+            &update(&attrs(&[&bad_origin, &AS_PATH_64501, &NEXT_HOP])),
+        ))
+        .await
+        .unwrap();
+    let u = next_update(&mut p).await;
+    assert!(u.treat_as_withdraw, "{u:?}");
+    assert!(
+        u.issues.iter().any(|i| i.code == 1),
+        "the issue names ORIGIN: {:?}",
+        u.issues
+    );
+    // Still up: a good UPDATE afterwards is taken.
+    p.sock
+        .write_all(&frame(
+            2,
+            &update(&attrs(&[&ORIGIN_IGP, &AS_PATH_64501, &NEXT_HOP])),
+        ))
+        .await
+        .unwrap();
+    assert!(!next_update(&mut p).await.treat_as_withdraw);
+}
+
+#[tokio::test]
+async fn malformed_as_path_is_treat_as_withdraw() {
+    let mut p = establish().await;
+    // Segment type 9 does not exist.
+    let bad_path = [0x40, 2, 6, 9, 1, 0, 0, 0xfb, 0xf5];
+    p.sock
+        .write_all(&frame(
+            2,
+            &update(&attrs(&[&ORIGIN_IGP, &bad_path, &NEXT_HOP])),
+        ))
+        .await
+        .unwrap();
+    let u = next_update(&mut p).await;
+    assert!(u.treat_as_withdraw, "{u:?}");
+    assert!(u.issues.iter().any(|i| i.code == 2), "{:?}", u.issues);
+}
+
+#[tokio::test]
+async fn bad_next_hop_length_is_treat_as_withdraw() {
+    let mut p = establish().await;
+    let bad_nh = [0x40, 3, 3, 198, 51, 100];
+    p.sock
+        .write_all(&frame(
+            2,
+            &update(&attrs(&[&ORIGIN_IGP, &AS_PATH_64501, &bad_nh])),
+        ))
+        .await
+        .unwrap();
+    let u = next_update(&mut p).await;
+    assert!(u.treat_as_withdraw, "{u:?}");
+}
+
+#[tokio::test]
+async fn bad_attribute_flags_are_treat_as_withdraw() {
+    let mut p = establish().await;
+    // ORIGIN marked optional: a flags error.
+    let bad_flags = [0xc0, 1, 1, 0];
+    p.sock
+        .write_all(&frame(
+            2,
+            &update(&attrs(&[&bad_flags, &AS_PATH_64501, &NEXT_HOP])),
+        ))
+        .await
+        .unwrap();
+    let u = next_update(&mut p).await;
+    assert!(u.treat_as_withdraw, "{u:?}");
+}
+
+#[tokio::test]
+async fn unrecognized_well_known_attribute_does_not_kill_the_session() {
+    let mut p = establish().await;
+    // Type 99 flagged well-known (not optional).
+    let unknown = [0x40, 99, 2, 1, 2];
+    p.sock
+        .write_all(&frame(
+            2,
+            &update(&attrs(&[&ORIGIN_IGP, &AS_PATH_64501, &NEXT_HOP, &unknown])),
+        ))
+        .await
+        .unwrap();
+    let u = next_update(&mut p).await;
+    assert!(u.treat_as_withdraw, "{u:?}");
+}
+
+#[tokio::test]
+async fn truncated_nlri_resets_the_session_with_an_update_error() {
+    let mut p = establish().await;
+    let mut body = vec![0, 0];
+    let a = attrs(&[&ORIGIN_IGP, &AS_PATH_64501, &NEXT_HOP]);
+    body.extend_from_slice(&(a.len() as u16).to_be_bytes());
+    body.extend_from_slice(&a);
+    body.extend_from_slice(&[24, 203, 0]); // a /24 with only two of its three octets
+    p.sock.write_all(&frame(2, &body)).await.unwrap();
+    expect_reset(&mut p, err::UPDATE).await;
+}
+
+#[tokio::test]
+async fn attribute_length_overrunning_the_message_resets_or_withdraws() {
+    let mut p = establish().await;
+    // NEXT_HOP claims 40 bytes; the attribute list cannot be walked.
+    let mut body = vec![0, 0];
+    let a = attrs(&[&ORIGIN_IGP, &AS_PATH_64501, &[0x40, 3, 40, 1, 2, 3, 4]]);
+    body.extend_from_slice(&(a.len() as u16).to_be_bytes());
+    body.extend_from_slice(&a);
+    body.extend_from_slice(&[24, 203, 0, 113]);
+    p.sock.write_all(&frame(2, &body)).await.unwrap();
+    // RFC 7606 §4: when the attribute list cannot be parsed, session reset or
+    // treat-as-withdraw are both allowed; either way nothing is installed.
+    tokio::select! {
+        m = read_msg(&mut p.sock) => {
+            let (kind, body) = m.expect("a message");
+            assert_eq!((kind, body[0]), (3, err::UPDATE));
+        }
+        e = p.events.recv() => match e.unwrap() {
+            SessionEvent::Update { update, .. } => assert!(update.treat_as_withdraw),
+            SessionEvent::Down { .. } | SessionEvent::State { .. } => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn open_with_a_wrong_version_gets_unsupported_version() {
+    let mut p = connect().await;
+    p.sock
+        .write_all(&frame(1, &open_body(3, 64501, 9, [198, 51, 100, 2])))
+        .await
+        .unwrap();
+    let (kind, body) = read_msg(&mut p.sock).await.expect("a NOTIFICATION");
+    assert_eq!(
+        (kind, body[0], body[1]),
+        (3, err::OPEN, err::UNSUPPORTED_VERSION)
+    );
+}
+
+#[tokio::test]
+async fn open_from_the_wrong_as_gets_bad_peer_as() {
+    let mut p = connect().await;
+    p.sock
+        .write_all(&frame(1, &open_body(4, 64999, 9, [198, 51, 100, 2])))
+        .await
+        .unwrap();
+    let (kind, body) = read_msg(&mut p.sock).await.expect("a NOTIFICATION");
+    assert_eq!((kind, body[0], body[1]), (3, err::OPEN, err::BAD_PEER_AS));
+}
+
+#[tokio::test]
+async fn open_with_hold_time_one_is_refused() {
+    let mut p = connect().await;
+    p.sock
+        .write_all(&frame(1, &open_body(4, 64501, 1, [198, 51, 100, 2])))
+        .await
+        .unwrap();
+    let (kind, body) = read_msg(&mut p.sock).await.expect("a NOTIFICATION");
+    assert_eq!(
+        (kind, body[0], body[1]),
+        (3, err::OPEN, err::UNACCEPTABLE_HOLD_TIME)
+    );
+}
+
+#[tokio::test]
+async fn a_bad_marker_gets_connection_not_synchronized() {
+    let mut p = establish().await;
+    let mut m = frame(4, &[]);
+    m[3] = 0;
+    p.sock.write_all(&m).await.unwrap();
+    let sub = expect_reset(&mut p, err::HEADER).await;
+    assert_eq!(sub, err::CONNECTION_NOT_SYNCHRONIZED);
+}
+
+#[tokio::test]
+async fn hold_timer_expiry_sends_a_notification() {
+    // Hold time 3 s: stay silent after Established.
+    let mut p = connect().await;
+    p.sock
+        .write_all(&frame(1, &open_body(4, 64501, 3, [198, 51, 100, 2])))
+        .await
+        .unwrap();
+    p.sock.write_all(&frame(4, &[])).await.unwrap();
+    let start = std::time::Instant::now();
+    loop {
+        let (kind, body) = read_msg(&mut p.sock)
+            .await
+            .expect("messages until the NOTIFICATION");
+        if kind == 3 {
+            assert_eq!(body[0], err::HOLD_TIMER_EXPIRED);
+            break;
+        }
+    }
+    assert!(
+        start.elapsed() >= Duration::from_secs(2),
+        "not before the hold time"
+    );
+}
