@@ -161,9 +161,20 @@ impl Backend for X86Backend {
     fn apply(&mut self, batch: &[Delta]) -> Vec<Result<(), BackendError>> {
         let results: Vec<_> = batch.iter().map(|d| self.apply_one(d)).collect();
         if results.iter().any(|r| r.is_ok()) {
-            self.shared
-                .tables
-                .store(Arc::new(Tables::build(&self.state)));
+            // Route tables are the costly part; a batch that changes no route
+            // (a group rewritten for failover, a neighbor, an ACL) keeps them.
+            let routes_changed = batch
+                .iter()
+                .any(|d| matches!(d.key().kind(), nos_core::Kind::Route | nos_core::Kind::Vrf));
+            let next = if routes_changed {
+                Tables::build(&self.state)
+            } else {
+                self.shared
+                    .tables
+                    .load()
+                    .rebuild_keeping_routes(&self.state)
+            };
+            self.shared.tables.store(Arc::new(next));
         }
         results
     }

@@ -85,6 +85,7 @@ impl Driver {
                     desired: ForwardingState::new(),
                     installed: ForwardingState::new(),
                     events: Box::new(events),
+                    behind: false,
                 };
                 // A message taken off the queue while gathering a batch, handled next.
                 let mut held: Option<Msg> = None;
@@ -156,25 +157,33 @@ struct Worker {
     desired: ForwardingState,
     installed: ForwardingState,
     events: Box<dyn Fn(DriverEvent) + Send>,
+    /// Some delta was refused and not yet installed: `installed` lags `desired`.
+    /// While false the two are equal, so a batch can go to the target as it is
+    /// instead of costing a comparison of whole tables.
+    behind: bool,
 }
 
 impl Worker {
     fn apply(&mut self, deltas: Vec<Delta>) {
+        let mut consistent = true;
         for d in &deltas {
             if let Err(e) = self.desired.apply(d) {
                 tracing::error!("control plane sent an inconsistent delta {d:?}: {e}");
+                consistent = false;
             }
         }
-        if self.desired != self.installed {
+        if self.behind || !consistent {
             // Push exactly the difference: this also retries anything that failed
             // before, in dependency order.
             let todo = diff(&self.installed, &self.desired);
             self.push(&todo);
+        } else {
+            self.push(&deltas);
         }
     }
 
     fn reconcile(&mut self) {
-        if self.desired != self.installed {
+        if self.behind {
             let todo = diff(&self.installed, &self.desired);
             tracing::info!(
                 deltas = todo.len(),
@@ -224,6 +233,8 @@ impl Worker {
         if failed > 10 {
             tracing::warn!("{} more changes refused by the target", failed - 10);
         }
+        // After a full retry with no refusal the two states are equal again.
+        self.behind = failed > 0 || (self.behind && self.installed != self.desired);
     }
 }
 

@@ -1318,3 +1318,49 @@ fn ingress_acl_protects_the_router_itself() {
     let mut f = tcp4("192.0.2.1", 179);
     assert_eq!(run(&t, 1, &mut f), Verdict::Punt(PuntReason::ToMe));
 }
+
+#[test]
+fn a_group_rewrite_keeps_the_route_tables_and_forwards_like_a_full_build() {
+    // Fast failover: group 1 loses two of its members; routes are untouched.
+    let mut state = state_with(vec![]);
+    let before = Tables::build(&state);
+    state
+        .upsert(Object::Group(NextHopGroup {
+            id: GroupId(1),
+            members: vec![GroupMember {
+                next_hop: NextHopId(13),
+                weight: 1,
+            }],
+        }))
+        .unwrap();
+    let quick = before.rebuild_keeping_routes(&state);
+    let full = Tables::build(&state);
+    assert!(
+        std::sync::Arc::ptr_eq(&quick.vrfs, &before.vrfs),
+        "route tables are shared"
+    );
+    let mut macs = std::collections::HashSet::new();
+    for i in 0..200u32 {
+        let src = format!("10.1.{}.{}", i % 250, i % 200);
+        let mk = || {
+            ether(
+                rif_mac(1),
+                None,
+                0x0800,
+                &ipv4(&src, "10.200.3.4", 6, 64, &tcp(1024 + i as u16, 443, 0x02)),
+            )
+        };
+        let (mut a, mut b) = (mk(), mk());
+        let va = process(&quick, PortId(1), &mut a, &mut Counters::default());
+        let vb = process(&full, PortId(1), &mut b, &mut Counters::default());
+        assert_eq!(va, vb);
+        assert!(matches!(va, Verdict::Forward { .. }), "{va:?}");
+        assert_eq!(a, b, "same rewrite");
+        macs.insert(a[0..6].to_vec());
+    }
+    assert_eq!(
+        macs.len(),
+        1,
+        "every flow now goes to the one remaining member"
+    );
+}
