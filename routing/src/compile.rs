@@ -103,8 +103,49 @@ pub struct Compiled {
     pub state: ForwardingState,
     pub rib: Vec<RibEntry>,
     pub interfaces: Vec<HostInterface>,
-    /// Next hops of static routes, which the host stack resolves ahead of traffic.
+    /// Every next hop, which the host stack resolves ahead of traffic.
     pub resolve: Vec<(RifId, IpAddr)>,
+    /// The rank of the best non-BGP route per key, to decide BGP changes
+    /// incrementally.
+    pub base_ranks: HashMap<RouteKey, Rank>,
+}
+
+/// How routes for one key are ranked: lower wins.
+pub type Rank = (bool, u8, Protocol);
+
+/// Keeps the better of the routes offered for one key.
+fn offer(candidates: &mut BTreeMap<RouteKey, Candidate>, key: RouteKey, c: Candidate) {
+    match candidates.get(&key) {
+        Some(old) if rank(old) <= rank(&c) => {}
+        _ => {
+            candidates.insert(key, c);
+        }
+    }
+}
+
+fn rank(c: &Candidate) -> Rank {
+    (c.protocol == Protocol::Neighbor, c.distance, c.protocol)
+}
+
+/// Administrative distance and protocol of a BGP route.
+pub fn bgp_rank(r: &BgpRoute) -> (u8, Protocol) {
+    if r.ebgp {
+        (20, Protocol::Ebgp)
+    } else {
+        (200, Protocol::Ibgp)
+    }
+}
+
+/// The enabled default-VRF interface whose subnet holds `nh`.
+pub fn connected(interfaces: &[HostInterface], nh: IpAddr) -> Option<&HostInterface> {
+    interfaces
+        .iter()
+        .filter(|h| h.rif.vrf == VrfId::DEFAULT && h.rif.admin_up)
+        .find(|h| {
+            h.addresses
+                .iter()
+                .any(|a| a.contains(&nh) && a.addr() != nh)
+        })
 }
 
 /// Compilation failures. A validated configuration should never produce one;
@@ -124,7 +165,11 @@ pub struct Compiler {
     vrfs: IdMap<String>,
     rifs: IdMap<String>,
     next_hops: IdMap<(RifId, IpAddr)>,
-    groups: IdMap<Vec<GroupMember>>,
+    /// Groups by (members, backup members); the backup is empty except for BGP
+    /// path lists.
+    groups: IdMap<(Vec<GroupMember>, Vec<GroupMember>)>,
+    /// The backup members of BGP path-list groups, for fast failover.
+    group_backups: HashMap<GroupId, Vec<GroupMember>>,
     acls: IdMap<String>,
 }
 
@@ -151,6 +196,7 @@ impl Compiler {
             rifs: IdMap::new(1),
             next_hops: IdMap::new(1),
             groups: IdMap::new(1),
+            group_backups: HashMap::new(),
             acls: IdMap::new(1),
         }
     }
@@ -205,13 +251,6 @@ impl Compiler {
         // Lower distance wins; a neighbor host route (an artifact of resolving a
         // connected subnet) yields to any route configured or learned for the
         // same prefix, whatever its distance.
-        let rank = |c: &Candidate| (c.protocol == Protocol::Neighbor, c.distance, c.protocol);
-        let mut offer = |key: RouteKey, c: Candidate| match candidates.get(&key) {
-            Some(old) if rank(old) <= rank(&c) => {}
-            _ => {
-                candidates.insert(key, c);
-            }
-        };
 
         // Local and connected routes: both go to the CPU. For a subnet that means
         // "glean": the host stack resolves the destination and queues the packet.
@@ -226,6 +265,7 @@ impl Compiler {
                     weight: 1,
                 }];
                 offer(
+                    &mut candidates,
                     RouteKey {
                         vrf: hi.rif.vrf,
                         prefix: host,
@@ -239,6 +279,7 @@ impl Compiler {
                 );
                 if addr.prefix_len() < addr.max_prefix_len() {
                     offer(
+                        &mut candidates,
                         RouteKey {
                             vrf: hi.rif.vrf,
                             prefix: addr.trunc(),
@@ -279,6 +320,7 @@ impl Compiler {
             }
             let nh = self.next_hop(&mut s, *rif_id, *ip)?;
             offer(
+                &mut candidates,
                 RouteKey {
                     vrf: hi.rif.vrf,
                     prefix: IpNet::from(*ip),
@@ -305,6 +347,7 @@ impl Compiler {
             };
             if r.blackhole {
                 offer(
+                    &mut candidates,
                     key,
                     Candidate {
                         distance: r.distance,
@@ -347,13 +390,14 @@ impl Compiler {
                 RouteAction::NextHop(members[0].next_hop)
             } else {
                 members.sort();
-                let gid = GroupId(self.groups.get(members.clone()));
+                let gid = GroupId(self.groups.get((members.clone(), Vec::new())));
                 if !s.contains(&ObjectKey::Group(gid)) {
                     s.upsert(Object::Group(NextHopGroup { id: gid, members }))?;
                 }
                 RouteAction::Group(gid)
             };
             offer(
+                &mut candidates,
                 key,
                 Candidate {
                     distance: r.distance,
@@ -364,54 +408,22 @@ impl Compiler {
             );
         }
 
-        // BGP routes (default VRF): next hops on connected subnets; a route whose
-        // next hops are all unreachable stays out of the FIB.
+        // What connected, local, neighbor and static routes offer, for deciding
+        // later BGP changes without a full compile.
+        let base_ranks: HashMap<RouteKey, Rank> =
+            candidates.iter().map(|(k, c)| (*k, rank(c))).collect();
+
+        // BGP routes (default VRF), each through its path-list group.
+        let mut scratch = Vec::new();
         for r in bgp.values() {
-            let mut members = Vec::new();
-            let mut shown = Vec::new();
-            for nh in &r.next_hops {
-                let Some(hi) = interfaces
-                    .iter()
-                    .filter(|h| h.rif.vrf == VrfId::DEFAULT && h.rif.admin_up)
-                    .find(|h| {
-                        h.addresses
-                            .iter()
-                            .any(|a| a.contains(nh) && a.addr() != *nh)
-                    })
-                else {
-                    continue;
-                };
-                let id = self.next_hop(&mut s, hi.rif.id, *nh)?;
-                resolve.push((hi.rif.id, *nh));
-                members.push(GroupMember {
-                    next_hop: id,
-                    weight: 1,
-                });
-                shown.push(RibNextHop {
-                    address: Some(*nh),
-                    interface: hi.rif.name.clone(),
-                    weight: 1,
-                });
-            }
-            if members.is_empty() {
+            let Some((action, shown)) = self.bgp_objects(&mut s, &interfaces, r, &mut scratch)?
+            else {
                 continue;
-            }
-            let action = if members.len() == 1 {
-                RouteAction::NextHop(members[0].next_hop)
-            } else {
-                members.sort();
-                let gid = GroupId(self.groups.get(members.clone()));
-                if !s.contains(&ObjectKey::Group(gid)) {
-                    s.upsert(Object::Group(NextHopGroup { id: gid, members }))?;
-                }
-                RouteAction::Group(gid)
             };
-            let (distance, protocol) = if r.ebgp {
-                (20, Protocol::Ebgp)
-            } else {
-                (200, Protocol::Ibgp)
-            };
+            scratch.clear();
+            let (distance, protocol) = bgp_rank(r);
             offer(
+                &mut candidates,
                 RouteKey {
                     vrf: VrfId::DEFAULT,
                     prefix: r.prefix,
@@ -425,13 +437,17 @@ impl Compiler {
             );
         }
 
-        let mut rib = Vec::with_capacity(candidates.len());
+        let mut rib = Vec::with_capacity(base_ranks.len());
         for (key, c) in candidates {
             s.upsert(Object::Route(Route {
                 vrf: key.vrf,
                 prefix: key.prefix,
                 action: c.action,
             }))?;
+            // BGP routes are listed by the router task, from the BGP table.
+            if matches!(c.protocol, Protocol::Ebgp | Protocol::Ibgp) {
+                continue;
+            }
             rib.push(RibEntry {
                 vrf: vrf_names.get(&key.vrf).cloned().unwrap_or_default(),
                 prefix: key.prefix,
@@ -441,11 +457,29 @@ impl Compiler {
                 blackhole: c.action == RouteAction::Drop,
             });
         }
-        // Next hops of static routes that lost to a better route stay unreferenced;
-        // drop them so the target holds only what forwarding uses.
+        // Groups and next hops of routes that lost to a better one stay
+        // unreferenced; drop them so the target holds only what forwarding uses.
+        // Backup next hops of path lists are kept: failover needs them.
+        let unused: Vec<ObjectKey> = s
+            .groups()
+            .keys()
+            .map(|id| ObjectKey::Group(*id))
+            .filter(|k| s.users_of(k) == 0)
+            .collect();
+        for k in unused {
+            s.remove(&k)?;
+        }
+        let backups: std::collections::HashSet<NextHopId> = s
+            .groups()
+            .keys()
+            .filter_map(|g| self.group_backups.get(g))
+            .flatten()
+            .map(|m| m.next_hop)
+            .collect();
         let unused: Vec<ObjectKey> = s
             .next_hops()
             .keys()
+            .filter(|id| !backups.contains(id))
             .map(|id| ObjectKey::NextHop(*id))
             .filter(|k| s.users_of(k) == 0)
             .collect();
@@ -456,14 +490,148 @@ impl Compiler {
         for a in &config.acl {
             s.upsert(Object::Acl(self.acl(a)?))?;
         }
-        resolve.sort();
-        resolve.dedup();
+        // Every next hop in the table needs its neighbor resolved ahead of traffic.
+        resolve.clear();
+        resolve.extend(s.next_hops().values().map(|n| (n.rif, n.ip)));
         Ok(Compiled {
             state: s,
             rib,
             interfaces,
             resolve,
+            base_ranks,
         })
+    }
+
+    /// The objects of one BGP route in `s`: its next hops and backup next hops
+    /// (created when missing) and its path-list group, keyed by (next hops,
+    /// backup). Every object created is also pushed to `out` as a Create delta,
+    /// in dependency order. Returns the route's action and next hops for display,
+    /// or None when no next hop is on a connected subnet.
+    pub fn bgp_objects(
+        &mut self,
+        s: &mut ForwardingState,
+        interfaces: &[HostInterface],
+        r: &BgpRoute,
+        out: &mut Vec<nos_core::Delta>,
+    ) -> Result<Option<(RouteAction, Vec<RibNextHop>)>, CompileError> {
+        let mut members = Vec::new();
+        let mut shown = Vec::new();
+        for nh in &r.next_hops {
+            let Some(hi) = connected(interfaces, *nh) else {
+                continue;
+            };
+            members.push(GroupMember {
+                next_hop: self.ensure_next_hop(s, hi.rif.id, *nh, out)?,
+                weight: 1,
+            });
+            shown.push(RibNextHop {
+                address: Some(*nh),
+                interface: hi.rif.name.clone(),
+                weight: 1,
+            });
+        }
+        if members.is_empty() {
+            return Ok(None);
+        }
+        let mut backup = Vec::new();
+        for nh in &r.backup {
+            if let Some(hi) = connected(interfaces, *nh) {
+                backup.push(GroupMember {
+                    next_hop: self.ensure_next_hop(s, hi.rif.id, *nh, out)?,
+                    weight: 1,
+                });
+            }
+        }
+        members.sort();
+        backup.sort();
+        let gid = GroupId(self.groups.get((members.clone(), backup.clone())));
+        if !s.contains(&ObjectKey::Group(gid)) {
+            let g = Object::Group(NextHopGroup { id: gid, members });
+            s.upsert(g.clone())?;
+            out.push(nos_core::Delta::Create(g));
+        }
+        if !backup.is_empty() {
+            self.group_backups.insert(gid, backup);
+        }
+        Ok(Some((RouteAction::Group(gid), shown)))
+    }
+
+    fn ensure_next_hop(
+        &mut self,
+        s: &mut ForwardingState,
+        rif: RifId,
+        ip: IpAddr,
+        out: &mut Vec<nos_core::Delta>,
+    ) -> Result<NextHopId, CompileError> {
+        let id = NextHopId(self.next_hops.get((rif, ip)));
+        if !s.contains(&ObjectKey::NextHop(id)) {
+            let o = Object::NextHop(NextHop { id, rif, ip });
+            s.upsert(o.clone())?;
+            out.push(nos_core::Delta::Create(o));
+        }
+        Ok(id)
+    }
+
+    /// Whether a group in `s` keeps `nh` as a backup.
+    pub fn is_backup(&self, s: &ForwardingState, nh: NextHopId) -> bool {
+        s.groups()
+            .keys()
+            .filter_map(|g| self.group_backups.get(g))
+            .any(|b| b.iter().any(|m| m.next_hop == nh))
+    }
+
+    /// The backup next hops recorded for a path-list group.
+    pub fn backups_of(&self, g: GroupId) -> Vec<NextHopId> {
+        self.group_backups
+            .get(&g)
+            .map(|b| b.iter().map(|m| m.next_hop).collect())
+            .unwrap_or_default()
+    }
+
+    /// Fast failover: every group with a member whose address is in `dead`
+    /// loses those members; a group left empty takes its backup. Returns the
+    /// group modifications (already applied to `s`), one per affected group.
+    pub fn fail_next_hops(&self, s: &mut ForwardingState, dead: &[IpAddr]) -> Vec<nos_core::Delta> {
+        let is_dead = |s: &ForwardingState, id: &NextHopId| {
+            s.next_hops().get(id).is_some_and(|n| dead.contains(&n.ip))
+        };
+        let mut out = Vec::new();
+        let affected: Vec<NextHopGroup> = s
+            .groups()
+            .values()
+            .filter(|g| g.members.iter().any(|m| is_dead(s, &m.next_hop)))
+            .cloned()
+            .collect();
+        for g in affected {
+            let mut members: Vec<GroupMember> = g
+                .members
+                .iter()
+                .filter(|m| !is_dead(s, &m.next_hop))
+                .copied()
+                .collect();
+            if members.is_empty() {
+                members = self
+                    .group_backups
+                    .get(&g.id)
+                    .map(|b| {
+                        b.iter()
+                            .filter(|m| {
+                                !is_dead(s, &m.next_hop) && s.next_hops().contains_key(&m.next_hop)
+                            })
+                            .copied()
+                            .collect()
+                    })
+                    .unwrap_or_default();
+            }
+            if members.is_empty() {
+                continue;
+            }
+            let o = Object::Group(NextHopGroup { id: g.id, members });
+            if s.upsert(o.clone()).is_ok() {
+                out.push(nos_core::Delta::Modify(o));
+            }
+        }
+        out
     }
 
     fn next_hop(

@@ -3,11 +3,16 @@
 //! down as ordered deltas.
 
 use crate::bgp::speaker::{BgpRibChange, BgpRoute};
-use crate::compile::{Compiled, Compiler, LearnedNeighbor, RibEntry};
+use crate::compile::{
+    bgp_rank, connected, Compiled, Compiler, LearnedNeighbor, RibEntry, RibNextHop,
+};
 use crate::host::{HostView, NeighborEvent};
 use ipnet::IpNet;
 use nos_core::config::Config;
-use nos_core::{diff, Delta, RifId};
+use nos_core::{
+    diff, Delta, ForwardingState, GroupId, NextHopId, Object, ObjectKey, RifId, Route, RouteAction,
+    RouteKey, VrfId,
+};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -59,7 +64,14 @@ impl Router {
     fn view(&self) -> HostView {
         HostView {
             interfaces: self.current.interfaces.clone(),
-            resolve: self.current.resolve.clone(),
+            // Every next hop in the table, BGP's included.
+            resolve: self
+                .current
+                .state
+                .next_hops()
+                .values()
+                .map(|n| (n.rif, n.ip))
+                .collect(),
         }
     }
 
@@ -78,22 +90,140 @@ impl Router {
         }
     }
 
-    /// Applies Loc-RIB changes from the BGP speaker.
-    pub fn bgp(&mut self, changes: Vec<BgpRibChange>) {
+    /// Applies Loc-RIB changes from the BGP speaker to the desired state
+    /// incrementally, returning the deltas in dependency order (None: a full
+    /// compile is needed, e.g. a BGP route competes with a configured one).
+    ///
+    /// `NextHopsDown` rewrites every group using a lost next hop to its backup
+    /// first — one write per group whatever the number of prefixes (BGP PIC) —
+    /// and those deltas come first in the result.
+    pub fn bgp(&mut self, changes: Vec<BgpRibChange>) -> Option<Vec<Delta>> {
+        let mut out = Vec::new();
+        let mut full = false;
         for c in changes {
-            match c {
+            let prefix = match c {
+                BgpRibChange::NextHopsDown(dead) => {
+                    let s = &mut self.current.state;
+                    out.extend(self.compiler.fail_next_hops(s, &dead));
+                    let ids: Vec<NextHopId> = s
+                        .next_hops()
+                        .values()
+                        .filter(|n| dead.contains(&n.ip))
+                        .map(|n| n.id)
+                        .collect();
+                    collect_next_hops(&self.compiler, s, ids, &mut out);
+                    continue;
+                }
                 BgpRibChange::Set(r) => {
-                    self.bgp.insert(r.prefix, r);
+                    let p = r.prefix;
+                    self.bgp.insert(p, r);
+                    p
                 }
                 BgpRibChange::Remove(p) => {
                     self.bgp.remove(&p);
+                    p
                 }
+            };
+            if full {
+                continue;
+            }
+            if let Err(e) = self.program(prefix, &mut out) {
+                tracing::debug!("incremental BGP update needs a full compile: {e}");
+                full = true;
             }
         }
+        (!full).then_some(out)
     }
 
+    /// Brings one BGP prefix's route (and the objects it uses) in line with the
+    /// BGP table.
+    fn program(&mut self, prefix: IpNet, out: &mut Vec<Delta>) -> Result<(), String> {
+        let key = RouteKey {
+            vrf: VrfId::DEFAULT,
+            prefix,
+        };
+        let s = &mut self.current.state;
+        let route = self.bgp.get(&prefix);
+        if let Some(base) = self.current.base_ranks.get(&key) {
+            let beats_base = route.is_some_and(|r| {
+                let (d, p) = bgp_rank(r);
+                (false, d, p) < *base
+            });
+            if beats_base || !s.routes().contains_key(&key) {
+                return Err(format!("{prefix} competes with a configured route"));
+            }
+            // The configured route stays; the BGP route only shows in the RIB.
+            return Ok(());
+        }
+        let want = match route {
+            Some(r) => {
+                let interfaces = &self.current.interfaces;
+                self.compiler
+                    .bgp_objects(s, interfaces, r, out)
+                    .map_err(|e| e.to_string())?
+                    .map(|(a, _)| a)
+            }
+            None => None,
+        };
+        let old = s.routes().get(&key).copied();
+        let obj = |action| {
+            Object::Route(Route {
+                vrf: key.vrf,
+                prefix,
+                action,
+            })
+        };
+        match (old, want) {
+            (None, None) => {}
+            (None, Some(a)) => {
+                s.upsert(obj(a)).map_err(|e| e.to_string())?;
+                out.push(Delta::Create(obj(a)));
+            }
+            (Some(o), Some(a)) if o == a => {}
+            (Some(_), Some(a)) => {
+                s.upsert(obj(a)).map_err(|e| e.to_string())?;
+                out.push(Delta::Modify(obj(a)));
+            }
+            (Some(_), None) => {
+                let k = ObjectKey::Route(key);
+                s.remove(&k).map_err(|e| e.to_string())?;
+                out.push(Delta::Delete(k));
+            }
+        }
+        if let Some(RouteAction::Group(g)) = old {
+            if want != old {
+                collect_group(&self.compiler, s, g, out);
+            }
+        }
+        Ok(())
+    }
+
+    /// The RIB: configured and connected routes, and the BGP table's selected routes.
     pub fn rib(&self) -> Vec<RibEntry> {
-        self.current.rib.clone()
+        let mut rib = self.current.rib.clone();
+        for r in self.bgp.values() {
+            let (distance, protocol) = bgp_rank(r);
+            rib.push(RibEntry {
+                vrf: nos_core::config::DEFAULT_VRF.to_string(),
+                prefix: r.prefix,
+                protocol,
+                distance,
+                next_hops: r
+                    .next_hops
+                    .iter()
+                    .map(|nh| RibNextHop {
+                        address: Some(*nh),
+                        interface: connected(&self.current.interfaces, *nh)
+                            .map(|h| h.rif.name.clone())
+                            .unwrap_or_else(|| "unreachable".into()),
+                        weight: 1,
+                    })
+                    .collect(),
+                blackhole: false,
+            });
+        }
+        rib.sort_by(|a, b| (&a.vrf, a.prefix).cmp(&(&b.vrf, b.prefix)));
+        rib
     }
 
     /// Runs the task until the configuration channel closes or shutdown fires.
@@ -139,11 +269,34 @@ impl Router {
                     if changed { push(&mut self); }
                 }
                 Some(c) = bgp.recv() => {
-                    self.bgp(c);
-                    while let Ok(c) = bgp.try_recv() {
-                        self.bgp(c);
+                    let mut deltas = Some(Vec::new());
+                    let mut batch = Some(c);
+                    // Take what else is waiting, up to a bound, so a full table
+                    // arrives in large batches without starving other events.
+                    let mut n = 0;
+                    while let Some(c) = batch.take() {
+                        let d = self.bgp(c);
+                        deltas = match (deltas, d) {
+                            (Some(mut a), Some(b)) => { a.extend(b); Some(a) }
+                            _ => None,
+                        };
+                        n += 1;
+                        if n < 64 {
+                            batch = bgp.try_recv().ok();
+                        }
                     }
-                    push(&mut self);
+                    match deltas {
+                        Some(d) => {
+                            if !d.is_empty() { let _ = fib.send(d); }
+                            let v = self.view();
+                            view.send_if_modified(|old| {
+                                let changed = *old != v;
+                                *old = v;
+                                changed
+                            });
+                        }
+                        None => push(&mut self),
+                    }
                 }
                 Some(q) = queries.recv() => match q {
                     RouterQuery::Rib(tx) => { let _ = tx.send(self.rib()); }
@@ -152,5 +305,166 @@ impl Router {
             }
         }
         tracing::debug!("router task stopped");
+    }
+}
+
+/// Deletes group `g` if nothing uses it any more, then those of its members and
+/// backups that nothing uses either.
+fn collect_group(c: &Compiler, s: &mut ForwardingState, g: GroupId, out: &mut Vec<Delta>) {
+    let key = ObjectKey::Group(g);
+    if s.users_of(&key) > 0 {
+        return;
+    }
+    let backups = c.backups_of(g);
+    let Ok(Object::Group(old)) = s.remove(&key) else {
+        return;
+    };
+    out.push(Delta::Delete(key));
+    collect_next_hops(
+        c,
+        s,
+        old.members.iter().map(|m| m.next_hop).chain(backups),
+        out,
+    );
+}
+
+/// Deletes those of `ids` that no route, group or neighbor uses and that no
+/// remaining group keeps as its backup.
+fn collect_next_hops(
+    c: &Compiler,
+    s: &mut ForwardingState,
+    ids: impl IntoIterator<Item = NextHopId>,
+    out: &mut Vec<Delta>,
+) {
+    for nh in ids {
+        let k = ObjectKey::NextHop(nh);
+        if s.contains(&k) && s.users_of(&k) == 0 && !c.is_backup(s, nh) && s.remove(&k).is_ok() {
+            out.push(Delta::Delete(k));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const CONFIG: &str = r#"
+ports: [{ name: eth1 }, { name: eth2 }, { name: eth3 }]
+interfaces:
+  - { name: eth1, port: eth1, ipv4: [192.0.2.1/24] }
+  - { name: eth2, port: eth2, ipv4: [198.51.100.1/24] }
+  - { name: eth3, port: eth3, ipv4: [198.18.1.1/24] }
+static_routes:
+  - { prefix: 203.0.113.0/24, next_hops: [{ address: 192.0.2.2 }] }
+"#;
+
+    /// ISP next hops on the three subnets, and one that no subnet holds.
+    const HOPS: [&str; 4] = ["198.51.100.2", "198.18.1.2", "192.0.2.9", "10.9.9.9"];
+
+    fn router() -> Router {
+        let mut r = Router::new();
+        r.set_config(Config::from_yaml(CONFIG).unwrap());
+        r.recompute();
+        r
+    }
+
+    fn change(sel: (u8, u8, u8, u8, bool)) -> BgpRibChange {
+        let (p, nh_mask, backup, kind, ebgp) = sel;
+        // Prefix 203.0.113.0/24 collides with the static route on purpose.
+        let prefix: IpNet = if p == 0 {
+            "203.0.113.0/24".parse().unwrap()
+        } else {
+            format!("198.19.{p}.0/24").parse().unwrap()
+        };
+        if kind == 0 {
+            return BgpRibChange::Remove(prefix);
+        }
+        let mut next_hops: Vec<IpAddr> = (0..4)
+            .filter(|i| nh_mask & (1 << i) != 0)
+            .map(|i| HOPS[i].parse().unwrap())
+            .collect();
+        if next_hops.is_empty() {
+            next_hops.push(HOPS[0].parse().unwrap());
+        }
+        let b: IpAddr = HOPS[usize::from(backup % 4)].parse().unwrap();
+        let backup = if next_hops.contains(&b) {
+            vec![]
+        } else {
+            vec![b]
+        };
+        BgpRibChange::Set(BgpRoute {
+            prefix,
+            next_hops,
+            ebgp,
+            backup,
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Incremental BGP updates are valid deltas and end where a full compile does.
+        #[test]
+        fn incremental_bgp_matches_a_full_compile(
+            batches in prop::collection::vec(
+                prop::collection::vec((0u8..12, 0u8..16, any::<u8>(), 0u8..3, any::<bool>()), 1..20),
+                1..8,
+            )
+        ) {
+            let mut r = router();
+            for batch in batches {
+                let before = r.current.state.clone();
+                let changes: Vec<BgpRibChange> = batch.into_iter().map(change).collect();
+                match r.bgp(changes) {
+                    Some(deltas) => {
+                        let mut s = before;
+                        for d in &deltas {
+                            prop_assert!(s.apply(d).is_ok(), "delta {:?} does not apply", d);
+                        }
+                        prop_assert_eq!(&s, &r.current.state);
+                    }
+                    None => { r.recompute(); }
+                }
+                let full = r.compiler.compile(&r.config, &r.neighbors, &r.bgp).unwrap();
+                let d = diff(&r.current.state, &full.state);
+                prop_assert!(d.is_empty(), "incremental and full differ: {:?}", d);
+            }
+        }
+    }
+
+    #[test]
+    fn losing_an_isp_rewrites_each_group_once_whatever_the_number_of_prefixes() {
+        let mut r = router();
+        let isp1: IpAddr = "198.51.100.2".parse().unwrap();
+        let isp2: IpAddr = "198.18.1.2".parse().unwrap();
+        let changes: Vec<BgpRibChange> = (0..5000u32)
+            .map(|i| {
+                BgpRibChange::Set(BgpRoute {
+                    prefix: format!("10.{}.{}.0/24", i / 256, i % 256).parse().unwrap(),
+                    next_hops: vec![isp1],
+                    ebgp: true,
+                    backup: vec![isp2],
+                })
+            })
+            .collect();
+        r.bgp(changes).unwrap();
+        let groups = r.current.state.groups().len();
+        assert_eq!(groups, 1, "all prefixes share one path-list group");
+        let deltas = r.bgp(vec![BgpRibChange::NextHopsDown(vec![isp1])]).unwrap();
+        let group_writes = deltas
+            .iter()
+            .filter(|d| matches!(d, Delta::Modify(Object::Group(_))))
+            .count();
+        assert_eq!(group_writes, 1, "one write moves every prefix: {deltas:?}");
+        assert!(
+            deltas
+                .iter()
+                .all(|d| !matches!(d.key(), ObjectKey::Route(_))),
+            "no route is written"
+        );
+        let g = r.current.state.groups().values().next().unwrap();
+        let nh = &r.current.state.next_hops()[&g.members[0].next_hop];
+        assert_eq!(nh.ip, isp2, "the group now forwards to the backup");
     }
 }

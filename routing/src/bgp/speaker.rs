@@ -28,6 +28,10 @@ pub struct BgpRoute {
     pub next_hops: Vec<IpAddr>,
     /// Learned over eBGP (administrative distance 20) or iBGP (200).
     pub ebgp: bool,
+    /// The next hop of the best path from another peer: where traffic goes at
+    /// once if every selected next hop is lost (BGP PIC), before the prefix
+    /// itself has converged.
+    pub backup: Vec<IpAddr>,
 }
 
 /// A change of the Loc-RIB.
@@ -35,6 +39,9 @@ pub struct BgpRoute {
 pub enum BgpRibChange {
     Set(BgpRoute),
     Remove(IpNet),
+    /// A session was lost: its next hops are gone. Sent before the per-prefix
+    /// changes, so forwarding can move to the backups in one write per group.
+    NextHopsDown(Vec<IpAddr>),
 }
 
 /// `show bgp summary` / `show bgp neighbor`.
@@ -454,6 +461,18 @@ impl Speaker {
                 p.up = None;
                 p.last_error = Some(reason);
                 p.adj_out.clear();
+                // The next hops this peer gave us are gone (unless another peer
+                // is one of them). Say so first: forwarding can switch every
+                // affected group to its backup before each prefix converges.
+                let mut dead: Vec<IpAddr> = p.adj_in.values().filter_map(|a| a.next_hop).collect();
+                dead.push(peer);
+                dead.sort();
+                dead.dedup();
+                dead.retain(|nh| *nh == peer || !self.peers.contains_key(nh));
+                changes.push(BgpRibChange::NextHopsDown(dead));
+                let Some(p) = self.peers.get_mut(&peer) else {
+                    return;
+                };
                 let lost: Vec<IpNet> = p.adj_in.drain().map(|(k, _)| k).collect();
                 p.received = 0;
                 for pfx in lost {
@@ -594,10 +613,20 @@ impl Speaker {
                     .collect()
             }
         };
+        // The backup: the best path from a peer none of the selected paths uses.
+        let backup: Vec<IpAddr> = cands
+            .iter()
+            .filter(|c| !selected.contains(c) && !matches!(c, Source::Local))
+            .find_map(|c| match c {
+                Source::Peer(a) => {
+                    Some(self.peers.get(a)?.adj_in.get(&pfx)?.next_hop.unwrap_or(*a))
+                }
+                Source::Local => None,
+            })
+            .into_iter()
+            .collect();
         let old = self.loc.get(&pfx).cloned().unwrap_or_default();
-        if old == selected && !selected.is_empty() {
-            // Same sources; their attributes may still have changed: re-export.
-        } else if old == selected {
+        if old == selected && selected.is_empty() {
             return;
         }
         if selected.is_empty() {
@@ -623,10 +652,15 @@ impl Speaker {
             let mut next_hops: Vec<IpAddr> = fwd.iter().map(|(n, _)| *n).collect();
             next_hops.sort();
             next_hops.dedup();
+            let backup = backup
+                .into_iter()
+                .filter(|b| !next_hops.contains(b))
+                .collect();
             changes.push(BgpRibChange::Set(BgpRoute {
                 prefix: pfx,
                 next_hops,
                 ebgp: fwd[0].1,
+                backup,
             }));
         }
         let peers: Vec<IpAddr> = self.peers.keys().copied().collect();
