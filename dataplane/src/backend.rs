@@ -41,6 +41,25 @@ struct Shared {
     waker: Waker,
 }
 
+/// Reads the tables an [`X86Backend`] publishes.
+#[derive(Clone)]
+pub struct TablesReader {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for TablesReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TablesReader")
+    }
+}
+
+impl TablesReader {
+    /// The tables forwarding uses now.
+    pub fn load(&self) -> Arc<Tables> {
+        self.shared.tables.load_full()
+    }
+}
+
 /// The x86 software dataplane as a forwarding target.
 pub struct X86Backend {
     state: ForwardingState,
@@ -107,6 +126,14 @@ impl X86Backend {
     /// The tables the I/O thread currently forwards with.
     pub fn tables(&self) -> Arc<Tables> {
         self.shared.tables.load_full()
+    }
+
+    /// A handle that reads the published tables after the backend has been
+    /// handed to its owner (for benchmarks and diagnostics).
+    pub fn tables_reader(&self) -> TablesReader {
+        TablesReader {
+            shared: self.shared.clone(),
+        }
     }
 
     fn apply_one(&mut self, d: &Delta) -> Result<(), BackendError> {

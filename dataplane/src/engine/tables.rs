@@ -261,16 +261,12 @@ impl Tables {
     fn compile_except_routes(&mut self, state: &ForwardingState) -> BTreeMap<VrfId, u32> {
         let t = self;
 
-        // VRFs: every VRF the state knows, plus any referenced one (defensively).
+        // VRFs: every VRF the state knows (the model guarantees that every
+        // interface and route refers to one of them).
         let mut vrf_index: BTreeMap<VrfId, u32> = BTreeMap::new();
-        {
-            let mut add = |v: VrfId| {
-                let n = vrf_index.len() as u32;
-                vrf_index.entry(v).or_insert(n);
-            };
-            state.vrfs().keys().copied().for_each(&mut add);
-            state.rifs().values().for_each(|r| add(r.vrf));
-            state.routes().keys().for_each(|k| add(k.vrf));
+        for v in state.vrfs().keys() {
+            let n = vrf_index.len() as u32;
+            vrf_index.insert(*v, n);
         }
         t.vrf_ids = vec![VrfId::DEFAULT; vrf_index.len()];
         for (&id, &i) in &vrf_index {

@@ -141,6 +141,8 @@ pub struct Speaker {
     local: BTreeMap<IpNet, Arc<PathAttrs>>,
     interned: HashSet<Arc<PathAttrs>>,
     listener_port: Option<u16>,
+    /// Where Loc-RIB changes go; used directly for the urgent ones.
+    rib: Option<mpsc::UnboundedSender<Vec<BgpRibChange>>>,
 }
 
 impl std::fmt::Debug for Speaker {
@@ -172,6 +174,7 @@ impl Speaker {
         mut queries: mpsc::Receiver<BgpQuery>,
         mut shutdown: watch::Receiver<bool>,
     ) {
+        self.rib = Some(rib.clone());
         let (ev_tx, mut ev_rx) = mpsc::channel::<SessionEvent>(1024);
         let (in_tx, mut in_rx) = mpsc::channel::<(TcpStream, SocketAddr)>(64);
         let first = config.borrow_and_update().clone();
@@ -469,7 +472,14 @@ impl Speaker {
                 dead.sort();
                 dead.dedup();
                 dead.retain(|nh| *nh == peer || !self.peers.contains_key(nh));
-                changes.push(BgpRibChange::NextHopsDown(dead));
+                // Sent at once, ahead of everything queued in `changes`: the
+                // router moves traffic to the backups before any prefix converges.
+                match &self.rib {
+                    Some(tx) => {
+                        let _ = tx.send(vec![BgpRibChange::NextHopsDown(dead)]);
+                    }
+                    None => changes.push(BgpRibChange::NextHopsDown(dead)),
+                }
                 let Some(p) = self.peers.get_mut(&peer) else {
                     return;
                 };
