@@ -164,7 +164,12 @@ bgp:
     )
 }
 
-fn frr_config(ns: &str, dir: &Path) -> String {
+fn frr_config(ns: &str, dir: &Path, graceful_restart: bool) -> String {
+    let gr = if graceful_restart {
+        " bgp graceful-restart\n bgp graceful-restart restart-time 60\n"
+    } else {
+        ""
+    };
     format!(
         r#"frr defaults traditional
 hostname {ns}
@@ -172,6 +177,7 @@ log file {}/bgpd.log debugging
 !
 router bgp 64501
  bgp router-id 198.51.100.2
+{gr}
  no bgp ebgp-requires-policy
  no bgp network import-check
  neighbor 198.51.100.1 remote-as 64500
@@ -207,7 +213,7 @@ const GOBGP_CONFIG: &str = r#"[global.config]
     keepalive-interval = 3
 "#;
 
-fn start(prefix: &str) -> BgpLab {
+fn start(prefix: &str, graceful_restart: bool) -> BgpLab {
     for tool in ["ip", "ping", "vtysh", "gobgpd", "gobgp"] {
         assert!(
             have(tool),
@@ -269,7 +275,11 @@ fn start(prefix: &str) -> BgpLab {
     let run = PathBuf::from(format!("/var/run/frr/{isp1}"));
     std::fs::create_dir_all(&etc).unwrap();
     std::fs::create_dir_all(&run).unwrap();
-    std::fs::write(etc.join("bgpd.conf"), frr_config(&isp1, &dir)).unwrap();
+    std::fs::write(
+        etc.join("bgpd.conf"),
+        frr_config(&isp1, &dir, graceful_restart),
+    )
+    .unwrap();
     std::fs::write(etc.join("vtysh.conf"), "").unwrap();
     let _ = Command::new("chown")
         .args([
@@ -283,23 +293,7 @@ fn start(prefix: &str) -> BgpLab {
     let _ = Command::new("chmod")
         .args(["a+rwx", &dir.to_string_lossy()])
         .status();
-    lab.must(
-        &isp1,
-        &[
-            "/usr/lib/frr/bgpd",
-            "-N",
-            &isp1,
-            "-Z",
-            "-n",
-            "-S",
-            "-f",
-            &etc.join("bgpd.conf").to_string_lossy(),
-            "-d",
-            "-i",
-            &run.join("bgpd.pid").to_string_lossy(),
-        ],
-    )
-    .unwrap();
+    start_bgpd(&lab, &isp1);
 
     let gcfg = dir.join("gobgp.toml");
     std::fs::write(&gcfg, GOBGP_CONFIG).unwrap();
@@ -355,6 +349,34 @@ fn start(prefix: &str) -> BgpLab {
     l
 }
 
+/// Starts FRR's bgpd (alone, no zebra) in namespace `ns` with its config under /etc/frr/NS.
+fn start_bgpd(lab: &Lab, ns: &str) {
+    lab.must(
+        ns,
+        &[
+            "/usr/lib/frr/bgpd",
+            "-N",
+            ns,
+            "-Z",
+            "-n",
+            "-S",
+            "-f",
+            &format!("/etc/frr/{ns}/bgpd.conf"),
+            "-d",
+            "-i",
+            &format!("/var/run/frr/{ns}/bgpd.pid"),
+        ],
+    )
+    .unwrap();
+}
+
+fn bgpd_pid(lab: &BgpLab) -> String {
+    std::fs::read_to_string(format!("/var/run/frr/{}/bgpd.pid", lab.isp1))
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
 impl Drop for BgpLab {
     fn drop(&mut self) {
         // bgpd daemonized itself: kill it by its pid file, then remove its files.
@@ -370,7 +392,7 @@ impl Drop for BgpLab {
 #[test]
 fn peers_with_frr_and_gobgp_and_forwards_along_their_routes() {
     let prefix = format!("bg{}", std::process::id() % 10000);
-    let lab = start(&prefix);
+    let lab = start(&prefix, false);
 
     // Sessions come up with both daemons, over IPv4 and IPv6.
     for peer in ["198.51.100.2", "2001:db8:2::2", "198.18.1.2"] {
@@ -457,8 +479,93 @@ fn peers_with_frr_and_gobgp_and_forwards_along_their_routes() {
         "ISP1 stays best"
     );
 
+    // Route refresh: a new import policy for ISP1 makes nosd ask FRR to send its
+    // routes again (ROUTE-REFRESH); they come back with the new local-pref.
+    let config = std::fs::read_to_string(lab.lab.dir.join("router.yaml"))
+        .unwrap()
+        .replace(
+            "    - name: isp-in\n      rules:\n        - { action: accept }\n",
+            "    - name: isp-in\n      rules:\n        - { action: accept }\n    - name: isp1-in\n      rules:\n        - { set: { local_pref: 300 }, action: accept }\n",
+        )
+        .replace(
+            "description: isp1-frr, import_policy: isp-in",
+            "description: isp1-frr, import_policy: isp1-in",
+        );
+    let refreshed = lab.lab.dir.join("router-refresh.yaml");
+    std::fs::write(&refreshed, config).unwrap();
+    let out = Command::new(NOSCTL)
+        .arg("--socket")
+        .arg(&lab.socket)
+        .args([
+            "config",
+            "commit",
+            &refreshed.to_string_lossy(),
+            "-m",
+            "isp1 local-pref 300",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        eventually(Duration::from_secs(15), || {
+            let r = lab.nosctl(&["show", "bgp", "routes", "203.0.113.0/24"]);
+            r.as_array()
+                .into_iter()
+                .flatten()
+                .any(|x| x["peer"] == "198.51.100.2" && x["local_pref"] == 300)
+        }),
+        "ISP1's routes did not come back with local-pref 300 after the route refresh: {}\n{}",
+        lab.nosctl(&["show", "bgp", "routes"]),
+        lab.log()
+    );
+
+    // Hold-timer expiry: freeze bgpd; nosd's hold timer (9 s) fires, it sends a
+    // NOTIFICATION and fails over to ISP2; then bgpd resumes and the session returns.
+    let pid = bgpd_pid(&lab);
+    Command::new("kill").args(["-STOP", &pid]).status().unwrap();
+    assert!(
+        eventually(Duration::from_secs(20), || fib_next_hops(
+            &lab,
+            "203.0.113.0/24"
+        )
+        .iter()
+        .any(|n| n.starts_with("198.18.1.2"))),
+        "no failover after the hold timer: {}",
+        lab.log()
+    );
+    let n = lab.nosctl(&["show", "bgp", "neighbor", "198.51.100.2"]);
+    assert!(
+        n["last_error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("hold timer expired"),
+        "{n}"
+    );
+    Command::new("kill").args(["-CONT", &pid]).status().unwrap();
+    assert!(
+        eventually(Duration::from_secs(60), || neighbor_state(
+            &lab,
+            "198.51.100.2"
+        ) == "Established"),
+        "the session with FRR did not come back after the hold-timer reset"
+    );
+    assert!(
+        eventually(Duration::from_secs(15), || fib_next_hops(
+            &lab,
+            "203.0.113.0/24"
+        )
+        .iter()
+        .any(|n| n.starts_with("198.51.100.2"))),
+        "traffic did not return to ISP1"
+    );
+
     // Failover: kill ISP1's bgpd; traffic moves to ISP2.
-    let pid = std::fs::read_to_string(format!("/var/run/frr/{}/bgpd.pid", lab.isp1)).unwrap();
+    let pid = bgpd_pid(&lab);
+    Command::new("kill").args(["-KILL", &pid]).status().unwrap();
     Command::new("kill")
         .args(["-KILL", pid.trim()])
         .status()
@@ -495,4 +602,79 @@ fn peers_with_frr_and_gobgp_and_forwards_along_their_routes() {
         "203.0.113.0/24 still installed after the withdrawal"
     );
     let _ = &lab.router;
+}
+
+#[test]
+fn keeps_forwarding_while_frr_restarts_gracefully() {
+    let prefix = format!("gr{}", std::process::id() % 10000);
+    let lab = start(&prefix, true);
+    assert!(
+        eventually(Duration::from_secs(30), || neighbor_state(
+            &lab,
+            "198.51.100.2"
+        ) == "Established"),
+        "session with FRR did not come up:\n{}",
+        lab.log()
+    );
+    assert!(
+        eventually(Duration::from_secs(15), || fib_next_hops(
+            &lab,
+            "203.0.113.0/24"
+        )
+        .iter()
+        .any(|n| n.starts_with("198.51.100.2"))),
+        "203.0.113.0/24 via FRR not installed"
+    );
+    assert!(eventually(Duration::from_secs(10), || lab.ping("203.0.113.1")));
+
+    // bgpd dies without a NOTIFICATION; FRR advertised graceful restart, so nosd
+    // keeps its routes and host A's traffic keeps flowing through ISP1.
+    Command::new("kill")
+        .args(["-KILL", &bgpd_pid(&lab)])
+        .status()
+        .unwrap();
+    assert!(
+        eventually(Duration::from_secs(10), || neighbor_state(
+            &lab,
+            "198.51.100.2"
+        ) != "Established"),
+        "nosd did not notice bgpd's death"
+    );
+    for _ in 0..5 {
+        assert!(
+            fib_next_hops(&lab, "203.0.113.0/24")
+                .iter()
+                .any(|n| n.starts_with("198.51.100.2")),
+            "the route was withdrawn during the graceful restart: {:?}",
+            fib_next_hops(&lab, "203.0.113.0/24")
+        );
+        assert!(
+            lab.ping("203.0.113.1"),
+            "traffic stopped during the graceful restart"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+
+    // bgpd comes back, re-sends its routes and End-of-RIB: the stale routes are
+    // refreshed, nothing is lost.
+    start_bgpd(&lab.lab, &lab.isp1);
+    assert!(
+        eventually(Duration::from_secs(60), || neighbor_state(
+            &lab,
+            "198.51.100.2"
+        ) == "Established"),
+        "session with FRR did not come back:\n{}",
+        lab.log()
+    );
+    assert!(
+        eventually(Duration::from_secs(20), || lab
+            .log()
+            .contains("stale routes swept after End-of-RIB")),
+        "no End-of-RIB sweep:\n{}",
+        lab.log()
+    );
+    assert!(fib_next_hops(&lab, "203.0.113.0/24")
+        .iter()
+        .any(|n| n.starts_with("198.51.100.2")));
+    assert!(lab.ping("203.0.113.1"));
 }

@@ -71,6 +71,10 @@ pub enum SessionEvent {
     Down {
         peer: IpAddr,
         reason: String,
+        /// The connection ended without a NOTIFICATION (the peer's process or
+        /// link died): a peer that advertised graceful restart keeps its routes
+        /// while it restarts (RFC 4724).
+        graceful: bool,
     },
     State {
         peer: IpAddr,
@@ -253,6 +257,7 @@ impl Session {
                 .send(SessionEvent::Down {
                     peer: self.cfg.address,
                     reason,
+                    graceful: matches!(end, End::Closed(_)),
                 })
                 .await;
             self.set_state(State::Idle).await;
@@ -273,6 +278,12 @@ impl Session {
             .collect();
         caps.push(Capability::RouteRefresh);
         caps.push(Capability::FourOctetAs(self.cfg.local_as));
+        // Graceful restart, receiving speaker only (no families: RFC 4724 4.1).
+        caps.push(Capability::GracefulRestart {
+            restarting: false,
+            restart_time: 120,
+            families: Vec::new(),
+        });
         Open {
             version: 4,
             my_as: u16::try_from(self.cfg.local_as).unwrap_or(AS_TRANS),

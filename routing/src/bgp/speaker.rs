@@ -123,6 +123,10 @@ struct Peer {
     received: u64,
     last_error: Option<String>,
     warned_8212: bool,
+    /// Graceful restart of the peer (RFC 4724): the routes it had when its
+    /// session died, kept until it re-sends them (End-of-RIB) or the deadline.
+    stale: HashSet<IpNet>,
+    stale_until: Option<Instant>,
 }
 
 impl Peer {
@@ -179,6 +183,7 @@ impl Speaker {
         let (in_tx, mut in_rx) = mpsc::channel::<(TcpStream, SocketAddr)>(64);
         let first = config.borrow_and_update().clone();
         self.configure(&first, &ev_tx, &in_tx, &rib).await;
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
             tokio::select! {
                 r = config.changed() => {
@@ -205,6 +210,13 @@ impl Speaker {
                     }
                 }
                 Some(q) = queries.recv() => self.query(q),
+                _ = tick.tick() => {
+                    let mut changes = Vec::new();
+                    let mut out = Outbox::default();
+                    self.expire_stale(&mut changes, &mut out);
+                    self.flush(out).await;
+                    if !changes.is_empty() { let _ = rib.send(changes); }
+                }
                 _ = shutdown.changed() => break,
             }
         }
@@ -362,6 +374,8 @@ impl Speaker {
                     received: 0,
                     last_error: None,
                     warned_8212: false,
+                    stale: HashSet::new(),
+                    stale_until: None,
                 },
             );
         }
@@ -434,6 +448,17 @@ impl Speaker {
                 let Some(p) = self.peers.get_mut(&peer) else {
                     return;
                 };
+                let peer_restarts =
+                    peer_open.has(|c| matches!(c, Capability::GracefulRestart { .. }));
+                if !p.stale.is_empty() {
+                    if peer_restarts {
+                        // Wait for its End-of-RIB, at most the stale-path time.
+                        p.stale_until = Some(Instant::now() + Duration::from_secs(360));
+                        tracing::info!(%peer, stale = p.stale.len(), "peer back after a graceful restart; keeping its routes until End-of-RIB");
+                    } else {
+                        p.stale_until = Some(Instant::now());
+                    }
+                }
                 p.up = Some(UpInfo {
                     hold: p.cfg.hold_time.min(peer_open.hold_time),
                     peer_open,
@@ -457,13 +482,37 @@ impl Speaker {
                     }
                 }
             }
-            SessionEvent::Down { peer, reason } => {
+            SessionEvent::Down {
+                peer,
+                reason,
+                graceful,
+            } => {
                 let Some(p) = self.peers.get_mut(&peer) else {
                     return;
                 };
+                let restart = p.up.as_ref().and_then(|u| {
+                    u.peer_open.capabilities.iter().find_map(|c| match c {
+                        Capability::GracefulRestart {
+                            restart_time,
+                            families,
+                            ..
+                        } if !families.is_empty() => Some(*restart_time),
+                        _ => None,
+                    })
+                });
                 p.up = None;
                 p.last_error = Some(reason);
                 p.adj_out.clear();
+                if let (true, Some(secs)) = (graceful, restart) {
+                    // Helper mode: the peer is restarting and forwarding on; keep
+                    // its routes (stale) and its next hops while it comes back.
+                    p.stale = p.adj_in.keys().copied().collect();
+                    p.stale_until = Some(Instant::now() + Duration::from_secs(u64::from(secs)));
+                    tracing::info!(%peer, routes = p.stale.len(), restart_time_s = secs, "peer restarting gracefully: keeping its routes");
+                    return;
+                }
+                p.stale.clear();
+                p.stale_until = None;
                 // The next hops this peer gave us are gone (unless another peer
                 // is one of them). Say so first: forwarding can switch every
                 // affected group to its backup before each prefix converges.
@@ -585,10 +634,55 @@ impl Speaker {
                 }
             }
         }
+        if !p.stale.is_empty() {
+            for n in &u.announced {
+                p.stale.remove(&n.prefix);
+            }
+        }
         if let Some(f) = u.end_of_rib {
             tracing::info!(%peer, family = ?f, "End-of-RIB received");
+            if p.stale_until.is_some() {
+                // The restarted peer has sent this family again: what it did not
+                // re-send is gone.
+                let gone: Vec<IpNet> = p
+                    .stale
+                    .iter()
+                    .filter(|x| family_of(x) == f)
+                    .copied()
+                    .collect();
+                for g in &gone {
+                    p.stale.remove(g);
+                    if p.adj_in.remove(g).is_some() {
+                        touched.push(*g);
+                    }
+                }
+                tracing::info!(%peer, family = ?f, removed = gone.len(), "graceful restart: stale routes swept after End-of-RIB");
+                if p.stale.is_empty() {
+                    p.stale_until = None;
+                }
+            }
         }
         for pfx in touched {
+            self.decide(pfx, changes, out);
+        }
+    }
+
+    /// Drops the stale routes of peers whose graceful restart took too long.
+    fn expire_stale(&mut self, changes: &mut Vec<BgpRibChange>, out: &mut Outbox) {
+        let now = Instant::now();
+        let mut gone = Vec::new();
+        for (a, p) in self.peers.iter_mut() {
+            if p.stale_until.is_some_and(|t| now >= t) {
+                tracing::warn!(peer = %a, routes = p.stale.len(), "graceful restart not completed in time: removing the peer's stale routes");
+                for pfx in p.stale.drain() {
+                    if p.adj_in.remove(&pfx).is_some() {
+                        gone.push(pfx);
+                    }
+                }
+                p.stale_until = None;
+            }
+        }
+        for pfx in gone {
             self.decide(pfx, changes, out);
         }
     }
