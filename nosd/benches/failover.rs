@@ -122,6 +122,7 @@ fn main() {
                 BgpRibChange::Set(BgpRoute {
                     prefix: *p,
                     next_hops: vec![isp1],
+                    weights: Vec::new(),
                     ebgp: true,
                     backup: vec![isp2],
                 })
@@ -231,6 +232,7 @@ fn main() {
                 BgpRibChange::Set(BgpRoute {
                     prefix: *p,
                     next_hops: vec![isp2],
+                    weights: Vec::new(),
                     ebgp: true,
                     backup: vec![],
                 })

@@ -516,18 +516,19 @@ impl Compiler {
     ) -> Result<Option<(RouteAction, Vec<RibNextHop>)>, CompileError> {
         let mut members = Vec::new();
         let mut shown = Vec::new();
-        for nh in &r.next_hops {
+        for (i, nh) in r.next_hops.iter().enumerate() {
             let Some(hi) = connected(interfaces, *nh) else {
                 continue;
             };
+            let weight = r.weights.get(i).copied().unwrap_or(1).max(1);
             members.push(GroupMember {
                 next_hop: self.ensure_next_hop(s, hi.rif.id, *nh, out)?,
-                weight: 1,
+                weight,
             });
             shown.push(RibNextHop {
                 address: Some(*nh),
                 interface: hi.rif.name.clone(),
-                weight: 1,
+                weight,
             });
         }
         if members.is_empty() {

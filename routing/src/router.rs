@@ -211,12 +211,13 @@ impl Router {
                 next_hops: r
                     .next_hops
                     .iter()
-                    .map(|nh| RibNextHop {
+                    .enumerate()
+                    .map(|(i, nh)| RibNextHop {
                         address: Some(*nh),
                         interface: connected(&self.current.interfaces, *nh)
                             .map(|h| h.rif.name.clone())
                             .unwrap_or_else(|| "unreachable".into()),
-                        weight: 1,
+                        weight: r.weights.get(i).copied().unwrap_or(1),
                     })
                     .collect(),
                 blackhole: false,
@@ -396,6 +397,7 @@ static_routes:
         BgpRibChange::Set(BgpRoute {
             prefix,
             next_hops,
+            weights: Vec::new(),
             ebgp,
             backup,
         })
@@ -443,6 +445,7 @@ static_routes:
                 BgpRibChange::Set(BgpRoute {
                     prefix: format!("10.{}.{}.0/24", i / 256, i % 256).parse().unwrap(),
                     next_hops: vec![isp1],
+                    weights: Vec::new(),
                     ebgp: true,
                     backup: vec![isp2],
                 })

@@ -317,6 +317,49 @@ pub struct BgpConfig {
     /// TCP port to listen on and connect to (default 179; tests use others).
     #[serde(default = "default_bgp_port")]
     pub port: u16,
+    /// Upstream ISPs and their roles.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub upstreams: Vec<UpstreamConfig>,
+    /// Originate a default route to these neighbors while at least one upstream
+    /// session is established (and withdraw it when none is).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_route: Option<DefaultRouteConfig>,
+}
+
+/// An upstream ISP: the neighbors that connect to it and its role.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    pub name: String,
+    /// Addresses of configured neighbors (`bgp.neighbors[].address`).
+    pub neighbors: Vec<IpAddr>,
+    pub role: UpstreamRole,
+    /// For `load_share`: traffic is split in proportion to the weights of the
+    /// load-sharing upstreams that announce a prefix (default 1).
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+}
+
+/// How an upstream's routes are used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UpstreamRole {
+    /// Preferred (local-pref 200 unless the import policy sets one).
+    Primary,
+    /// Used when no primary has the prefix (local-pref 50), and as the
+    /// precomputed failover path.
+    Backup,
+    /// Shares traffic with the other load-sharing upstreams that announce the
+    /// same prefix, by weight (local-pref 100).
+    LoadShare,
+}
+
+/// Conditional default-route origination.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DefaultRouteConfig {
+    /// Neighbors (addresses) that receive the default route.
+    pub to: Vec<IpAddr>,
 }
 
 fn default_bgp_port() -> u16 {

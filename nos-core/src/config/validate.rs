@@ -1102,6 +1102,61 @@ impl<'a> Validator<'a> {
                 );
             }
         }
+        let neighbor = |a: &IpAddr| bgp.neighbors.iter().any(|n| n.address == *a);
+        let mut upstream_of: HashMap<IpAddr, usize> = HashMap::new();
+        let mut upstream_names: HashMap<&str, usize> = HashMap::new();
+        for (i, u) in bgp.upstreams.iter().enumerate() {
+            let p = format!("bgp.upstreams[{i}]");
+            if let Some(k) = upstream_names.insert(u.name.as_str(), i) {
+                self.err(
+                    format!("{p}.name"),
+                    format!(
+                        "upstream {} is already defined at bgp.upstreams[{k}]",
+                        u.name
+                    ),
+                );
+            }
+            if u.neighbors.is_empty() {
+                self.err(
+                    format!("{p}.neighbors"),
+                    "an upstream needs at least one neighbor",
+                );
+            }
+            for (k, a) in u.neighbors.iter().enumerate() {
+                if !neighbor(a) {
+                    self.err(
+                        format!("{p}.neighbors[{k}]"),
+                        format!("{a} is not a configured BGP neighbor"),
+                    );
+                } else if let Some(j) = upstream_of.insert(*a, i) {
+                    if j != i {
+                        self.err(
+                            format!("{p}.neighbors[{k}]"),
+                            format!("{a} already belongs to bgp.upstreams[{j}]"),
+                        );
+                    }
+                }
+            }
+            if u.weight == 0 {
+                self.err(format!("{p}.weight"), "weight must be at least 1");
+            }
+        }
+        if let Some(d) = &bgp.default_route {
+            for (k, a) in d.to.iter().enumerate() {
+                if !neighbor(a) {
+                    self.err(
+                        format!("bgp.default_route.to[{k}]"),
+                        format!("{a} is not a configured BGP neighbor"),
+                    );
+                }
+            }
+            if bgp.upstreams.is_empty() {
+                self.err(
+                    "bgp.default_route",
+                    "a conditional default route needs at least one entry in bgp.upstreams",
+                );
+            }
+        }
         let mut names: HashMap<&str, usize> = HashMap::new();
         for (i, pol) in bgp.policies.iter().enumerate() {
             let p = format!("bgp.policies[{i}]");

@@ -10,7 +10,7 @@ use super::msg::*;
 use super::policy::Policy;
 use super::session::{PeerConfig, Session, SessionCmd, SessionEvent, State};
 use ipnet::IpNet;
-use nos_core::config::{AddressFamily, BgpConfig, Config};
+use nos_core::config::{AddressFamily, BgpConfig, Config, UpstreamRole};
 use serde::Serialize;
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -26,6 +26,9 @@ pub struct BgpRoute {
     pub prefix: IpNet,
     /// The next hops of the best path and of every equal-cost path (multipath).
     pub next_hops: Vec<IpAddr>,
+    /// Weights of `next_hops` (same order; empty means all equal): load-sharing
+    /// upstreams share traffic in proportion to their configured weights.
+    pub weights: Vec<u32>,
     /// Learned over eBGP (administrative distance 20) or iBGP (200).
     pub ebgp: bool,
     /// The next hop of the best path from another peer: where traffic goes at
@@ -127,6 +130,8 @@ struct Peer {
     /// session died, kept until it re-sends them (End-of-RIB) or the deadline.
     stale: HashSet<IpNet>,
     stale_until: Option<Instant>,
+    /// The upstream role and weight, when the peer belongs to an upstream ISP.
+    role: Option<(UpstreamRole, u32)>,
 }
 
 impl Peer {
@@ -147,6 +152,10 @@ pub struct Speaker {
     listener_port: Option<u16>,
     /// Where Loc-RIB changes go; used directly for the urgent ones.
     rib: Option<mpsc::UnboundedSender<Vec<BgpRibChange>>>,
+    /// Neighbors that get a default route while an upstream is up.
+    default_to: Vec<IpAddr>,
+    /// Whether an upstream session is established (the default route is sent).
+    default_up: bool,
 }
 
 impl std::fmt::Debug for Speaker {
@@ -376,9 +385,23 @@ impl Speaker {
                     warned_8212: false,
                     stale: HashSet::new(),
                     stale_until: None,
+                    role: None,
                 },
             );
         }
+        // Upstream roles.
+        for p in self.peers.values_mut() {
+            p.role = bgp
+                .upstreams
+                .iter()
+                .find(|u| u.neighbors.contains(&p.cfg.address))
+                .map(|u| (u.role, u.weight));
+        }
+        self.default_to = bgp
+            .default_route
+            .as_ref()
+            .map(|d| d.to.clone())
+            .unwrap_or_default();
         // Originated networks.
         let want_local: BTreeMap<IpNet, Arc<PathAttrs>> = bgp
             .networks
@@ -398,6 +421,7 @@ impl Speaker {
             .collect();
         self.local = want_local;
         self.config = Some(bgp);
+        self.refresh_default(&mut out);
         for p in gone.into_iter().chain(added) {
             self.decide(p, &mut changes, &mut out);
         }
@@ -474,6 +498,10 @@ impl Speaker {
                 for pfx in prefixes {
                     self.export_one(peer, pfx, out);
                 }
+                self.refresh_default(out);
+                for d in DEFAULTS {
+                    self.export_one(peer, d.parse().expect("a valid prefix"), out);
+                }
                 // End-of-RIB goes after the initial table (flushed in order below).
                 out.withdraw.entry(peer).or_default();
                 if let Some(p) = self.peers.get(&peer) {
@@ -509,6 +537,7 @@ impl Speaker {
                     p.stale = p.adj_in.keys().copied().collect();
                     p.stale_until = Some(Instant::now() + Duration::from_secs(u64::from(secs)));
                     tracing::info!(%peer, routes = p.stale.len(), restart_time_s = secs, "peer restarting gracefully: keeping its routes");
+                    self.refresh_default(out);
                     return;
                 }
                 p.stale.clear();
@@ -537,6 +566,7 @@ impl Speaker {
                 for pfx in lost {
                     self.decide(pfx, changes, out);
                 }
+                self.refresh_default(out);
             }
             SessionEvent::RouteRefresh { peer, family } => {
                 let Some(p) = self.peers.get_mut(&peer) else {
@@ -585,6 +615,20 @@ impl Speaker {
                 Arc::new(a)
             } else {
                 attrs.clone()
+            };
+            // An upstream's role sets the default local-pref (the import policy
+            // may still set another).
+            let base: Arc<PathAttrs> = match p.role {
+                Some((role, _)) if ebgp => {
+                    let mut a = (*base).clone();
+                    a.local_pref = Some(match role {
+                        UpstreamRole::Primary => 200,
+                        UpstreamRole::Backup => 50,
+                        UpstreamRole::LoadShare => 100,
+                    });
+                    Arc::new(a)
+                }
+                _ => base,
             };
             let own_loop = base.as_path.iter().any(|s| match s {
                 AsSegment::Sequence(v) | AsSegment::Set(v) => v.contains(&local_as),
@@ -739,23 +783,33 @@ impl Speaker {
             self.loc.insert(pfx, selected.clone());
         }
         // What forwarding needs: next hops of the selected peer paths.
-        let fwd: Vec<(IpAddr, bool)> = selected
+        let fwd: Vec<(IpAddr, bool, u32)> = selected
             .iter()
             .filter_map(|s| match s {
                 Source::Local => None,
                 Source::Peer(a) => {
                     let p = self.peers.get(a)?;
                     let nh = p.adj_in.get(&pfx)?.next_hop.unwrap_or(*a);
-                    Some((nh, p.ebgp()))
+                    let weight = match p.role {
+                        Some((UpstreamRole::LoadShare, w)) => w,
+                        _ => 1,
+                    };
+                    Some((nh, p.ebgp(), weight))
                 }
             })
             .collect();
         if selected.first() == Some(&Source::Local) || fwd.is_empty() {
             changes.push(BgpRibChange::Remove(pfx));
         } else {
-            let mut next_hops: Vec<IpAddr> = fwd.iter().map(|(n, _)| *n).collect();
-            next_hops.sort();
-            next_hops.dedup();
+            let mut hops: Vec<(IpAddr, u32)> = fwd.iter().map(|(n, _, w)| (*n, *w)).collect();
+            hops.sort();
+            hops.dedup_by_key(|h| h.0);
+            let next_hops: Vec<IpAddr> = hops.iter().map(|h| h.0).collect();
+            let weights: Vec<u32> = if hops.iter().all(|h| h.1 == 1) {
+                Vec::new()
+            } else {
+                hops.iter().map(|h| h.1).collect()
+            };
             let backup = backup
                 .into_iter()
                 .filter(|b| !next_hops.contains(b))
@@ -763,6 +817,7 @@ impl Speaker {
             changes.push(BgpRibChange::Set(BgpRoute {
                 prefix: pfx,
                 next_hops,
+                weights,
                 ebgp: fwd[0].1,
                 backup,
             }));
@@ -827,6 +882,11 @@ impl Speaker {
         let (Some(p), Some(q)) = (self.peers.get(&pa), self.peers.get(&pb)) else {
             return false;
         };
+        let shared = |p: &Peer| matches!(p.role, Some((UpstreamRole::LoadShare, _)));
+        if shared(p) && shared(q) {
+            // Load-sharing upstreams share whatever their AS paths.
+            return x.local_pref.unwrap_or(100) == y.local_pref.unwrap_or(100);
+        }
         x.local_pref.unwrap_or(100) == y.local_pref.unwrap_or(100)
             && x.as_path_len() == y.as_path_len()
             && x.origin == y.origin
@@ -837,6 +897,9 @@ impl Speaker {
     /// Brings what `peer` was told about `pfx` in line with the Loc-RIB and its export policy.
     fn export_one(&mut self, peer: IpAddr, pfx: IpNet, out: &mut Outbox) {
         let local_as = self.config.as_ref().map(|c| c.asn).unwrap_or(0);
+        if pfx.prefix_len() == 0 && self.default_to.contains(&peer) {
+            return self.export_default(peer, pfx, local_as, out);
+        }
         let best = self.loc.get(&pfx).and_then(|v| v.first().copied());
         let Some(p) = self.peers.get(&peer) else {
             return;
@@ -904,6 +967,71 @@ impl Speaker {
                 if p.adj_out.remove(&pfx).is_some() {
                     out.withdraw.entry(peer).or_default().push(pfx);
                 }
+            }
+        }
+    }
+
+    /// Sends or withdraws the conditional default route to one neighbor.
+    fn export_default(&mut self, peer: IpAddr, pfx: IpNet, local_as: u32, out: &mut Outbox) {
+        let up = self.default_up;
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        let family = family_of(&pfx);
+        let want = p
+            .up
+            .as_ref()
+            .filter(|u| up && u.families.contains(&family))
+            .and_then(|u| {
+                let mut a = PathAttrs::new(Origin::Igp, Vec::new(), Some(self_address(u, family)?));
+                if p.cfg.remote_as != local_as {
+                    a.as_path = vec![AsSegment::Sequence(vec![local_as])];
+                } else {
+                    a.local_pref = Some(100);
+                }
+                Some(a)
+            });
+        match want {
+            Some(a) => {
+                if p.adj_out.get(&pfx).is_some_and(|old| **old == a) {
+                    return;
+                }
+                let arc = intern(&mut self.interned, a);
+                p.adj_out.insert(pfx, arc.clone());
+                out.announce
+                    .entry(peer)
+                    .or_default()
+                    .entry(arc)
+                    .or_default()
+                    .push(pfx);
+            }
+            None => {
+                if p.adj_out.remove(&pfx).is_some() {
+                    out.withdraw.entry(peer).or_default().push(pfx);
+                }
+            }
+        }
+    }
+
+    /// Re-evaluates whether an upstream is up; on a change, sends or withdraws
+    /// the default route to the configured neighbors.
+    fn refresh_default(&mut self, out: &mut Outbox) {
+        let up = self
+            .peers
+            .values()
+            .any(|p| p.role.is_some() && p.up.is_some());
+        if up == self.default_up {
+            return;
+        }
+        self.default_up = up;
+        tracing::info!(
+            upstream_up = up,
+            "conditional default route {}",
+            if up { "originated" } else { "withdrawn" }
+        );
+        for peer in self.default_to.clone() {
+            for d in DEFAULTS {
+                self.export_one(peer, d.parse().expect("a valid prefix"), out);
             }
         }
     }
@@ -1049,6 +1177,9 @@ impl Speaker {
     }
 }
 
+/// The default routes of both families.
+const DEFAULTS: [&str; 2] = ["0.0.0.0/0", "::/0"];
+
 fn intern(set: &mut HashSet<Arc<PathAttrs>>, a: PathAttrs) -> Arc<PathAttrs> {
     if let Some(x) = set.get(&a) {
         return x.clone();
@@ -1101,4 +1232,204 @@ pub fn as_path_string(path: &[AsSegment]) -> String {
         })
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ISP1: &str = "198.51.100.2";
+    const ISP2: &str = "198.18.1.2";
+    const CUSTOMER: &str = "192.0.2.2";
+
+    fn config(roles: &str) -> Config {
+        Config::from_yaml(&format!(
+            r#"
+ports: [{{ name: eth1 }}, {{ name: eth2 }}, {{ name: eth3 }}]
+interfaces:
+  - {{ name: eth1, port: eth1, ipv4: [192.0.2.1/24] }}
+  - {{ name: eth2, port: eth2, ipv4: [198.51.100.1/24] }}
+  - {{ name: eth3, port: eth3, ipv4: [198.18.1.1/24] }}
+bgp:
+  asn: 64500
+  router_id: 192.0.2.1
+  port: 0
+  neighbors:
+    - {{ address: {ISP1}, remote_as: 64501, import_policy: all, export_policy: all }}
+    - {{ address: {ISP2}, remote_as: 64502, import_policy: all, export_policy: all }}
+    - {{ address: {CUSTOMER}, remote_as: 64510, import_policy: all, export_policy: none }}
+  policies:
+    - {{ name: all, rules: [{{ action: accept }}] }}
+    - {{ name: none, rules: [] }}
+{roles}  default_route: {{ to: [{CUSTOMER}] }}
+"#
+        ))
+        .unwrap()
+    }
+
+    fn open(asn: u32, id: [u8; 4]) -> Open {
+        Open {
+            version: 4,
+            my_as: asn as u16,
+            hold_time: 90,
+            router_id: id.into(),
+            capabilities: vec![
+                Capability::MultiProtocol(IPV4_UNICAST),
+                Capability::FourOctetAs(asn),
+            ],
+        }
+    }
+
+    fn up(peer: &str, asn: u32, local: &str) -> SessionEvent {
+        SessionEvent::Established {
+            peer: peer.parse().unwrap(),
+            peer_open: open(asn, [10, 0, 0, asn as u8]),
+            caps: SessionCaps::default(),
+            families: vec![IPV4_UNICAST],
+            local_address: local.parse().unwrap(),
+        }
+    }
+
+    fn announce(peer: &str, path: Vec<u32>, prefix: &str) -> SessionEvent {
+        let mut a = PathAttrs::new(
+            Origin::Igp,
+            vec![AsSegment::Sequence(path)],
+            Some(peer.parse().unwrap()),
+        );
+        a.med = None;
+        SessionEvent::Update {
+            peer: peer.parse().unwrap(),
+            update: Update {
+                announced: vec![Nlri {
+                    prefix: prefix.parse().unwrap(),
+                    path_id: None,
+                }],
+                attrs: Some(Arc::new(a)),
+                ..Default::default()
+            },
+        }
+    }
+
+    async fn speaker(roles: &str) -> (Speaker, mpsc::UnboundedReceiver<Vec<BgpRibChange>>) {
+        let (ev_tx, _ev_rx) = mpsc::channel(16);
+        let (in_tx, _in_rx) = mpsc::channel(16);
+        let (rib_tx, rib_rx) = mpsc::unbounded_channel();
+        let mut s = Speaker::new();
+        s.configure(&config(roles), &ev_tx, &in_tx, &rib_tx).await;
+        (s, rib_rx)
+    }
+
+    fn last_set(changes: &[BgpRibChange], prefix: &str) -> Option<BgpRoute> {
+        let p: IpNet = prefix.parse().unwrap();
+        changes.iter().rev().find_map(|c| match c {
+            BgpRibChange::Set(r) if r.prefix == p => Some(r.clone()),
+            _ => None,
+        })
+    }
+
+    fn default_sent_to(out: &Outbox, peer: &str) -> bool {
+        let peer: IpAddr = peer.parse().unwrap();
+        out.announce
+            .get(&peer)
+            .is_some_and(|g| g.values().flatten().any(|p| p.prefix_len() == 0))
+    }
+
+    #[tokio::test]
+    async fn the_primary_wins_over_a_shorter_backup_path_and_the_backup_is_precomputed() {
+        let roles = format!(
+            "  upstreams:\n    - {{ name: isp1, neighbors: [{ISP1}], role: primary }}\n    - {{ name: isp2, neighbors: [{ISP2}], role: backup }}\n"
+        );
+        let (mut s, _rib) = speaker(&roles).await;
+        let (mut changes, mut out) = (Vec::new(), Outbox::default());
+        s.event(up(ISP1, 64501, "198.51.100.1"), &mut changes, &mut out);
+        s.event(up(ISP2, 64502, "198.18.1.1"), &mut changes, &mut out);
+        s.event(
+            announce(ISP1, vec![64501, 64999, 64998], "203.0.113.0/24"),
+            &mut changes,
+            &mut out,
+        );
+        s.event(
+            announce(ISP2, vec![64502], "203.0.113.0/24"),
+            &mut changes,
+            &mut out,
+        );
+        let r = last_set(&changes, "203.0.113.0/24").unwrap();
+        assert_eq!(
+            r.next_hops,
+            vec![ISP1.parse::<IpAddr>().unwrap()],
+            "primary despite the longer AS path"
+        );
+        assert_eq!(
+            r.backup,
+            vec![ISP2.parse::<IpAddr>().unwrap()],
+            "backup precomputed for PIC"
+        );
+    }
+
+    #[tokio::test]
+    async fn load_sharing_upstreams_share_by_weight() {
+        let roles = format!(
+            "  upstreams:\n    - {{ name: isp1, neighbors: [{ISP1}], role: load_share, weight: 3 }}\n    - {{ name: isp2, neighbors: [{ISP2}], role: load_share, weight: 1 }}\n"
+        );
+        let (mut s, _rib) = speaker(&roles).await;
+        let (mut changes, mut out) = (Vec::new(), Outbox::default());
+        s.event(up(ISP1, 64501, "198.51.100.1"), &mut changes, &mut out);
+        s.event(up(ISP2, 64502, "198.18.1.1"), &mut changes, &mut out);
+        s.event(
+            announce(ISP1, vec![64501, 64999], "203.0.113.0/24"),
+            &mut changes,
+            &mut out,
+        );
+        s.event(
+            announce(ISP2, vec![64502], "203.0.113.0/24"),
+            &mut changes,
+            &mut out,
+        );
+        let r = last_set(&changes, "203.0.113.0/24").unwrap();
+        let isp1: IpAddr = ISP1.parse().unwrap();
+        let isp2: IpAddr = ISP2.parse().unwrap();
+        let mut got: Vec<(IpAddr, u32)> = r
+            .next_hops
+            .iter()
+            .copied()
+            .zip(r.weights.iter().copied())
+            .collect();
+        got.sort();
+        let mut want = vec![(isp1, 3), (isp2, 1)];
+        want.sort();
+        assert_eq!(got, want);
+    }
+
+    #[tokio::test]
+    async fn the_default_route_follows_the_upstreams() {
+        let roles =
+            format!("  upstreams:\n    - {{ name: isp1, neighbors: [{ISP1}], role: primary }}\n");
+        let (mut s, _rib) = speaker(&roles).await;
+        let (mut changes, mut out) = (Vec::new(), Outbox::default());
+        s.event(up(CUSTOMER, 64510, "192.0.2.1"), &mut changes, &mut out);
+        assert!(
+            !default_sent_to(&out, CUSTOMER),
+            "no upstream yet: no default"
+        );
+        let mut out = Outbox::default();
+        s.event(up(ISP1, 64501, "198.51.100.1"), &mut changes, &mut out);
+        assert!(default_sent_to(&out, CUSTOMER), "upstream up: default sent");
+        let mut out = Outbox::default();
+        s.event(
+            SessionEvent::Down {
+                peer: ISP1.parse().unwrap(),
+                reason: "test".into(),
+                graceful: false,
+            },
+            &mut changes,
+            &mut out,
+        );
+        let customer: IpAddr = CUSTOMER.parse().unwrap();
+        assert!(
+            out.withdraw
+                .get(&customer)
+                .is_some_and(|w| w.iter().any(|p| p.prefix_len() == 0)),
+            "last upstream down: default withdrawn"
+        );
+    }
 }
