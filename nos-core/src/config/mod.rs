@@ -12,7 +12,9 @@ use std::net::{IpAddr, Ipv4Addr};
 
 mod validate;
 
-pub use validate::{parse_community, parse_masked_mac, parse_protocol};
+pub use validate::{
+    as_path_regex, parse_community, parse_large_community, parse_masked_mac, parse_protocol,
+};
 pub use validate::{ConfigError, ConfigErrors};
 
 /// The whole configuration of one router.
@@ -408,6 +410,14 @@ pub struct PolicyMatchConfig {
     /// An AS number the AS path must contain.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub as_path_contains: Option<u32>,
+    /// A regular expression over the AS path written as FRR prints it
+    /// (`64501 64502 {64503,64504}`); `_` matches a delimiter or either end,
+    /// as in FRR and Cisco (`^64501_`, `_64666_`, `_64510$`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub as_path_regex: Option<String>,
+    /// A large community `GLOBAL:LOCAL1:LOCAL2` the route must carry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub large_community: Option<String>,
 }
 
 /// A prefix-list entry: routes inside `prefix` whose length is in `ge..=le`
@@ -436,6 +446,12 @@ pub struct PolicySetConfig {
     /// Communities `ASN:VALUE` to add.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub communities_add: Vec<String>,
+    /// Large communities `GLOBAL:LOCAL1:LOCAL2` to add.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub large_communities_add: Vec<String>,
+    /// Replace the next hop.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_hop: Option<IpAddr>,
 }
 
 /// A BGP neighbor.

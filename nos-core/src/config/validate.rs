@@ -1207,9 +1207,52 @@ impl<'a> Validator<'a> {
                         self.err(format!("{rp}.set.communities_add[{k}]"), e);
                     }
                 }
+                if let Some(c) = &rule.matches.large_community {
+                    if let Err(e) = parse_large_community(c) {
+                        self.err(format!("{rp}.match.large_community"), e);
+                    }
+                }
+                for (k, c) in rule.set.large_communities_add.iter().enumerate() {
+                    if let Err(e) = parse_large_community(c) {
+                        self.err(format!("{rp}.set.large_communities_add[{k}]"), e);
+                    }
+                }
+                if let Some(r) = &rule.matches.as_path_regex {
+                    if let Err(e) = as_path_regex(r) {
+                        self.err(format!("{rp}.match.as_path_regex"), e);
+                    }
+                }
+                if let Some(nh) = rule.set.next_hop {
+                    if nh.is_unspecified() || nh.is_multicast() {
+                        self.err(
+                            format!("{rp}.set.next_hop"),
+                            format!("{nh} is not a unicast address"),
+                        );
+                    }
+                }
             }
         }
     }
+}
+
+/// Parses a large community written `GLOBAL:LOCAL1:LOCAL2` (RFC 8092; each a 32-bit number).
+pub fn parse_large_community(s: &str) -> Result<(u32, u32, u32), String> {
+    let bad = || {
+        format!("invalid large community {s:?}: expected GLOBAL:LOCAL1:LOCAL2 with each part 0..=4294967295")
+    };
+    let mut it = s.split(':').map(|p| p.trim().parse::<u32>());
+    match (it.next(), it.next(), it.next(), it.next()) {
+        (Some(Ok(a)), Some(Ok(b)), Some(Ok(c)), None) => Ok((a, b, c)),
+        _ => Err(bad()),
+    }
+}
+
+/// Compiles an AS-path regular expression in FRR's dialect: `_` matches a
+/// delimiter (space, comma, braces, parentheses) or the start or end.
+pub fn as_path_regex(s: &str) -> Result<regex::Regex, String> {
+    let translated = s.replace('_', r"(?:^|$|[ ,{}()])");
+    regex::Regex::new(&translated)
+        .map_err(|e| format!("invalid AS-path regular expression {s:?}: {e}"))
 }
 
 /// Parses a standard community written `ASN:VALUE` (each 0..=65535).
@@ -2183,6 +2226,27 @@ interfaces:
             &c,
             "bgp.policies[0].rules[0].match.community",
             "invalid community",
+        );
+    }
+
+    #[test]
+    fn bgp_policy_regex_and_large_community_are_checked() {
+        let head = "  asn: 64500\n  router_id: 192.0.2.1\n";
+        let c = bgp(&format!(
+            "{head}  policies:\n    - name: p\n      rules:\n        - match: {{as_path_regex: \"_(64501\"}}\n          action: accept\n"
+        ));
+        expect(
+            &c,
+            "bgp.policies[0].rules[0].match.as_path_regex",
+            "invalid AS-path regular expression",
+        );
+        let c = bgp(&format!(
+            "{head}  policies:\n    - name: p\n      rules:\n        - set: {{large_communities_add: [\"1:2\"]}}\n          action: accept\n"
+        ));
+        expect(
+            &c,
+            "bgp.policies[0].rules[0].set.large_communities_add[0]",
+            "invalid large community",
         );
     }
 

@@ -3,20 +3,27 @@
 
 use super::msg::{AsSegment, PathAttrs};
 use ipnet::IpNet;
-use nos_core::config::{parse_community, PolicyActionConfig, PolicyConfig};
+use nos_core::config::{
+    as_path_regex, parse_community, parse_large_community, PolicyActionConfig, PolicyConfig,
+};
+use std::net::IpAddr;
 
 /// A compiled policy.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct Policy {
     pub name: String,
     rules: Vec<Rule>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 struct Rule {
     prefixes: Vec<(IpNet, u8, u8)>,
     community: Option<u32>,
+    large_community: Option<(u32, u32, u32)>,
     as_path_contains: Option<u32>,
+    as_path_regex: Option<regex::Regex>,
+    large_communities_add: Vec<(u32, u32, u32)>,
+    next_hop: Option<IpAddr>,
     accept: bool,
     local_pref: Option<u32>,
     med: Option<u32>,
@@ -54,7 +61,28 @@ impl Policy {
                     })
                     .collect(),
                 community: r.matches.community.as_ref().and_then(community),
+                large_community: r
+                    .matches
+                    .large_community
+                    .as_deref()
+                    .and_then(|c| large(&p.name, c)),
                 as_path_contains: r.matches.as_path_contains,
+                as_path_regex: r.matches.as_path_regex.as_deref().and_then(
+                    |x| match as_path_regex(x) {
+                        Ok(re) => Some(re),
+                        Err(e) => {
+                            tracing::error!(policy = %p.name, "{e}");
+                            None
+                        }
+                    },
+                ),
+                large_communities_add: r
+                    .set
+                    .large_communities_add
+                    .iter()
+                    .filter_map(|c| large(&p.name, c))
+                    .collect(),
+                next_hop: r.set.next_hop,
                 accept: r.action == PolicyActionConfig::Accept,
                 local_pref: r.set.local_pref,
                 med: r.set.med,
@@ -90,6 +118,15 @@ impl Policy {
                     out.communities.push(*c);
                 }
             }
+            for c in &r.large_communities_add {
+                if !out.large_communities.contains(c) {
+                    out.large_communities.push(*c);
+                }
+            }
+            if let Some(nh) = r.next_hop {
+                out.next_hop = Some(nh);
+                out.link_local_next_hop = None;
+            }
             if r.prepend > 0 {
                 let extra = vec![local_as; usize::from(r.prepend)];
                 match out.as_path.first_mut() {
@@ -105,6 +142,23 @@ impl Policy {
     }
 }
 
+fn large(policy: &str, s: &str) -> Option<(u32, u32, u32)> {
+    match parse_large_community(s) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            tracing::error!(%policy, "{e}");
+            None
+        }
+    }
+}
+
+impl PartialEq for Policy {
+    /// Two policies are equal when compiled from the same configuration text.
+    fn eq(&self, o: &Self) -> bool {
+        self.name == o.name && format!("{:?}", self.rules) == format!("{:?}", o.rules)
+    }
+}
+
 impl Rule {
     fn matches(&self, prefix: &IpNet, attrs: &PathAttrs) -> bool {
         if !self.prefixes.is_empty()
@@ -116,6 +170,16 @@ impl Rule {
         }
         if let Some(c) = self.community {
             if !attrs.communities.contains(&c) {
+                return false;
+            }
+        }
+        if let Some(c) = self.large_community {
+            if !attrs.large_communities.contains(&c) {
+                return false;
+            }
+        }
+        if let Some(re) = &self.as_path_regex {
+            if !re.is_match(&crate::bgp::speaker::as_path_string(&attrs.as_path)) {
                 return false;
             }
         }
@@ -177,6 +241,34 @@ mod tests {
             p.apply(&"203.0.113.0/24".parse().unwrap(), &a, 64500)
                 .is_none(),
             "outside: no rule matches"
+        );
+    }
+
+    #[test]
+    fn as_path_regex_large_communities_and_next_hop() {
+        let p = policy(
+            "name: p\nrules:\n  - match: {as_path_regex: \"_64666_\"}\n    action: reject\n  - match: {as_path_regex: \"^64501_\", large_community: \"64500:1:2\"}\n    set: {large_communities_add: [\"64500:7:7\"], next_hop: 192.0.2.99}\n    action: accept\n",
+        );
+        let pfx = "192.0.2.0/24".parse().unwrap();
+        let mut a = attrs(vec![64501, 64502]);
+        a.large_communities.push((64500, 1, 2));
+        let out = p.apply(&pfx, &a, 64500).expect("accepted");
+        assert!(out.large_communities.contains(&(64500, 7, 7)));
+        assert_eq!(out.next_hop, Some("192.0.2.99".parse().unwrap()));
+        assert!(
+            p.apply(&pfx, &attrs(vec![64501, 64666, 64502]), 64500)
+                .is_none(),
+            "_64666_ in the middle"
+        );
+        assert!(
+            p.apply(&pfx, &attrs(vec![64501, 64502]), 64500).is_none(),
+            "no large community"
+        );
+        let mut b = attrs(vec![645011]);
+        b.large_communities.push((64500, 1, 2));
+        assert!(
+            p.apply(&pfx, &b, 64500).is_none(),
+            "_ is a delimiter: 645011 is not 64501"
         );
     }
 
