@@ -9,6 +9,7 @@
 //!                              198.18.1.1     198.18.1.2, lo 203.0.113.1
 //! ```
 //! Both ISPs announce 203.0.113.0/24; ISP2 with a longer AS path (the backup).
+//! The IPv4 session with FRR is signed with TCP MD5 (RFC 2385).
 //! Needs root, iproute2, ping, frr and gobgpd; `scripts/test.sh` installs them.
 
 use nosd::lab::{have, Lab};
@@ -149,7 +150,7 @@ bgp:
   router_id: 192.0.2.1
   networks: [192.0.2.0/24, "2001:db8:1::/64"]
   neighbors:
-    - {{ address: 198.51.100.2, remote_as: 64501, hold_time: 9, description: isp1-frr, import_policy: isp-in, export_policy: customer-out }}
+    - {{ address: 198.51.100.2, remote_as: 64501, hold_time: 9, description: isp1-frr, import_policy: isp-in, export_policy: customer-out, password: nos-md5-key }}
     - {{ address: "2001:db8:2::2", remote_as: 64501, hold_time: 9, families: [ipv6_unicast], import_policy: isp-in, export_policy: customer-out }}
     - {{ address: 198.18.1.2, remote_as: 64502, hold_time: 9, description: isp2-gobgp, import_policy: isp-in, export_policy: customer-out }}
   policies:
@@ -183,6 +184,7 @@ router bgp 64501
  neighbor 198.51.100.1 remote-as 64500
  neighbor 198.51.100.1 timers 3 9
  neighbor 198.51.100.1 timers connect 1
+ neighbor 198.51.100.1 password nos-md5-key
  neighbor 2001:db8:2::1 remote-as 64500
  neighbor 2001:db8:2::1 timers 3 9
  neighbor 2001:db8:2::1 timers connect 1

@@ -80,6 +80,7 @@ async fn connect() -> Peer {
         families: vec![IPV4_UNICAST],
         connect_retry: Duration::from_secs(30),
         port,
+        password: None,
     };
     let (ev_tx, events) = mpsc::channel(64);
     let (cmd_tx, cmd_rx) = mpsc::channel(64);

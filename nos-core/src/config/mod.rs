@@ -475,6 +475,9 @@ pub struct BgpNeighborConfig {
     pub import_policy: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub export_policy: Option<String>,
+    /// TCP MD5 signature key (RFC 2385), at most 80 bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
 }
 
 fn default_hold_time() -> u16 {

@@ -1084,6 +1084,11 @@ impl<'a> Validator<'a> {
                     }
                 }
             }
+            if let Some(pw) = &n.password {
+                if pw.is_empty() || pw.len() > 80 {
+                    self.err(format!("{p}.password"), "a TCP MD5 key has 1 to 80 bytes");
+                }
+            }
             if n.hold_time != 0 && n.hold_time < 3 {
                 self.err(
                     format!("{p}.hold_time"),

@@ -8,6 +8,7 @@
 //! * [`policy`]: import and export policies.
 
 pub mod codec;
+pub mod md5;
 pub mod msg;
 pub mod policy;
 pub mod session;

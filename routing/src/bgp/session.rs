@@ -13,11 +13,12 @@ use super::codec;
 use super::msg::*;
 use ipnet::IpNet;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::{sleep_until, Instant};
@@ -48,6 +49,8 @@ pub struct PeerConfig {
     pub connect_retry: Duration,
     /// TCP port of the peer (179 except in tests).
     pub port: u16,
+    /// TCP MD5 signature key (RFC 2385).
+    pub password: Option<String>,
 }
 
 /// What a session reports to the RIB.
@@ -320,9 +323,16 @@ impl Session {
                     next_connect = Some(Instant::now() + self.cfg.connect_retry);
                     let addr = SocketAddr::new(self.cfg.address, self.cfg.port);
                     let open = self.our_open();
+                    let password = self.cfg.password.clone();
                     pending_out += 1;
                     handshakes.spawn(async move {
-                        let s = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(addr))
+                        let sock = if addr.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() }
+                            .map_err(|e| format!("socket: {e}"))?;
+                        if let Some(pw) = &password {
+                            super::md5::set_key(sock.as_raw_fd(), addr.is_ipv6(), addr.ip(), pw.as_bytes())
+                                .map_err(|e| e.to_string())?;
+                        }
+                        let s = tokio::time::timeout(Duration::from_secs(5), sock.connect(addr))
                             .await
                             .map_err(|_| format!("connect to {addr} timed out"))?
                             .map_err(|e| format!("connect to {addr}: {e}"))?;

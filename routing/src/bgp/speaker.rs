@@ -150,6 +150,9 @@ pub struct Speaker {
     local: BTreeMap<IpNet, Arc<PathAttrs>>,
     interned: HashSet<Arc<PathAttrs>>,
     listener_port: Option<u16>,
+    /// The listening socket, for per-peer TCP MD5 keys (it lives as long as
+    /// its accept task, i.e. as long as the speaker).
+    listener_fd: Option<std::os::fd::RawFd>,
     /// Where Loc-RIB changes go; used directly for the urgent ones.
     rib: Option<mpsc::UnboundedSender<Vec<BgpRibChange>>>,
     /// Neighbors that get a default route while an upstream is up.
@@ -268,6 +271,7 @@ impl Speaker {
                 Ok(l) => {
                     tracing::info!(port = bgp.port, "BGP listening");
                     self.listener_port = Some(bgp.port);
+                    self.listener_fd = Some(std::os::fd::AsRawFd::as_raw_fd(&l));
                     let tx = in_tx.clone();
                     tokio::spawn(async move {
                         while let Ok(c) = l.accept().await {
@@ -322,10 +326,27 @@ impl Speaker {
                         families,
                         connect_retry: Duration::from_secs(5),
                         port: bgp.port,
+                        password: n.password.clone(),
                     },
                 )
             })
             .collect();
+        // TCP MD5 keys on the listening socket, so keyed peers can connect to us.
+        if let Some(fd) = self.listener_fd {
+            for n in &bgp.neighbors {
+                let key = n.password.as_deref().unwrap_or("");
+                let had = self
+                    .peers
+                    .get(&n.address)
+                    .and_then(|p| p.cfg.password.clone());
+                if key.is_empty() && had.is_none() {
+                    continue;
+                }
+                if let Err(e) = super::md5::set_key(fd, true, n.address, key.as_bytes()) {
+                    tracing::error!(peer = %n.address, "cannot set the TCP MD5 key on the listener: {e}");
+                }
+            }
+        }
         let existing: Vec<IpAddr> = self.peers.keys().copied().collect();
         for a in existing {
             if wanted.get(&a) != self.peers.get(&a).map(|p| &p.cfg) {
