@@ -475,6 +475,10 @@ pub struct BgpNeighborConfig {
     pub import_policy: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub export_policy: Option<String>,
+    /// Set ourselves as the next hop of routes sent to this (iBGP) neighbor;
+    /// eBGP neighbors always get next-hop-self.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub next_hop_self: bool,
     /// TCP MD5 signature key (RFC 2385), at most 80 bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password: Option<String>,

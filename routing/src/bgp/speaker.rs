@@ -132,6 +132,7 @@ struct Peer {
     stale_until: Option<Instant>,
     /// The upstream role and weight, when the peer belongs to an upstream ISP.
     role: Option<(UpstreamRole, u32)>,
+    next_hop_self: bool,
 }
 
 impl Peer {
@@ -370,6 +371,7 @@ impl Speaker {
                 p.import = import;
                 p.export = export;
                 p.description = n.description.clone();
+                p.next_hop_self = n.next_hop_self;
                 if refilter {
                     tracing::info!(peer = %n.address, "import policy changed: asking the peer to send its routes again");
                     for f in
@@ -407,6 +409,7 @@ impl Speaker {
                     stale: HashSet::new(),
                     stale_until: None,
                     role: None,
+                    next_hop_self: n.next_hop_self,
                 },
             );
         }
@@ -957,7 +960,7 @@ impl Speaker {
                 a.link_local_next_hop = None;
             } else {
                 a.local_pref = Some(a.local_pref.unwrap_or(100));
-                if a.next_hop.is_none() || best == Source::Local {
+                if a.next_hop.is_none() || best == Source::Local || p.next_hop_self {
                     a.next_hop = Some(self_address(up, family)?);
                 }
             }
@@ -1279,6 +1282,8 @@ bgp:
     - {{ address: {ISP1}, remote_as: 64501, import_policy: all, export_policy: all }}
     - {{ address: {ISP2}, remote_as: 64502, import_policy: all, export_policy: all }}
     - {{ address: {CUSTOMER}, remote_as: 64510, import_policy: all, export_policy: none }}
+    - {{ address: 192.0.2.3, remote_as: 64500, next_hop_self: true }}
+    - {{ address: 192.0.2.4, remote_as: 64500 }}
   policies:
     - {{ name: all, rules: [{{ action: accept }}] }}
     - {{ name: none, rules: [] }}
@@ -1419,6 +1424,43 @@ bgp:
         let mut want = vec![(isp1, 3), (isp2, 1)];
         want.sort();
         assert_eq!(got, want);
+    }
+
+    fn announced_next_hop(out: &Outbox, peer: &str, prefix: &str) -> Option<IpAddr> {
+        let peer: IpAddr = peer.parse().unwrap();
+        let prefix: IpNet = prefix.parse().unwrap();
+        out.announce
+            .get(&peer)?
+            .iter()
+            .find(|(_, p)| p.contains(&prefix))
+            .and_then(|(a, _)| a.next_hop)
+    }
+
+    #[tokio::test]
+    async fn ibgp_next_hop_self_is_per_neighbor() {
+        let roles =
+            format!("  upstreams:\n    - {{ name: isp1, neighbors: [{ISP1}], role: primary }}\n");
+        let (mut s, _rib) = speaker(&roles).await;
+        let (mut changes, mut out) = (Vec::new(), Outbox::default());
+        s.event(up(ISP1, 64501, "198.51.100.1"), &mut changes, &mut out);
+        s.event(up("192.0.2.3", 64500, "192.0.2.1"), &mut changes, &mut out);
+        s.event(up("192.0.2.4", 64500, "192.0.2.1"), &mut changes, &mut out);
+        let mut out = Outbox::default();
+        s.event(
+            announce(ISP1, vec![64501], "203.0.113.0/24"),
+            &mut changes,
+            &mut out,
+        );
+        assert_eq!(
+            announced_next_hop(&out, "192.0.2.3", "203.0.113.0/24"),
+            Some("192.0.2.1".parse().unwrap()),
+            "next-hop-self"
+        );
+        assert_eq!(
+            announced_next_hop(&out, "192.0.2.4", "203.0.113.0/24"),
+            Some(ISP1.parse().unwrap()),
+            "next hop kept"
+        );
     }
 
     #[tokio::test]
