@@ -384,3 +384,47 @@ async fn hold_timer_expiry_sends_a_notification() {
         "not before the hold time"
     );
 }
+
+#[tokio::test]
+async fn add_path_is_negotiated_and_path_ids_are_decoded() {
+    let mut p = connect().await;
+    // Our OPEN: multiprotocol IPv4 unicast, 4-octet AS, ADD-PATH IPv4 unicast send (2).
+    let mut body = open_body(4, 64501, 9, [198, 51, 100, 2]);
+    let extra = [69u8, 4, 0, 1, 1, 2];
+    body[9] += extra.len() as u8; // optional parameters length
+    body[11] += extra.len() as u8; // capabilities parameter length
+    body.extend_from_slice(&extra);
+    p.sock.write_all(&frame(1, &body)).await.unwrap();
+    p.sock.write_all(&frame(4, &[])).await.unwrap();
+    let (kind, _) = read_msg(&mut p.sock).await.expect("KEEPALIVE");
+    assert_eq!(kind, 4);
+    loop {
+        match timeout(T, p.events.recv()).await.unwrap().unwrap() {
+            SessionEvent::Established { caps, .. } => {
+                assert_eq!(
+                    caps.add_path_rx,
+                    vec![IPV4_UNICAST],
+                    "we receive path ids in IPv4 unicast"
+                );
+                break;
+            }
+            SessionEvent::State { .. } => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    // Two paths for one prefix, then a withdrawal of path 7 only.
+    let attrs = attrs(&[&ORIGIN_IGP, &AS_PATH_64501, &NEXT_HOP]);
+    let mut u = vec![0, 0];
+    u.extend_from_slice(&(attrs.len() as u16).to_be_bytes());
+    u.extend_from_slice(&attrs);
+    u.extend_from_slice(&[0, 0, 0, 7, 24, 203, 0, 113, 0, 0, 0, 9, 24, 203, 0, 113]);
+    p.sock.write_all(&frame(2, &u)).await.unwrap();
+    let got = next_update(&mut p).await;
+    let ids: Vec<Option<u32>> = got.announced.iter().map(|n| n.path_id).collect();
+    assert_eq!(ids, vec![Some(7), Some(9)]);
+    let w = [0u8, 8, 0, 0, 0, 7, 24, 203, 0, 113, 0, 0];
+    p.sock.write_all(&frame(2, &w)).await.unwrap();
+    let got = next_update(&mut p).await;
+    assert_eq!(got.withdrawn.len(), 1);
+    assert_eq!(got.withdrawn[0].path_id, Some(7));
+}

@@ -281,6 +281,10 @@ impl Session {
             .collect();
         caps.push(Capability::RouteRefresh);
         caps.push(Capability::FourOctetAs(self.cfg.local_as));
+        // ADD-PATH: we can receive several paths per prefix (RFC 7911).
+        caps.push(Capability::AddPath(
+            self.cfg.families.iter().map(|f| (*f, 1)).collect(),
+        ));
         // Graceful restart, receiving speaker only (no families: RFC 4724 4.1).
         caps.push(Capability::GracefulRestart {
             restarting: false,
@@ -572,8 +576,18 @@ struct Established {
 fn negotiate(cfg: &PeerConfig, peer: &Open) -> SessionCaps {
     SessionCaps {
         four_octet_as: peer.has(|c| matches!(c, Capability::FourOctetAs(_))),
-        // We do not advertise ADD-PATH yet, so the peer sends no path ids.
-        add_path_rx: Vec::new(),
+        // Path ids come in the families we can receive and the peer sends.
+        add_path_rx: peer
+            .capabilities
+            .iter()
+            .filter_map(|c| match c {
+                Capability::AddPath(v) => Some(v),
+                _ => None,
+            })
+            .flatten()
+            .filter(|(f, dir)| dir & 2 != 0 && cfg.families.contains(f))
+            .map(|(f, _)| *f)
+            .collect(),
         ebgp: cfg.remote_as != cfg.local_as,
     }
 }

@@ -121,7 +121,11 @@ struct Peer {
     state: State,
     since: Instant,
     up: Option<UpInfo>,
+    /// Per prefix, the path this peer offers to the decision process.
     adj_in: HashMap<IpNet, Arc<PathAttrs>>,
+    /// ADD-PATH (RFC 7911): every path of the peer per prefix, by path id; the
+    /// best of them is the one in `adj_in`.
+    paths: HashMap<IpNet, Vec<(u32, Arc<PathAttrs>)>>,
     adj_out: HashMap<IpNet, Arc<PathAttrs>>,
     received: u64,
     last_error: Option<String>,
@@ -402,6 +406,7 @@ impl Speaker {
                     since: Instant::now(),
                     up: None,
                     adj_in: HashMap::new(),
+                    paths: HashMap::new(),
                     adj_out: HashMap::new(),
                     received: 0,
                     last_error: None,
@@ -585,6 +590,7 @@ impl Speaker {
                 let Some(p) = self.peers.get_mut(&peer) else {
                     return;
                 };
+                p.paths.clear();
                 let lost: Vec<IpNet> = p.adj_in.drain().map(|(k, _)| k).collect();
                 p.received = 0;
                 for pfx in lost {
@@ -625,8 +631,17 @@ impl Speaker {
         };
         let mut touched = Vec::with_capacity(u.withdrawn.len() + u.announced.len());
         for w in &u.withdrawn {
-            if p.adj_in.remove(&w.prefix).is_some() {
-                touched.push(w.prefix);
+            match w.path_id {
+                Some(id) => {
+                    if remove_path(p, w.prefix, id) {
+                        touched.push(w.prefix);
+                    }
+                }
+                None => {
+                    if p.adj_in.remove(&w.prefix).is_some() {
+                        touched.push(w.prefix);
+                    }
+                }
             }
         }
         if let Some(attrs) = &u.attrs {
@@ -685,11 +700,20 @@ impl Speaker {
                                 arc
                             }
                         };
-                        p.adj_in.insert(n.prefix, arc);
+                        match n.path_id {
+                            Some(id) => set_path(p, n.prefix, id, arc),
+                            None => {
+                                p.adj_in.insert(n.prefix, arc);
+                            }
+                        }
                         touched.push(n.prefix);
                     }
                     None => {
-                        if p.adj_in.remove(&n.prefix).is_some() {
+                        let removed = match n.path_id {
+                            Some(id) => remove_path(p, n.prefix, id),
+                            None => p.adj_in.remove(&n.prefix).is_some(),
+                        };
+                        if removed {
                             touched.push(n.prefix);
                         }
                     }
@@ -697,7 +721,11 @@ impl Speaker {
             }
         } else if u.treat_as_withdraw {
             for n in &u.announced {
-                if p.adj_in.remove(&n.prefix).is_some() {
+                let removed = match n.path_id {
+                    Some(id) => remove_path(p, n.prefix, id),
+                    None => p.adj_in.remove(&n.prefix).is_some(),
+                };
+                if removed {
                     touched.push(n.prefix);
                 }
             }
@@ -720,6 +748,7 @@ impl Speaker {
                     .collect();
                 for g in &gone {
                     p.stale.remove(g);
+                    p.paths.remove(g);
                     if p.adj_in.remove(g).is_some() {
                         touched.push(*g);
                     }
@@ -743,6 +772,7 @@ impl Speaker {
             if p.stale_until.is_some_and(|t| now >= t) {
                 tracing::warn!(peer = %a, routes = p.stale.len(), "graceful restart not completed in time: removing the peer's stale routes");
                 for pfx in p.stale.drain() {
+                    p.paths.remove(&pfx);
                     if p.adj_in.remove(&pfx).is_some() {
                         gone.push(pfx);
                     }
@@ -785,7 +815,20 @@ impl Speaker {
                     .collect()
             }
         };
-        // The backup: the best path from a peer none of the selected paths uses.
+        // The backup: the best path from a peer none of the selected paths uses,
+        // or else the selected peer's second ADD-PATH path.
+        let second_path = |s: &Self| -> Option<IpAddr> {
+            let Some(Source::Peer(a)) = selected.first() else {
+                return None;
+            };
+            let p = s.peers.get(a)?;
+            let best = p.adj_in.get(&pfx)?.next_hop;
+            p.paths
+                .get(&pfx)?
+                .iter()
+                .filter_map(|(_, x)| x.next_hop)
+                .find(|nh| Some(*nh) != best)
+        };
         let backup: Vec<IpAddr> = cands
             .iter()
             .filter(|c| !selected.contains(c) && !matches!(c, Source::Local))
@@ -795,6 +838,7 @@ impl Speaker {
                 }
                 Source::Local => None,
             })
+            .or_else(|| second_path(self))
             .into_iter()
             .collect();
         let old = self.loc.get(&pfx).cloned().unwrap_or_default();
@@ -1201,6 +1245,55 @@ impl Speaker {
     }
 }
 
+/// Stores one ADD-PATH path and makes the peer's best path the one it offers.
+fn set_path(p: &mut Peer, prefix: IpNet, id: u32, attrs: Arc<PathAttrs>) {
+    let v = p.paths.entry(prefix).or_default();
+    match v.iter_mut().find(|(i, _)| *i == id) {
+        Some(slot) => slot.1 = attrs,
+        None => v.push((id, attrs)),
+    }
+    elect_path(p, prefix);
+}
+
+/// Removes one ADD-PATH path; returns whether the peer had it.
+fn remove_path(p: &mut Peer, prefix: IpNet, id: u32) -> bool {
+    let Some(v) = p.paths.get_mut(&prefix) else {
+        return false;
+    };
+    let before = v.len();
+    v.retain(|(i, _)| *i != id);
+    let removed = v.len() != before;
+    elect_path(p, prefix);
+    removed
+}
+
+/// The peer's best path for `prefix` among its ADD-PATH paths (RFC 4271 order
+/// up to MED; then the lowest path id) becomes its entry in Adj-RIB-In.
+fn elect_path(p: &mut Peer, prefix: IpNet) {
+    let best = p.paths.get(&prefix).and_then(|v| {
+        v.iter()
+            .min_by(|(i, x), (j, y)| {
+                y.local_pref
+                    .unwrap_or(100)
+                    .cmp(&x.local_pref.unwrap_or(100))
+                    .then(x.as_path_len().cmp(&y.as_path_len()))
+                    .then(x.origin.cmp(&y.origin))
+                    .then(x.med.unwrap_or(0).cmp(&y.med.unwrap_or(0)))
+                    .then(i.cmp(j))
+            })
+            .map(|(_, a)| a.clone())
+    });
+    match best {
+        Some(a) => {
+            p.adj_in.insert(prefix, a);
+        }
+        None => {
+            p.paths.remove(&prefix);
+            p.adj_in.remove(&prefix);
+        }
+    }
+}
+
 /// The default routes of both families.
 const DEFAULTS: [&str; 2] = ["0.0.0.0/0", "::/0"];
 
@@ -1337,6 +1430,14 @@ bgp:
     }
 
     async fn speaker(roles: &str) -> (Speaker, mpsc::UnboundedReceiver<Vec<BgpRibChange>>) {
+        // The default route needs an upstream; ISP2 serves when a test names none.
+        let fallback =
+            format!("  upstreams:\n    - {{ name: isp2, neighbors: [{ISP2}], role: backup }}\n");
+        let roles = if roles.is_empty() {
+            fallback.as_str()
+        } else {
+            roles
+        };
         let (ev_tx, _ev_rx) = mpsc::channel(16);
         let (in_tx, _in_rx) = mpsc::channel(16);
         let (rib_tx, rib_rx) = mpsc::unbounded_channel();
@@ -1461,6 +1562,78 @@ bgp:
             Some(ISP1.parse().unwrap()),
             "next hop kept"
         );
+    }
+
+    fn path(peer: &str, id: u32, next_hop: &str, prefix: &str, withdraw: bool) -> SessionEvent {
+        let nlri = vec![Nlri {
+            prefix: prefix.parse().unwrap(),
+            path_id: Some(id),
+        }];
+        let update = if withdraw {
+            Update {
+                withdrawn: nlri,
+                ..Default::default()
+            }
+        } else {
+            Update {
+                announced: nlri,
+                attrs: Some(Arc::new(PathAttrs::new(
+                    Origin::Igp,
+                    vec![AsSegment::Sequence(vec![64501])],
+                    Some(next_hop.parse().unwrap()),
+                ))),
+                ..Default::default()
+            }
+        };
+        SessionEvent::Update {
+            peer: peer.parse().unwrap(),
+            update,
+        }
+    }
+
+    #[tokio::test]
+    async fn add_path_paths_are_kept_and_withdrawn_one_by_one() {
+        let (mut s, _rib) = speaker("").await;
+        let (mut changes, mut out) = (Vec::new(), Outbox::default());
+        s.event(up(ISP1, 64501, "198.51.100.1"), &mut changes, &mut out);
+        s.event(
+            path(ISP1, 1, "198.51.100.7", "203.0.113.0/24", false),
+            &mut changes,
+            &mut out,
+        );
+        s.event(
+            path(ISP1, 2, "198.51.100.8", "203.0.113.0/24", false),
+            &mut changes,
+            &mut out,
+        );
+        let r = last_set(&changes, "203.0.113.0/24").unwrap();
+        assert_eq!(
+            r.next_hops,
+            vec!["198.51.100.7".parse::<IpAddr>().unwrap()],
+            "lowest path id wins a tie"
+        );
+        assert_eq!(
+            r.backup,
+            vec!["198.51.100.8".parse::<IpAddr>().unwrap()],
+            "the second path is the PIC backup"
+        );
+        // Withdrawing path 1 leaves path 2.
+        changes.clear();
+        s.event(
+            path(ISP1, 1, "", "203.0.113.0/24", true),
+            &mut changes,
+            &mut out,
+        );
+        let r = last_set(&changes, "203.0.113.0/24").unwrap();
+        assert_eq!(r.next_hops, vec!["198.51.100.8".parse::<IpAddr>().unwrap()]);
+        // Withdrawing path 2 removes the prefix.
+        changes.clear();
+        s.event(
+            path(ISP1, 2, "", "203.0.113.0/24", true),
+            &mut changes,
+            &mut out,
+        );
+        assert!(changes.iter().any(|c| matches!(c, BgpRibChange::Remove(p) if *p == "203.0.113.0/24".parse::<IpNet>().unwrap())));
     }
 
     #[tokio::test]
