@@ -1,13 +1,6 @@
-//! The gNMI service as far as it goes today: Capabilities.
+//! What Capabilities reports: the models, encodings and gNMI version.
 
-use tonic::codegen::BoxStream;
-use tonic::{Request, Response, Status, Streaming};
-
-use crate::proto::gnmi::{
-    g_nmi_server::{GNmi, GNmiServer},
-    CapabilityRequest, CapabilityResponse, Encoding, GetRequest, GetResponse, ModelData,
-    SetRequest, SetResponse, SubscribeRequest, SubscribeResponse,
-};
+use crate::proto::gnmi::{CapabilityResponse, Encoding, ModelData};
 
 /// The gNMI version this server implements: the value of the `gnmi_service`
 /// file option in `proto/gnmi/gnmi.proto` (a test checks they agree).
@@ -31,17 +24,20 @@ pub struct Model {
 ///
 /// Each `version` is the module's `oc-ext:openconfig-version` and `revision`
 /// the matching YANG `revision` date, both read from copies of the module
-/// text (openconfig/public `release/models/...`). Reporting a model here
-/// states the schema the server intends to follow; the paths themselves are
-/// not served yet.
+/// text (openconfig/public `release/models/...`).
+///
+/// The nodes served today (see `schema.rs`) have the same names, keys and
+/// types in these releases and in the newer ones. openconfig-routing-policy
+/// and openconfig-aft are advertised for the paths still to come and serve
+/// nothing yet.
 ///
 /// Only openconfig-interfaces is known to be the latest release. For the
 /// others, newer revisions exist than the newest copy that could be read
 /// when this list was written (openconfig-if-ip 2025-05-12,
 /// openconfig-network-instance 2025-03-26, openconfig-routing-policy
 /// 2024-11-26, openconfig-system 2024-09-24, openconfig-aft 2025-03-12):
-/// refresh these from openconfig/public before the paths are served, and
-/// keep them equal to the schema the path code actually follows.
+/// refresh these from openconfig/public, and keep them equal to the schema
+/// the path code actually follows.
 pub const SUPPORTED_MODELS: &[Model] = &[
     Model {
         name: "openconfig-interfaces",
@@ -78,74 +74,21 @@ pub const SUPPORTED_MODELS: &[Model] = &[
 /// Encodings advertised by Capabilities.
 pub const SUPPORTED_ENCODINGS: &[Encoding] = &[Encoding::Json, Encoding::JsonIetf];
 
-/// The gNMI service. Work in progress: only Capabilities is answered; Get,
-/// Set and Subscribe return `UNIMPLEMENTED`.
-#[derive(Debug, Clone, Default)]
-pub struct GnmiService {
-    _private: (),
-}
-
-impl GnmiService {
-    /// A service advertising [`SUPPORTED_MODELS`], [`SUPPORTED_ENCODINGS`]
-    /// and [`GNMI_VERSION`].
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Wraps the service for `tonic::transport::Server::add_service`.
-    pub fn into_server(self) -> GNmiServer<Self> {
-        GNmiServer::new(self)
-    }
-
-    /// The Capabilities answer.
-    pub fn capabilities(&self) -> CapabilityResponse {
-        CapabilityResponse {
-            supported_models: SUPPORTED_MODELS
-                .iter()
-                .map(|m| ModelData {
-                    name: m.name.to_owned(),
-                    organization: OPENCONFIG_ORGANIZATION.to_owned(),
-                    version: m.version.to_owned(),
-                })
-                .collect(),
-            supported_encodings: SUPPORTED_ENCODINGS.iter().map(|e| *e as i32).collect(),
-            g_nmi_version: GNMI_VERSION.to_owned(),
-            extension: Vec::new(),
-        }
-    }
-}
-
-fn not_served_yet(rpc: &str) -> Status {
-    Status::unimplemented(format!(
-        "gNMI {rpc} is not served yet: this server is a work in progress and answers \
-         only Capabilities"
-    ))
-}
-
-#[tonic::async_trait]
-impl GNmi for GnmiService {
-    async fn capabilities(
-        &self,
-        _request: Request<CapabilityRequest>,
-    ) -> Result<Response<CapabilityResponse>, Status> {
-        Ok(Response::new(GnmiService::capabilities(self)))
-    }
-
-    async fn get(&self, _request: Request<GetRequest>) -> Result<Response<GetResponse>, Status> {
-        Err(not_served_yet("Get"))
-    }
-
-    async fn set(&self, _request: Request<SetRequest>) -> Result<Response<SetResponse>, Status> {
-        Err(not_served_yet("Set"))
-    }
-
-    type SubscribeStream = BoxStream<SubscribeResponse>;
-
-    async fn subscribe(
-        &self,
-        _request: Request<Streaming<SubscribeRequest>>,
-    ) -> Result<Response<Self::SubscribeStream>, Status> {
-        Err(not_served_yet("Subscribe"))
+/// The Capabilities answer: [`SUPPORTED_MODELS`], [`SUPPORTED_ENCODINGS`]
+/// and [`GNMI_VERSION`].
+pub fn capability_response() -> CapabilityResponse {
+    CapabilityResponse {
+        supported_models: SUPPORTED_MODELS
+            .iter()
+            .map(|m| ModelData {
+                name: m.name.to_owned(),
+                organization: OPENCONFIG_ORGANIZATION.to_owned(),
+                version: m.version.to_owned(),
+            })
+            .collect(),
+        supported_encodings: SUPPORTED_ENCODINGS.iter().map(|e| *e as i32).collect(),
+        g_nmi_version: GNMI_VERSION.to_owned(),
+        extension: Vec::new(),
     }
 }
 

@@ -1,17 +1,56 @@
 //! gNMI and gNOI management services on OpenConfig paths.
 //!
-//! **Work in progress.** What exists so far:
+//! What exists so far:
 //!
 //! - [`proto`]: the gNMI (`gnmi`, `gnmi_ext`) and gNOI (`gnoi.system`,
 //!   `gnoi.types`, `gnoi.common`) protos, written for this project from the
 //!   published specifications and compiled at build time with `protox` (no
 //!   system `protoc`), with tonic clients and servers.
-//! - [`GnmiService`]: a gNMI server that answers **Capabilities** only. Get,
-//!   Set and Subscribe return `UNIMPLEMENTED`; no path is served yet, and no
-//!   gNOI service is implemented yet. `nosd` does not start this server.
+//! - [`GnmiService`]: a gNMI server answering **Capabilities**, **Get** and
+//!   **Set** on the configuration and state the daemon exposes through a
+//!   [`Backend`]. Subscribe returns `UNIMPLEMENTED`; no gNOI service is
+//!   implemented yet, nor TLS or authentication.
 //!
-//! Until the rest of the management issue lands, `nosctl` over the local
-//! management socket remains the only way to manage the NOS.
+//! # Paths
+//!
+//! Paths may carry no origin or the origin `openconfig`, and any element may
+//! be qualified with its module (`openconfig-interfaces:interfaces`). Get
+//! (and Set's delete) accept the wildcards `*` (any one element, or any key
+//! value) and `...` (any number of levels); a list element without some of
+//! its keys matches every value of the missing ones. Served (r = read, w =
+//! write, "…" = the path above):
+//!
+//! | path | | backed by |
+//! |---|---|---|
+//! | `/interfaces/interface[name=P]/config/{name,type,mtu,description,enabled}` | rw | port `P` |
+//! | `/interfaces/interface[name=P]/state/{name,type,mtu,description,enabled,admin-status,oper-status}` | r | port `P`, [`State`] |
+//! | `/interfaces/interface[name=P]/state/counters/{in,out}-{octets,pkts,errors,discards}` | r | [`State`] |
+//! | `…/subinterfaces/subinterface[index=N]/config/{index,description,enabled}` (+ `state`, with `admin-status`, `oper-status`) | rw | the router interface on `P` (N = 0) or on `P` VLAN N |
+//! | `…/subinterface[index=N]/ipv4/addresses/address[ip=A]/config/{ip,prefix-length}` (+ `state`, with `origin`), and `ipv6` | rw | that interface's addresses |
+//! | `/network-instances/network-instance[name=DEFAULT or V]/config/{name,type}` (+ `state`) | rw | the default VRF, `vrfs[]` |
+//! | `…/protocols/protocol[identifier=STATIC][name=STATIC]/config/{identifier,name}` (+ `state`) | rw | |
+//! | `…/static-routes/static[prefix=X]/config/prefix` (+ `state`) | rw | `static_routes[]` |
+//! | `…/static[prefix=X]/next-hops/next-hop[index=A]/config/{index,next-hop,preference}` (+ `state`) | rw | its next hops (index = next-hop; `DROP` = blackhole; preference = distance) |
+//! | `…/next-hop[index=A]/interface-ref/config/{interface,subinterface}` (+ `state`) | rw | the next hop's interface |
+//! | `/system/config/hostname`, `/system/state/hostname` | rw, r | `system.hostname` |
+//! | `/system/state/{current-datetime,boot-time}` | r | the clock, [`State`] |
+//!
+//! `default` (any case) names the default network instance, which Get calls
+//! `DEFAULT`. The mapping to the configuration document is described in
+//! `mapping.rs`.
+//!
+//! # Set
+//!
+//! A Set applies its deletes, then its replaces, then its updates to the
+//! configuration as OpenConfig data, turns the result back into a
+//! configuration document, validates it and commits it through
+//! [`Backend::commit`] as one commit — or changes nothing. A failed Set
+//! returns the failing operation's code (InvalidArgument for a malformed path
+//! or a bad value, NotFound for a path outside the served models,
+//! Unimplemented for an unsupported encoding) with a message naming the
+//! path; its status details hold a `SetResponse` whose `UpdateResult`s carry
+//! each operation's error, Aborted for the operations that did not fail (see
+//! [`set_failure_details`]).
 
 pub mod proto {
     //! Generated protobuf messages, tonic clients and tonic servers, one
@@ -51,15 +90,27 @@ pub mod proto {
     }
 }
 
+mod backend;
 mod capabilities;
+mod error;
+mod mapping;
+mod path;
+mod schema;
+mod service;
+mod tree;
 
+pub use backend::{
+    Backend, CommitError, InterfaceCounters, InterfaceState, OperStatus, State, StoreBackend,
+};
 pub use capabilities::{
-    GnmiService, Model, GNMI_VERSION, OPENCONFIG_ORGANIZATION, SUPPORTED_ENCODINGS,
+    capability_response, Model, GNMI_VERSION, OPENCONFIG_ORGANIZATION, SUPPORTED_ENCODINGS,
     SUPPORTED_MODELS,
 };
+pub use error::RpcStatus;
 /// The tonic client of the `gnmi.gNMI` service.
 pub use proto::gnmi::g_nmi_client::GNmiClient as GnmiClient;
 /// The tonic server trait of the `gnmi.gNMI` service.
 pub use proto::gnmi::g_nmi_server::GNmi as Gnmi;
 /// The tonic server wrapper for a [`Gnmi`] implementation.
 pub use proto::gnmi::g_nmi_server::GNmiServer as GnmiServer;
+pub use service::{set_failure_details, GnmiService, SET_RESPONSE_TYPE_URL};

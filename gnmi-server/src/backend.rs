@@ -1,0 +1,209 @@
+//! What the gNMI server needs from the daemon, and a store-backed
+//! implementation of it.
+//!
+//! The server knows the configuration document and the state it is shown;
+//! it knows nothing of how the daemon programs a forwarding target.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Mutex;
+
+use nos_core::config::{Config, ConfigErrors};
+use nos_core::store::{ConfigStore, StoreError};
+
+/// Why a commit was refused.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CommitError {
+    /// The configuration fails validation; nothing was committed.
+    Invalid(ConfigErrors),
+    /// The newest commit is no longer the one the change was made against
+    /// (someone else committed in between); nothing was committed. The
+    /// server re-reads the configuration and applies the Set again.
+    Conflict {
+        /// The newest commit now.
+        head: Option<u64>,
+    },
+    /// The store failed (I/O, a damaged database...); nothing was committed.
+    Failed(String),
+}
+
+impl fmt::Display for CommitError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CommitError::Invalid(e) => write!(f, "the configuration is invalid: {e}"),
+            CommitError::Conflict { head } => match head {
+                Some(n) => write!(f, "the configuration changed meanwhile (now commit {n})"),
+                None => write!(f, "the configuration changed meanwhile"),
+            },
+            CommitError::Failed(e) => write!(f, "the commit failed: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for CommitError {}
+
+/// The operational status of an interface (openconfig-interfaces
+/// `oper-status`, after IF-MIB's ifOperStatus).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OperStatus {
+    Up,
+    Down,
+    Testing,
+    /// The status cannot be determined (also what the server reports for a
+    /// port the daemon says nothing about).
+    #[default]
+    Unknown,
+    Dormant,
+    /// A component is missing, e.g. the port's Linux interface.
+    NotPresent,
+    LowerLayerDown,
+}
+
+impl OperStatus {
+    /// The OpenConfig enumeration value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OperStatus::Up => "UP",
+            OperStatus::Down => "DOWN",
+            OperStatus::Testing => "TESTING",
+            OperStatus::Unknown => "UNKNOWN",
+            OperStatus::Dormant => "DORMANT",
+            OperStatus::NotPresent => "NOT_PRESENT",
+            OperStatus::LowerLayerDown => "LOWER_LAYER_DOWN",
+        }
+    }
+}
+
+/// Interface counters since the daemon started (openconfig-interfaces
+/// `state/counters`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct InterfaceCounters {
+    pub in_octets: u64,
+    pub in_pkts: u64,
+    pub in_errors: u64,
+    pub in_discards: u64,
+    pub out_octets: u64,
+    pub out_pkts: u64,
+    pub out_errors: u64,
+    pub out_discards: u64,
+}
+
+/// The state of one port.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct InterfaceState {
+    pub oper_status: OperStatus,
+    /// `None` when the forwarding target keeps no counters for the port.
+    pub counters: Option<InterfaceCounters>,
+}
+
+/// The operational state the server shows (read-only paths). Fields are
+/// added as more paths are served (BGP neighbors, the installed routes).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct State {
+    /// By port name (the config's `ports[].name`).
+    pub interfaces: BTreeMap<String, InterfaceState>,
+    /// When the NOS started, in nanoseconds since the Unix epoch
+    /// (openconfig-system `boot-time`).
+    pub boot_time_ns: Option<u64>,
+}
+
+/// The daemon's side of the gNMI server.
+#[tonic::async_trait]
+pub trait Backend: Send + Sync + 'static {
+    /// The committed configuration and its commit number (`None` before the
+    /// first commit).
+    async fn config(&self) -> (Config, Option<u64>);
+
+    /// Validates `config` and commits it as ONE commit of the config store,
+    /// with `message`, provided the newest commit is still `expected_head`
+    /// (the commit the change was computed from); returns the new commit's
+    /// number. Nothing is written when this fails.
+    async fn commit(
+        &self,
+        config: Config,
+        message: String,
+        expected_head: Option<u64>,
+    ) -> Result<u64, CommitError>;
+
+    /// The operational state now.
+    async fn state(&self) -> State;
+}
+
+/// A [`Backend`] on a [`ConfigStore`] with state set by hand: what the tests
+/// use, and a reference for the daemon's implementation.
+pub struct StoreBackend {
+    store: ConfigStore,
+    /// The newest commit's configuration and number; the lock also orders
+    /// commits.
+    head: tokio::sync::Mutex<(Config, Option<u64>)>,
+    state: Mutex<State>,
+}
+
+impl fmt::Debug for StoreBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoreBackend")
+            .field("store", &self.store)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StoreBackend {
+    /// Serves the newest commit of `store` (an empty configuration before
+    /// the first). This backend must be the store's only writer.
+    pub fn new(store: ConfigStore) -> Result<Self, StoreError> {
+        let head = match store.head()? {
+            Some(c) => (c.config, Some(c.info.number)),
+            None => (Config::default(), None),
+        };
+        Ok(Self {
+            store,
+            head: tokio::sync::Mutex::new(head),
+            state: Mutex::new(State::default()),
+        })
+    }
+
+    /// The store (for its history).
+    pub fn store(&self) -> &ConfigStore {
+        &self.store
+    }
+
+    /// Sets the state [`Backend::state`] returns.
+    pub fn set_state(&self, state: State) {
+        *self.state.lock().unwrap_or_else(|e| e.into_inner()) = state;
+    }
+}
+
+#[tonic::async_trait]
+impl Backend for StoreBackend {
+    async fn config(&self) -> (Config, Option<u64>) {
+        self.head.lock().await.clone()
+    }
+
+    async fn commit(
+        &self,
+        config: Config,
+        message: String,
+        expected_head: Option<u64>,
+    ) -> Result<u64, CommitError> {
+        let mut head = self.head.lock().await;
+        if head.1 != expected_head {
+            return Err(CommitError::Conflict { head: head.1 });
+        }
+        config.validate().map_err(CommitError::Invalid)?;
+        let store = self.store.clone();
+        let to_store = config.clone();
+        let info = tokio::task::spawn_blocking(move || store.commit(&to_store, Some(&message)))
+            .await
+            .map_err(|e| CommitError::Failed(format!("the commit task failed: {e}")))?
+            .map_err(|e| match e {
+                StoreError::Invalid(errors) => CommitError::Invalid(errors),
+                other => CommitError::Failed(other.to_string()),
+            })?;
+        *head = (config, Some(info.number));
+        Ok(info.number)
+    }
+
+    async fn state(&self) -> State {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}

@@ -1,0 +1,739 @@
+//! The part of the OpenConfig schema this server serves, as a static tree.
+//!
+//! Node names, list keys, leaf types and the `config false` subtrees follow
+//! the OpenConfig YANG modules (openconfig/public `release/models`):
+//! openconfig-interfaces, openconfig-if-ip (the `ipv4`/`ipv6` augments of a
+//! subinterface), openconfig-network-instance with the static routes of
+//! openconfig-local-routing, and openconfig-system. Only the leaves the
+//! router's configuration and state can back are listed; every other node of
+//! those modules is "not served" (a path to it is unknown to this server).
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use ipnet::IpNet;
+
+/// Module names, used for JSON_IETF member names and to check module
+/// prefixes on path elements.
+pub(crate) const IF: &str = "openconfig-interfaces";
+pub(crate) const IP: &str = "openconfig-if-ip";
+pub(crate) const NI: &str = "openconfig-network-instance";
+pub(crate) const SYS: &str = "openconfig-system";
+
+/// A YANG identity: the module defining it and its name.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Ident {
+    pub module: &'static str,
+    pub name: &'static str,
+}
+
+pub(crate) const ETHERNET_CSMACD: Ident = Ident {
+    module: "iana-if-type",
+    name: "ethernetCsmacd",
+};
+pub(crate) const STATIC: Ident = Ident {
+    module: "openconfig-policy-types",
+    name: "STATIC",
+};
+pub(crate) const DEFAULT_INSTANCE: Ident = Ident {
+    module: "openconfig-network-instance-types",
+    name: "DEFAULT_INSTANCE",
+};
+pub(crate) const L3VRF: Ident = Ident {
+    module: "openconfig-network-instance-types",
+    name: "L3VRF",
+};
+pub(crate) const DROP: Ident = Ident {
+    module: "openconfig-local-routing",
+    name: "DROP",
+};
+
+/// The name this server gives the default network instance (`default` is
+/// accepted as well, in any case).
+pub(crate) const DEFAULT_NI: &str = "DEFAULT";
+/// The name of the one static-routes protocol instance of a network instance.
+pub(crate) const STATIC_PROTOCOL: &str = "STATIC";
+
+/// The type of a leaf, as far as parsing and encoding need it.
+#[derive(Debug)]
+pub(crate) enum Type {
+    String,
+    Bool,
+    /// An unsigned integer in `min..=max`; `wide` for 64-bit types, which
+    /// RFC 7951 encodes as JSON strings.
+    Uint {
+        min: u64,
+        max: u64,
+        wide: bool,
+    },
+    Enum(&'static [&'static str]),
+    /// An identityref restricted to the identities this server supports.
+    Identity(&'static [Ident]),
+    Ipv4,
+    Ipv6,
+    /// `inet:ip-prefix`, IPv4 or IPv6.
+    IpPrefix,
+    /// The next-hop union of a static route: an IP address or `DROP`.
+    NextHop,
+    /// `oc-yang:date-and-time` (read-only here).
+    DateTime,
+    /// A network-instance name: `default` in any case means [`DEFAULT_NI`].
+    InstanceName,
+    /// A protocol instance name: `static` in any case means
+    /// [`STATIC_PROTOCOL`].
+    ProtocolName,
+}
+
+const fn uint(bits: u32) -> Type {
+    Type::Uint {
+        min: 0,
+        max: if bits >= 64 {
+            u64::MAX
+        } else {
+            (1u64 << bits) - 1
+        },
+        wide: bits >= 64,
+    }
+}
+
+const fn uint_range(min: u64, max: u64) -> Type {
+    Type::Uint {
+        min,
+        max,
+        wide: false,
+    }
+}
+
+/// A leaf value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Value {
+    Str(String),
+    Bool(bool),
+    Uint(u64),
+    Ident(&'static Ident),
+}
+
+impl Value {
+    /// The value as a path key or a message shows it (identities without
+    /// their module).
+    pub(crate) fn key_string(&self) -> String {
+        match self {
+            Value::Str(s) => s.clone(),
+            Value::Bool(b) => b.to_string(),
+            Value::Uint(n) => n.to_string(),
+            Value::Ident(i) => i.name.to_owned(),
+        }
+    }
+}
+
+fn json_kind(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
+fn find_ident(allowed: &'static [Ident], s: &str) -> Result<&'static Ident, String> {
+    let (module, name) = match s.split_once(':') {
+        Some((m, n)) => (Some(m), n),
+        None => (None, s),
+    };
+    allowed
+        .iter()
+        .find(|i| i.name == name && module.is_none_or(|m| m == i.module))
+        .ok_or_else(|| {
+            let names: Vec<String> = allowed
+                .iter()
+                .map(|i| format!("{}:{}", i.module, i.name))
+                .collect();
+            format!(
+                "{s:?} is not a supported identity here (supported: {})",
+                names.join(", ")
+            )
+        })
+}
+
+impl Type {
+    /// Parses the lexical (string) form of a value: a path key, or a
+    /// `string_val`.
+    pub(crate) fn parse_str(&self, s: &str) -> Result<Value, String> {
+        match self {
+            Type::String | Type::DateTime => Ok(Value::Str(s.to_owned())),
+            Type::Bool => match s {
+                "true" => Ok(Value::Bool(true)),
+                "false" => Ok(Value::Bool(false)),
+                _ => Err(format!("{s:?} is not a boolean (true or false)")),
+            },
+            Type::Uint { min, max, .. } => match s.parse::<u64>() {
+                Ok(n) if (*min..=*max).contains(&n) => Ok(Value::Uint(n)),
+                _ => Err(format!("{s:?} is not an integer in {min}..={max}")),
+            },
+            Type::Enum(names) => names
+                .iter()
+                .find(|n| **n == s)
+                .map(|n| Value::Str((*n).to_owned()))
+                .ok_or_else(|| format!("{s:?} is not one of {}", names.join(", "))),
+            Type::Identity(allowed) => find_ident(allowed, s).map(Value::Ident),
+            Type::Ipv4 => s
+                .parse::<Ipv4Addr>()
+                .map(|a| Value::Str(a.to_string()))
+                .map_err(|_| format!("{s:?} is not an IPv4 address")),
+            Type::Ipv6 => s
+                .parse::<Ipv6Addr>()
+                .map(|a| Value::Str(a.to_string()))
+                .map_err(|_| format!("{s:?} is not an IPv6 address")),
+            Type::IpPrefix => s
+                .parse::<IpNet>()
+                .map(|p| Value::Str(p.to_string()))
+                .map_err(|_| format!("{s:?} is not an IP prefix (address/length)")),
+            Type::NextHop => match s.parse::<IpAddr>() {
+                Ok(a) => Ok(Value::Str(a.to_string())),
+                Err(_) => find_ident(&[DROP], s).map(Value::Ident).map_err(|_| {
+                    format!(
+                        "{s:?} is neither an IP address nor DROP (the only local next hop served)"
+                    )
+                }),
+            },
+            Type::InstanceName => {
+                if s.is_empty() {
+                    Err("a network-instance name cannot be empty".into())
+                } else if s.eq_ignore_ascii_case("default") {
+                    Ok(Value::Str(DEFAULT_NI.to_owned()))
+                } else {
+                    Ok(Value::Str(s.to_owned()))
+                }
+            }
+            Type::ProtocolName => {
+                if s.eq_ignore_ascii_case(STATIC_PROTOCOL) {
+                    Ok(Value::Str(STATIC_PROTOCOL.to_owned()))
+                } else {
+                    Ok(Value::Str(s.to_owned()))
+                }
+            }
+        }
+    }
+
+    /// Decodes a JSON value (RFC 7159 for JSON, RFC 7951 for JSON_IETF; both
+    /// forms of identities and of 64-bit integers are accepted either way).
+    pub(crate) fn decode_json(&self, v: &serde_json::Value) -> Result<Value, String> {
+        match (self, v) {
+            (Type::Bool, serde_json::Value::Bool(b)) => Ok(Value::Bool(*b)),
+            (Type::Bool, other) => Err(format!("expected a boolean, got {}", json_kind(other))),
+            (Type::Uint { min, max, wide }, v) => {
+                let n = match v {
+                    serde_json::Value::Number(n) => n.as_u64(),
+                    serde_json::Value::String(s) if *wide => s.parse::<u64>().ok(),
+                    _ => None,
+                };
+                match n {
+                    Some(n) if (*min..=*max).contains(&n) => Ok(Value::Uint(n)),
+                    _ => Err(format!(
+                        "expected an integer in {min}..={max}, got {}",
+                        match v {
+                            serde_json::Value::Number(n) => n.to_string(),
+                            other => json_kind(other).to_owned(),
+                        }
+                    )),
+                }
+            }
+            (_, serde_json::Value::String(s)) => self.parse_str(s),
+            (_, other) => Err(format!("expected a string, got {}", json_kind(other))),
+        }
+    }
+
+    /// Encodes a value; `ietf` selects RFC 7951 (64-bit integers as strings,
+    /// identities qualified with their module).
+    pub(crate) fn to_json(&self, v: &Value, ietf: bool) -> serde_json::Value {
+        match v {
+            Value::Str(s) => serde_json::Value::String(s.clone()),
+            Value::Bool(b) => serde_json::Value::Bool(*b),
+            Value::Uint(n) => match self {
+                Type::Uint { wide: true, .. } if ietf => serde_json::Value::String(n.to_string()),
+                _ => serde_json::Value::from(*n),
+            },
+            Value::Ident(i) if ietf => {
+                serde_json::Value::String(format!("{}:{}", i.module, i.name))
+            }
+            Value::Ident(i) => serde_json::Value::String(i.name.to_owned()),
+        }
+    }
+}
+
+/// What a schema node is.
+#[derive(Debug)]
+pub(crate) enum Kind {
+    Container(&'static [Node]),
+    List {
+        keys: &'static [&'static str],
+        children: &'static [Node],
+    },
+    Leaf(Type),
+}
+
+/// A schema node.
+#[derive(Debug)]
+pub(crate) struct Node {
+    pub name: &'static str,
+    /// The module whose namespace the node is in.
+    pub module: &'static str,
+    pub kind: Kind,
+    /// `config false`: this node and everything below it is read-only state.
+    pub state: bool,
+    /// Operational data (OpenConfig's `oc-ext:operational`): what a Get of
+    /// type OPERATIONAL returns. Inherited by everything below.
+    pub operational: bool,
+}
+
+impl Node {
+    pub(crate) fn children(&'static self) -> &'static [Node] {
+        match &self.kind {
+            Kind::Container(c) => c,
+            Kind::List { children, .. } => children,
+            Kind::Leaf(_) => &[],
+        }
+    }
+
+    /// The child called `name`, optionally checking its module.
+    pub(crate) fn child(&'static self, name: &str, module: Option<&str>) -> Option<&'static Node> {
+        self.children()
+            .iter()
+            .find(|c| c.name == name && module.is_none_or(|m| m == c.module))
+    }
+
+    pub(crate) fn keys(&self) -> &'static [&'static str] {
+        match &self.kind {
+            Kind::List { keys, .. } => keys,
+            _ => &[],
+        }
+    }
+
+    pub(crate) fn is_list(&self) -> bool {
+        matches!(self.kind, Kind::List { .. })
+    }
+
+    pub(crate) fn leaf_type(&self) -> Option<&Type> {
+        match &self.kind {
+            Kind::Leaf(t) => Some(t),
+            _ => None,
+        }
+    }
+
+    /// The type of key leaf `key` of this list.
+    pub(crate) fn key_type(&'static self, key: &str) -> Option<&'static Type> {
+        match self.child(key, None)?.kind {
+            Kind::Leaf(ref t) => Some(t),
+            _ => None,
+        }
+    }
+}
+
+const fn leaf(name: &'static str, module: &'static str, ty: Type) -> Node {
+    Node {
+        name,
+        module,
+        kind: Kind::Leaf(ty),
+        state: false,
+        operational: false,
+    }
+}
+
+const fn container(name: &'static str, module: &'static str, children: &'static [Node]) -> Node {
+    Node {
+        name,
+        module,
+        kind: Kind::Container(children),
+        state: false,
+        operational: false,
+    }
+}
+
+const fn list(
+    name: &'static str,
+    module: &'static str,
+    keys: &'static [&'static str],
+    children: &'static [Node],
+) -> Node {
+    Node {
+        name,
+        module,
+        kind: Kind::List { keys, children },
+        state: false,
+        operational: false,
+    }
+}
+
+/// A `config false` container.
+const fn state(module: &'static str, children: &'static [Node]) -> Node {
+    Node {
+        state: true,
+        ..container("state", module, children)
+    }
+}
+
+const fn operational(node: Node) -> Node {
+    Node {
+        operational: true,
+        ..node
+    }
+}
+
+const COUNTER64: Type = uint(64);
+const ADMIN_STATUS: Type = Type::Enum(&["UP", "DOWN", "TESTING"]);
+const OPER_STATUS: Type = Type::Enum(&[
+    "UP",
+    "DOWN",
+    "TESTING",
+    "UNKNOWN",
+    "DORMANT",
+    "NOT_PRESENT",
+    "LOWER_LAYER_DOWN",
+]);
+const ADDRESS_ORIGIN: Type = Type::Enum(&["OTHER", "STATIC", "DHCP", "LINK_LAYER", "RANDOM"]);
+
+// ---- openconfig-interfaces (+ openconfig-if-ip) ----
+
+const COUNTERS: Node = operational(container(
+    "counters",
+    IF,
+    &[
+        leaf("in-octets", IF, COUNTER64),
+        leaf("in-pkts", IF, COUNTER64),
+        leaf("in-errors", IF, COUNTER64),
+        leaf("in-discards", IF, COUNTER64),
+        leaf("out-octets", IF, COUNTER64),
+        leaf("out-pkts", IF, COUNTER64),
+        leaf("out-errors", IF, COUNTER64),
+        leaf("out-discards", IF, COUNTER64),
+    ],
+));
+
+const INTERFACE_TYPE: Type = Type::Identity(&[ETHERNET_CSMACD]);
+
+const INTERFACE: Node = list(
+    "interface",
+    IF,
+    &["name"],
+    &[
+        leaf("name", IF, Type::String),
+        container(
+            "config",
+            IF,
+            &[
+                leaf("name", IF, Type::String),
+                leaf("type", IF, INTERFACE_TYPE),
+                leaf("mtu", IF, uint(16)),
+                leaf("description", IF, Type::String),
+                leaf("enabled", IF, Type::Bool),
+            ],
+        ),
+        state(
+            IF,
+            &[
+                leaf("name", IF, Type::String),
+                leaf("type", IF, INTERFACE_TYPE),
+                leaf("mtu", IF, uint(16)),
+                leaf("description", IF, Type::String),
+                leaf("enabled", IF, Type::Bool),
+                operational(leaf("admin-status", IF, ADMIN_STATUS)),
+                operational(leaf("oper-status", IF, OPER_STATUS)),
+                COUNTERS,
+            ],
+        ),
+        container("subinterfaces", IF, &[SUBINTERFACE]),
+    ],
+);
+
+const SUBINTERFACE: Node = list(
+    "subinterface",
+    IF,
+    &["index"],
+    &[
+        leaf("index", IF, uint(32)),
+        container(
+            "config",
+            IF,
+            &[
+                leaf("index", IF, uint(32)),
+                leaf("description", IF, Type::String),
+                leaf("enabled", IF, Type::Bool),
+            ],
+        ),
+        state(
+            IF,
+            &[
+                leaf("index", IF, uint(32)),
+                leaf("description", IF, Type::String),
+                leaf("enabled", IF, Type::Bool),
+                operational(leaf("admin-status", IF, ADMIN_STATUS)),
+                operational(leaf("oper-status", IF, OPER_STATUS)),
+            ],
+        ),
+        container("ipv4", IP, &[container("addresses", IP, &[ADDRESS_V4])]),
+        container("ipv6", IP, &[container("addresses", IP, &[ADDRESS_V6])]),
+    ],
+);
+
+const ADDRESS_V4: Node = list(
+    "address",
+    IP,
+    &["ip"],
+    &[
+        leaf("ip", IP, Type::Ipv4),
+        container(
+            "config",
+            IP,
+            &[
+                leaf("ip", IP, Type::Ipv4),
+                leaf("prefix-length", IP, uint_range(0, 32)),
+            ],
+        ),
+        state(
+            IP,
+            &[
+                leaf("ip", IP, Type::Ipv4),
+                leaf("prefix-length", IP, uint_range(0, 32)),
+                operational(leaf("origin", IP, ADDRESS_ORIGIN)),
+            ],
+        ),
+    ],
+);
+
+const ADDRESS_V6: Node = list(
+    "address",
+    IP,
+    &["ip"],
+    &[
+        leaf("ip", IP, Type::Ipv6),
+        container(
+            "config",
+            IP,
+            &[
+                leaf("ip", IP, Type::Ipv6),
+                leaf("prefix-length", IP, uint_range(0, 128)),
+            ],
+        ),
+        state(
+            IP,
+            &[
+                leaf("ip", IP, Type::Ipv6),
+                leaf("prefix-length", IP, uint_range(0, 128)),
+                operational(leaf("origin", IP, ADDRESS_ORIGIN)),
+            ],
+        ),
+    ],
+);
+
+// ---- openconfig-network-instance (static routes from openconfig-local-routing) ----
+
+const NI_TYPE: Type = Type::Identity(&[DEFAULT_INSTANCE, L3VRF]);
+const PROTOCOL_ID: Type = Type::Identity(&[STATIC]);
+
+const NEXT_HOP: Node = list(
+    "next-hop",
+    NI,
+    &["index"],
+    &[
+        leaf("index", NI, Type::String),
+        container(
+            "config",
+            NI,
+            &[
+                leaf("index", NI, Type::String),
+                leaf("next-hop", NI, Type::NextHop),
+                leaf("preference", NI, uint(32)),
+            ],
+        ),
+        state(
+            NI,
+            &[
+                leaf("index", NI, Type::String),
+                leaf("next-hop", NI, Type::NextHop),
+                leaf("preference", NI, uint(32)),
+            ],
+        ),
+        container(
+            "interface-ref",
+            NI,
+            &[
+                container(
+                    "config",
+                    NI,
+                    &[
+                        leaf("interface", NI, Type::String),
+                        leaf("subinterface", NI, uint(32)),
+                    ],
+                ),
+                state(
+                    NI,
+                    &[
+                        leaf("interface", NI, Type::String),
+                        leaf("subinterface", NI, uint(32)),
+                    ],
+                ),
+            ],
+        ),
+    ],
+);
+
+const STATIC_ROUTE: Node = list(
+    "static",
+    NI,
+    &["prefix"],
+    &[
+        leaf("prefix", NI, Type::IpPrefix),
+        container("config", NI, &[leaf("prefix", NI, Type::IpPrefix)]),
+        state(NI, &[leaf("prefix", NI, Type::IpPrefix)]),
+        container("next-hops", NI, &[NEXT_HOP]),
+    ],
+);
+
+const PROTOCOL: Node = list(
+    "protocol",
+    NI,
+    &["identifier", "name"],
+    &[
+        leaf("identifier", NI, PROTOCOL_ID),
+        leaf("name", NI, Type::ProtocolName),
+        container(
+            "config",
+            NI,
+            &[
+                leaf("identifier", NI, PROTOCOL_ID),
+                leaf("name", NI, Type::ProtocolName),
+            ],
+        ),
+        state(
+            NI,
+            &[
+                leaf("identifier", NI, PROTOCOL_ID),
+                leaf("name", NI, Type::ProtocolName),
+            ],
+        ),
+        container("static-routes", NI, &[STATIC_ROUTE]),
+    ],
+);
+
+const NETWORK_INSTANCE: Node = list(
+    "network-instance",
+    NI,
+    &["name"],
+    &[
+        leaf("name", NI, Type::InstanceName),
+        container(
+            "config",
+            NI,
+            &[
+                leaf("name", NI, Type::InstanceName),
+                leaf("type", NI, NI_TYPE),
+            ],
+        ),
+        state(
+            NI,
+            &[
+                leaf("name", NI, Type::InstanceName),
+                leaf("type", NI, NI_TYPE),
+            ],
+        ),
+        container("protocols", NI, &[PROTOCOL]),
+    ],
+);
+
+// ---- openconfig-system ----
+
+const SYSTEM: Node = container(
+    "system",
+    SYS,
+    &[
+        container("config", SYS, &[leaf("hostname", SYS, Type::String)]),
+        state(
+            SYS,
+            &[
+                leaf("hostname", SYS, Type::String),
+                operational(leaf("current-datetime", SYS, Type::DateTime)),
+                operational(leaf("boot-time", SYS, uint(64))),
+            ],
+        ),
+    ],
+);
+
+/// The root of the data tree.
+pub(crate) static ROOT: Node = container(
+    "",
+    "",
+    &[
+        container("interfaces", IF, &[INTERFACE]),
+        container("network-instances", NI, &[NETWORK_INSTANCE]),
+        SYSTEM,
+    ],
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn walk(node: &'static Node, path: &mut Vec<&'static str>, out: &mut Vec<String>) {
+        for c in node.children() {
+            path.push(c.name);
+            out.push(path.join("/"));
+            if let Kind::List { keys, .. } = c.kind {
+                for k in keys {
+                    assert!(
+                        c.key_type(k).is_some(),
+                        "list {} lacks key leaf {k}",
+                        path.join("/")
+                    );
+                }
+            }
+            walk(c, path, out);
+            path.pop();
+        }
+    }
+
+    #[test]
+    fn every_list_has_its_key_leaves_and_names_are_unique_per_parent() {
+        let mut out = Vec::new();
+        walk(&ROOT, &mut Vec::new(), &mut out);
+        let n = out.len();
+        out.sort();
+        out.dedup();
+        assert_eq!(out.len(), n, "duplicate child names");
+        assert!(out.contains(&"interfaces/interface/subinterfaces/subinterface/ipv4/addresses/address/config/prefix-length".to_owned()));
+    }
+
+    #[test]
+    fn types_parse_and_encode() {
+        assert_eq!(uint(16).parse_str("9000"), Ok(Value::Uint(9000)));
+        assert!(uint(16).parse_str("70000").is_err());
+        assert!(uint(16).decode_json(&serde_json::json!("9000")).is_err());
+        assert_eq!(
+            uint(64).decode_json(&serde_json::json!("18446744073709551615")),
+            Ok(Value::Uint(u64::MAX))
+        );
+        assert_eq!(
+            uint(64).to_json(&Value::Uint(5), true),
+            serde_json::json!("5")
+        );
+        assert_eq!(
+            uint(64).to_json(&Value::Uint(5), false),
+            serde_json::json!(5)
+        );
+        assert_eq!(
+            Type::NextHop.parse_str("openconfig-local-routing:DROP"),
+            Ok(Value::Ident(&DROP))
+        );
+        assert_eq!(
+            Type::NextHop.parse_str("2001:DB8::1"),
+            Ok(Value::Str("2001:db8::1".into()))
+        );
+        assert!(INTERFACE_TYPE
+            .parse_str("iana-if-type:ieee8023adLag")
+            .is_err());
+        assert_eq!(
+            Type::InstanceName.parse_str("default"),
+            Ok(Value::Str("DEFAULT".into()))
+        );
+    }
+}
