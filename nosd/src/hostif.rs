@@ -55,8 +55,10 @@ pub fn start(
     let name = name.to_string();
     tokio::spawn(async move {
         let mut have: BTreeSet<IpNet> = BTreeSet::new();
+        let mut routes: BTreeSet<IpNet> = BTreeSet::new();
         let first = config.borrow_and_update().clone();
         sync_addresses(&name, &first, &mut have);
+        sync_routes(&name, &first, &mut routes);
         loop {
             tokio::select! {
                 Some(p) = rx.recv() => {
@@ -68,6 +70,7 @@ pub fn start(
                     if r.is_err() { break; }
                     let c = config.borrow_and_update().clone();
                     sync_addresses(&name, &c, &mut have);
+                    sync_routes(&name, &c, &mut routes);
                 }
                 _ = shutdown.changed() => break,
             }
@@ -92,6 +95,30 @@ fn ip(args: &[&str]) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// Gives the kernel a route into the host interface for every static route of
+/// the default VRF, so the router's own traffic reaches destinations beyond
+/// its subnets (an eBGP multihop peer's loopback); the host stack hands such
+/// packets to the forwarding pipeline.
+fn sync_routes(name: &str, config: &Config, have: &mut BTreeSet<IpNet>) {
+    let want: BTreeSet<IpNet> = config
+        .static_routes
+        .iter()
+        .filter(|r| r.vrf_name() == DEFAULT_VRF && !r.blackhole)
+        .map(|r| r.prefix)
+        .collect();
+    for r in have.difference(&want) {
+        if let Err(e) = ip(&["route", "del", &r.to_string(), "dev", name]) {
+            tracing::warn!("host interface: {e}");
+        }
+    }
+    for r in want.difference(have) {
+        if let Err(e) = ip(&["route", "replace", &r.to_string(), "dev", name]) {
+            tracing::warn!("host interface: {e}");
+        }
+    }
+    *have = want;
 }
 
 /// Makes the device's addresses those of the default VRF's interfaces.

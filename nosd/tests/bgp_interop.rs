@@ -680,3 +680,177 @@ fn keeps_forwarding_while_frr_restarts_gracefully() {
         .any(|n| n.starts_with("198.51.100.2")));
     assert!(lab.ping("203.0.113.1"));
 }
+
+/// eBGP multihop: FRR peers from its loopback 203.0.113.99, which nosd reaches
+/// by a static route; FRR's routes carry that loopback as next hop, resolved
+/// recursively through the static route.
+#[test]
+fn peers_over_ebgp_multihop_and_resolves_next_hops_recursively() {
+    for tool in ["ip", "ping", "vtysh"] {
+        assert!(
+            have(tool),
+            "{tool} is required (scripts/test.sh installs it)"
+        );
+    }
+    let prefix = format!("mh{}", std::process::id() % 10000);
+    let mut lab = Lab::new(&prefix).unwrap();
+    let host_a = lab.netns("a").unwrap();
+    let isp1 = lab.netns("i1").unwrap();
+    let router = lab.netns("r").unwrap();
+    let n = |s: &str| format!("{prefix}{s}");
+    lab.veth(&host_a, &n("ha"), &router, &n("r1")).unwrap();
+    lab.veth(&isp1, &n("i1"), &router, &n("r2")).unwrap();
+    lab.kernel_forwarding_off(&router).unwrap();
+    for (ns, cmd) in [
+        (&host_a, format!("ip addr add 192.0.2.2/24 dev {}", n("ha"))),
+        (&host_a, "ip route add default via 192.0.2.1".to_string()),
+        (
+            &isp1,
+            format!("ip addr add 198.51.100.2/24 dev {}", n("i1")),
+        ),
+        (&isp1, "ip addr add 203.0.113.99/32 dev lo".to_string()),
+        (&isp1, "ip addr add 198.19.0.1/32 dev lo".to_string()),
+        (&isp1, "ip route add default via 198.51.100.1".to_string()),
+    ] {
+        let args: Vec<&str> = cmd.split_whitespace().collect();
+        lab.must(ns, &args).unwrap();
+    }
+    for (ns, ifname) in [(&host_a, n("ha")), (&isp1, n("i1"))] {
+        if have("ethtool") {
+            lab.offloads_off(ns, &ifname).unwrap();
+        }
+    }
+    let dir = lab.dir.clone();
+    let etc = PathBuf::from(format!("/etc/frr/{isp1}"));
+    let run = PathBuf::from(format!("/var/run/frr/{isp1}"));
+    std::fs::create_dir_all(&etc).unwrap();
+    std::fs::create_dir_all(&run).unwrap();
+    std::fs::write(
+        etc.join("bgpd.conf"),
+        format!(
+            r#"frr defaults traditional
+hostname {isp1}
+log file {}/bgpd.log debugging
+!
+router bgp 64501
+ bgp router-id 203.0.113.99
+ no bgp ebgp-requires-policy
+ no bgp network import-check
+ neighbor 192.0.2.1 remote-as 64500
+ neighbor 192.0.2.1 ebgp-multihop 2
+ neighbor 192.0.2.1 update-source 203.0.113.99
+ neighbor 192.0.2.1 timers 3 9
+ neighbor 192.0.2.1 timers connect 1
+ address-family ipv4 unicast
+  network 198.19.0.0/16
+ exit-address-family
+!
+"#,
+            dir.display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(etc.join("vtysh.conf"), "").unwrap();
+    let _ = Command::new("chown")
+        .args([
+            "-R",
+            "frr:frr",
+            "/var/run/frr",
+            &etc.to_string_lossy(),
+            &dir.to_string_lossy(),
+        ])
+        .status();
+    let _ = Command::new("chmod")
+        .args(["a+rwx", &dir.to_string_lossy()])
+        .status();
+    start_bgpd(&lab, &isp1);
+    let cleanup = FrrGuard(isp1.clone());
+
+    let rcfg = dir.join("router.yaml");
+    std::fs::write(
+        &rcfg,
+        format!(
+            r#"ports:
+  - {{ name: eth1, linux: {p}r1 }}
+  - {{ name: eth2, linux: {p}r2 }}
+interfaces:
+  - {{ name: eth1, port: eth1, ipv4: [192.0.2.1/24] }}
+  - {{ name: eth2, port: eth2, ipv4: [198.51.100.1/24] }}
+static_routes:
+  - {{ prefix: 203.0.113.99/32, next_hops: [{{ address: 198.51.100.2 }}] }}
+bgp:
+  asn: 64500
+  router_id: 192.0.2.1
+  neighbors:
+    - {{ address: 203.0.113.99, remote_as: 64501, hold_time: 9, ebgp_multihop: 2, import_policy: all }}
+  policies:
+    - {{ name: all, rules: [{{ action: accept }}] }}
+"#,
+            p = prefix
+        ),
+    )
+    .unwrap();
+    let socket = dir.join("nosd.sock");
+    lab.spawn(
+        &router,
+        Path::new(NOSD),
+        &[
+            "run",
+            "--config",
+            &rcfg.to_string_lossy(),
+            "--state-dir",
+            &dir.join("state").to_string_lossy(),
+            "--socket",
+            &socket.to_string_lossy(),
+            "--log-level",
+            "info,routing=debug",
+        ],
+        &dir.join("nosd.log"),
+    )
+    .unwrap();
+    let l = BgpLab {
+        lab,
+        host_a,
+        isp1: isp1.clone(),
+        isp2: String::new(),
+        router,
+        isp2_if: String::new(),
+        socket,
+    };
+    assert!(
+        eventually(Duration::from_secs(40), || l.socket.exists()
+            && neighbor_state(&l, "203.0.113.99") == "Established"),
+        "multihop session did not come up:\n{}",
+        l.log()
+    );
+    assert!(
+        eventually(Duration::from_secs(15), || fib_next_hops(
+            &l,
+            "198.19.0.0/16"
+        )
+        .iter()
+        .any(|h| h.starts_with("198.51.100.2"))),
+        "198.19.0.0/16 not installed via the static route's next hop: {:?}\n{}",
+        fib_next_hops(&l, "198.19.0.0/16"),
+        l.log()
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || l.ping("198.19.0.1")),
+        "host A cannot reach 198.19.0.1"
+    );
+    drop(cleanup);
+}
+
+/// Stops a bgpd started by a test and removes its files.
+struct FrrGuard(String);
+
+impl Drop for FrrGuard {
+    fn drop(&mut self) {
+        let run = format!("/var/run/frr/{}", self.0);
+        if let Ok(pid) = std::fs::read_to_string(format!("{run}/bgpd.pid")) {
+            let _ = Command::new("kill").args(["-KILL", pid.trim()]).status();
+        }
+        let _ = std::fs::remove_dir_all(&run);
+        let _ = std::fs::remove_dir_all(format!("/etc/frr/{}", self.0));
+    }
+}

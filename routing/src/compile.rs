@@ -170,6 +170,9 @@ pub struct Compiler {
     groups: IdMap<(Vec<GroupMember>, Vec<GroupMember>)>,
     /// The backup members of BGP path-list groups, for fast failover.
     group_backups: HashMap<GroupId, Vec<GroupMember>>,
+    /// Static routes of the default VRF (prefix, next hops) from the last
+    /// compile, for recursive resolution of BGP next hops.
+    statics: Vec<(IpNet, Vec<IpAddr>)>,
     acls: IdMap<String>,
 }
 
@@ -197,6 +200,7 @@ impl Compiler {
             next_hops: IdMap::new(1),
             groups: IdMap::new(1),
             group_backups: HashMap::new(),
+            statics: Vec::new(),
             acls: IdMap::new(1),
         }
     }
@@ -213,6 +217,12 @@ impl Compiler {
         bgp: &BTreeMap<IpNet, BgpRoute>,
     ) -> Result<Compiled, CompileError> {
         let mut s = ForwardingState::new();
+        self.statics = config
+            .static_routes
+            .iter()
+            .filter(|r| r.vrf_name() == DEFAULT_VRF && !r.blackhole)
+            .map(|r| (r.prefix, r.next_hops.iter().map(|n| n.address).collect()))
+            .collect();
         let vrf_names: HashMap<VrfId, String> = std::iter::once(DEFAULT_VRF.to_string())
             .chain(config.vrfs.iter().map(|v| v.name.clone()))
             .map(|n| (VrfId(self.vrfs.get(n.clone())), n))
@@ -517,30 +527,42 @@ impl Compiler {
         let mut members = Vec::new();
         let mut shown = Vec::new();
         for (i, nh) in r.next_hops.iter().enumerate() {
-            let Some(hi) = connected(interfaces, *nh) else {
-                continue;
-            };
             let weight = r.weights.get(i).copied().unwrap_or(1).max(1);
-            members.push(GroupMember {
-                next_hop: self.ensure_next_hop(s, hi.rif.id, *nh, out)?,
-                weight,
-            });
-            shown.push(RibNextHop {
-                address: Some(*nh),
-                interface: hi.rif.name.clone(),
-                weight,
-            });
+            // A next hop on a connected subnet, or else reached through a static
+            // route (recursive resolution, e.g. an eBGP multihop peer's loopback).
+            for (rif, name, ip) in self.resolve_next_hop(interfaces, *nh) {
+                let id = self.ensure_next_hop(s, rif, ip, out)?;
+                if members.iter().any(|m: &GroupMember| m.next_hop == id) {
+                    continue;
+                }
+                members.push(GroupMember {
+                    next_hop: id,
+                    weight,
+                });
+                shown.push(RibNextHop {
+                    address: Some(*nh),
+                    interface: if ip == *nh {
+                        name
+                    } else {
+                        format!("{name} via {ip}")
+                    },
+                    weight,
+                });
+            }
         }
         if members.is_empty() {
             return Ok(None);
         }
         let mut backup = Vec::new();
         for nh in &r.backup {
-            if let Some(hi) = connected(interfaces, *nh) {
-                backup.push(GroupMember {
-                    next_hop: self.ensure_next_hop(s, hi.rif.id, *nh, out)?,
-                    weight: 1,
-                });
+            for (rif, _, ip) in self.resolve_next_hop(interfaces, *nh) {
+                let id = self.ensure_next_hop(s, rif, ip, out)?;
+                if !backup.iter().any(|m: &GroupMember| m.next_hop == id) {
+                    backup.push(GroupMember {
+                        next_hop: id,
+                        weight: 1,
+                    });
+                }
             }
         }
         members.sort();
@@ -555,6 +577,31 @@ impl Compiler {
             self.group_backups.insert(gid, backup);
         }
         Ok(Some((RouteAction::Group(gid), shown)))
+    }
+
+    /// Where a BGP next hop is reached: itself on a connected subnet, or the
+    /// next hops of the longest static route (default VRF) that covers it.
+    fn resolve_next_hop(
+        &self,
+        interfaces: &[HostInterface],
+        nh: IpAddr,
+    ) -> Vec<(RifId, String, IpAddr)> {
+        if let Some(hi) = connected(interfaces, nh) {
+            return vec![(hi.rif.id, hi.rif.name.clone(), nh)];
+        }
+        let Some((_, via)) = self
+            .statics
+            .iter()
+            .filter(|(p, _)| p.contains(&nh))
+            .max_by_key(|(p, _)| p.prefix_len())
+        else {
+            return Vec::new();
+        };
+        via.iter()
+            .filter_map(|v| {
+                connected(interfaces, *v).map(|hi| (hi.rif.id, hi.rif.name.clone(), *v))
+            })
+            .collect()
     }
 
     fn ensure_next_hop(

@@ -81,6 +81,7 @@ async fn connect() -> Peer {
         connect_retry: Duration::from_secs(30),
         port,
         password: None,
+        ttl: 1,
     };
     let (ev_tx, events) = mpsc::channel(64);
     let (cmd_tx, cmd_rx) = mpsc::channel(64);

@@ -479,6 +479,10 @@ pub struct BgpNeighborConfig {
     /// eBGP neighbors always get next-hop-self.
     #[serde(default, skip_serializing_if = "is_false")]
     pub next_hop_self: bool,
+    /// eBGP multihop: the peer is this many hops away (the session's TTL);
+    /// without it an eBGP session is single-hop (TTL 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ebgp_multihop: Option<u8>,
     /// TCP MD5 signature key (RFC 2385), at most 80 bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password: Option<String>,

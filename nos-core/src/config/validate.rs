@@ -1084,6 +1084,18 @@ impl<'a> Validator<'a> {
                     }
                 }
             }
+            if n.ebgp_multihop == Some(0) {
+                self.err(
+                    format!("{p}.ebgp_multihop"),
+                    "the hop count must be at least 1",
+                );
+            }
+            if n.ebgp_multihop.is_some() && n.remote_as == bgp.asn {
+                self.err(
+                    format!("{p}.ebgp_multihop"),
+                    "ebgp_multihop applies to eBGP neighbors only",
+                );
+            }
             if let Some(pw) = &n.password {
                 if pw.is_empty() || pw.len() > 80 {
                     self.err(format!("{p}.password"), "a TCP MD5 key has 1 to 80 bytes");

@@ -51,6 +51,9 @@ pub struct PeerConfig {
     pub port: u16,
     /// TCP MD5 signature key (RFC 2385).
     pub password: Option<String>,
+    /// IP TTL of the session's packets: 1 for single-hop eBGP, the hop count
+    /// for eBGP multihop, 255 for iBGP.
+    pub ttl: u8,
 }
 
 /// What a session reports to the RIB.
@@ -126,8 +129,10 @@ struct Conn {
 }
 
 impl Conn {
-    fn new(stream: TcpStream, outgoing: bool) -> std::io::Result<Self> {
+    fn new(stream: TcpStream, outgoing: bool, ttl: u8) -> std::io::Result<Self> {
         let _ = stream.set_nodelay(true);
+        // IPv4 TTL; IPv6 sockets keep the system's hop limit.
+        let _ = stream.set_ttl(u32::from(ttl));
         let local = stream.local_addr()?.ip();
         let (r, w) = stream.into_split();
         let (caps_tx, caps_rx) = watch::channel(SessionCaps::default());
@@ -328,6 +333,7 @@ impl Session {
                     let addr = SocketAddr::new(self.cfg.address, self.cfg.port);
                     let open = self.our_open();
                     let password = self.cfg.password.clone();
+                    let ttl = self.cfg.ttl;
                     pending_out += 1;
                     handshakes.spawn(async move {
                         let sock = if addr.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() }
@@ -340,7 +346,7 @@ impl Session {
                             .await
                             .map_err(|_| format!("connect to {addr} timed out"))?
                             .map_err(|e| format!("connect to {addr}: {e}"))?;
-                        let conn = Conn::new(s, true).map_err(|e| e.to_string())?;
+                        let conn = Conn::new(s, true, ttl).map_err(|e| e.to_string())?;
                         open_exchange(conn, open).await
                     });
                 }
@@ -349,8 +355,9 @@ impl Session {
                     Some(SessionCmd::Incoming(s)) => {
                         pending_in += 1;
                         let open = self.our_open();
+                        let ttl = self.cfg.ttl;
                         handshakes.spawn(async move {
-                            let conn = Conn::new(s, false).map_err(|e| e.to_string())?;
+                            let conn = Conn::new(s, false, ttl).map_err(|e| e.to_string())?;
                             open_exchange(conn, open).await
                         });
                     }

@@ -332,6 +332,11 @@ impl Speaker {
                         connect_retry: Duration::from_secs(5),
                         port: bgp.port,
                         password: n.password.clone(),
+                        ttl: if n.remote_as == bgp.asn {
+                            255
+                        } else {
+                            n.ebgp_multihop.unwrap_or(1)
+                        },
                     },
                 )
             })

@@ -644,7 +644,27 @@ impl HostStack {
             .find(|h| on_subnet(h, dst))
             .map(|h| h.rif.id)
         else {
-            tracing::trace!(%dst, "router's own packet has no connected route; dropped");
+            // Not on a connected subnet (an eBGP multihop peer, say): the
+            // forwarding pipeline routes it like any packet, entering on an
+            // interface of the default VRF addressed to the router's own MAC.
+            let Some(hi) = self
+                .view
+                .interfaces
+                .iter()
+                .find(|h| h.rif.vrf == nos_core::VrfId::DEFAULT && h.rif.admin_up)
+            else {
+                tracing::trace!(%dst, "router's own packet: no interface to route it from; dropped");
+                return;
+            };
+            let et = if dst.is_ipv4() {
+                ETHERTYPE_IPV4
+            } else {
+                ETHERTYPE_IPV6
+            };
+            if let Some((port, vlan)) = hi.rif.egress(None).first().copied() {
+                let frame = build_eth(hi.rif.mac, hi.rif.mac, vlan, et, &packet);
+                self.out(PacketDest::Ingress(port), frame);
+            }
             return;
         };
         if matches!(self.entries.get(&(rif, dst)), Some(State::Reachable { .. })) {
@@ -1209,6 +1229,29 @@ mod tests {
         let again: Vec<_> = out.iter().filter(|p| p.frame == frame).collect();
         assert_eq!(again.len(), 1);
         assert_eq!(again[0].dest, PacketDest::Ingress(PortId(1)));
+    }
+
+    #[tokio::test]
+    async fn the_kernels_packets_to_remote_destinations_go_through_the_pipeline() {
+        let (mut h, sent, _ev) = stack(fast());
+        h.set_view(view()).await;
+        let p = build_ipv4(
+            [192, 0, 2, 1].into(),
+            [203, 0, 113, 1].into(),
+            6,
+            64,
+            &[0u8; 20],
+        );
+        h.kernel_packet(p.clone());
+        let out = sent.lock().unwrap().clone();
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].dest, PacketDest::Ingress(PortId(1)));
+        assert_eq!(
+            &out[0].frame[..6],
+            &ROUTER_MAC.0,
+            "addressed to the router MAC, so L3 admit takes it"
+        );
+        assert_eq!(out[0].frame.get(14..14 + p.len()), Some(&p[..]));
     }
 
     #[tokio::test]
