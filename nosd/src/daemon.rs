@@ -20,6 +20,7 @@ use routing::bgp::speaker::{BgpQuery, Speaker};
 use routing::host::{HostQuery, HostStack, HostTimers, HostView};
 use routing::router::{Router, RouterQuery};
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,6 +40,8 @@ pub struct Options {
     /// pings to the router); `None` to answer pings in the host stack and run no
     /// kernel stack.
     pub host_interface: Option<String>,
+    /// Where the gNMI server listens; `None` leaves it off.
+    pub gnmi_addr: Option<SocketAddr>,
 }
 
 /// Reads and validates a configuration file, with every error's field path.
@@ -49,7 +52,7 @@ pub fn load_config_file(path: &Path) -> anyhow::Result<Config> {
         .map_err(|e| anyhow::anyhow!("{} is not a valid configuration:\n{e}", path.display()))
 }
 
-enum ConfigCmd {
+pub(crate) enum ConfigCmd {
     Commit {
         yaml: String,
         message: Option<String>,
@@ -61,6 +64,14 @@ enum ConfigCmd {
         reply: oneshot::Sender<Response>,
     },
     Read(Request, oneshot::Sender<Response>),
+    /// A commit computed from commit `expected_head` (a gNMI Set): refused
+    /// with `Conflict` when another commit landed since.
+    CommitAt {
+        config: Box<Config>,
+        message: String,
+        expected_head: Option<u64>,
+        reply: oneshot::Sender<Result<u64, gnmi_server::CommitError>>,
+    },
 }
 
 /// Runs the daemon until SIGTERM or SIGINT.
@@ -71,7 +82,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let store = ConfigStore::open(&db)
         .with_context(|| format!("cannot open config store {}", db.display()))?;
     let head = store.head()?;
-    let config = match (&opts.config, head) {
+    let (config, head) = match (&opts.config, head) {
         (Some(path), head) => {
             let file = load_config_file(path)?;
             match head {
@@ -80,7 +91,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
                         commit = h.info.number,
                         "configuration file matches the newest commit"
                     );
-                    file
+                    (file, Some(h.info.number))
                 }
                 _ => {
                     let info = store.commit(
@@ -88,23 +99,28 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
                         Some(&format!("loaded from {} at start", path.display())),
                     )?;
                     tracing::info!(commit = info.number, file = %path.display(), "configuration file committed");
-                    file
+                    (file, Some(info.number))
                 }
             }
         }
         (None, Some(h)) => {
             tracing::info!(commit = h.info.number, "resuming from the newest commit");
-            h.config
+            (h.config, Some(h.info.number))
         }
         (None, None) => {
             tracing::warn!(
                 "no configuration file and an empty store: starting with an empty configuration"
             );
-            Config::default()
+            (Config::default(), None)
         }
     };
     tracing::info!(hostname = %config.system.hostname, backend = ?config.dataplane.backend, "starting");
 
+    // The newest commit with its number, for the gNMI server.
+    let (head_tx, head_rx) = watch::channel(crate::gnmi::Head {
+        config: config.clone(),
+        commit: head,
+    });
     let (config_tx, config_rx) = watch::channel(config);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
 
@@ -188,9 +204,17 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let config_task = tokio::spawn(config_task(
         store,
         config_tx,
+        head_tx,
         cfg_cmd_rx,
         shutdown_rx.clone(),
     ));
+    let gnmi = match opts.gnmi_addr {
+        Some(addr) => {
+            let backend = crate::gnmi::DaemonBackend::new(cfg_cmd_tx.clone(), head_rx, dh.clone());
+            Some(crate::gnmi::start(addr, Arc::new(backend), shutdown_rx.clone()).await?)
+        }
+        None => None,
+    };
 
     if let Some(dir) = opts.socket.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -226,6 +250,9 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     drop(ctx);
     let _ = std::fs::remove_file(&opts.socket);
     let _ = tokio::join!(router, host, config_task, speaker);
+    if let Some(g) = gnmi {
+        let _ = g.await;
+    }
     tokio::task::spawn_blocking(move || driver.stop()).await?;
     tracing::info!("stopped");
     Ok(())
@@ -235,9 +262,17 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
 async fn config_task(
     store: ConfigStore,
     tx: watch::Sender<Config>,
+    head_tx: watch::Sender<crate::gnmi::Head>,
     mut rx: mpsc::Receiver<ConfigCmd>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    // Every commit below publishes the new head, changed or not.
+    let publish = |config: &Config, number: u64| {
+        head_tx.send_replace(crate::gnmi::Head {
+            config: config.clone(),
+            commit: Some(number),
+        });
+    };
     loop {
         let cmd = tokio::select! {
             c = rx.recv() => match c { Some(c) => c, None => break },
@@ -267,6 +302,7 @@ async fn config_task(
                 let resp = match r {
                     Ok(Ok(info)) => {
                         tracing::info!(commit = info.number, "configuration committed");
+                        publish(&config, info.number);
                         tx.send_replace(config);
                         Response::ok(&Committed {
                             commit: info,
@@ -293,6 +329,7 @@ async fn config_task(
                     Ok(Ok((info, config))) => {
                         tracing::info!(commit = info.number, to = commit, "rolled back");
                         let changed = *tx.borrow() != config;
+                        publish(&config, info.number);
                         tx.send_replace(config);
                         Response::ok(&Committed {
                             commit: info,
@@ -308,6 +345,34 @@ async fn config_task(
                 let r = tokio::task::spawn_blocking(move || read_store(&st, req)).await;
                 let _ = reply
                     .send(r.unwrap_or_else(|e| Response::error(format!("store read failed: {e}"))));
+            }
+            ConfigCmd::CommitAt {
+                config,
+                message,
+                expected_head,
+                reply,
+            } => {
+                use gnmi_server::CommitError;
+                let head = head_tx.borrow().commit;
+                if head != expected_head {
+                    let _ = reply.send(Err(CommitError::Conflict { head }));
+                    continue;
+                }
+                let config = *config;
+                let c2 = config.clone();
+                let r = tokio::task::spawn_blocking(move || st.commit(&c2, Some(&message))).await;
+                let result = match r {
+                    Ok(Ok(info)) => {
+                        tracing::info!(commit = info.number, "configuration committed (gNMI)");
+                        publish(&config, info.number);
+                        tx.send_replace(config);
+                        Ok(info.number)
+                    }
+                    Ok(Err(StoreError::Invalid(errors))) => Err(CommitError::Invalid(errors)),
+                    Ok(Err(e)) => Err(CommitError::Failed(e.to_string())),
+                    Err(e) => Err(CommitError::Failed(format!("commit task failed: {e}"))),
+                };
+                let _ = reply.send(result);
             }
         }
     }

@@ -2,12 +2,14 @@
 //! `nos-core`, `routing` and `dataplane`; this crate connects their tasks
 //! ([`daemon`]), speaks the local management protocol ([`api`], [`client`]),
 //! renders tables ([`render`]) and builds network-namespace labs ([`lab`]) for
-//! `nosd demo` and the end-to-end tests.
+//! `nosd demo` and the end-to-end tests, and serves gNMI on the daemon's
+//! state ([`gnmi`]).
 
 pub mod api;
 pub mod client;
 pub mod daemon;
 pub mod demo;
+pub mod gnmi;
 pub mod hostif;
 pub mod lab;
 pub mod render;

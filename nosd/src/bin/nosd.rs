@@ -37,6 +37,12 @@ enum Cmd {
         /// traffic (BGP, pings to the router); `none` to run without one.
         #[arg(long, default_value = "nos0")]
         host_interface: String,
+        /// Serve gNMI (configuration and state on OpenConfig paths) on this address, e.g.
+        /// `127.0.0.1:9339`. Off unless given. For now the server is plain-text
+        /// gRPC with no TLS and no authentication: whoever reaches the address can
+        /// read and change the configuration, so bind it to a trusted address only.
+        #[arg(long, value_name = "ADDR")]
+        gnmi_addr: Option<std::net::SocketAddr>,
         /// Log filter, e.g. `info`, `debug`, `info,routing=debug` (RUST_LOG overrides it).
         #[arg(long, default_value = "info")]
         log_level: String,
@@ -59,6 +65,7 @@ fn main() -> std::process::ExitCode {
             state_dir,
             socket,
             host_interface,
+            gnmi_addr,
             log_level,
         } => {
             let filter = EnvFilter::try_from_default_env()
@@ -79,6 +86,7 @@ fn main() -> std::process::ExitCode {
                         state_dir,
                         socket,
                         host_interface: (host_interface != "none").then_some(host_interface),
+                        gnmi_addr,
                     }))
                 })
         }

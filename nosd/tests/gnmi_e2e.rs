@@ -1,0 +1,312 @@
+//! End-to-end: the real `nosd` binary serving gNMI, driven by the generated
+//! gNMI client, with `nosctl` reading the same commit history.
+//!
+//! The daemon runs in the current network namespace with a configuration
+//! that has no ports, so no interface is touched, and without its host
+//! interface, so nothing here needs root.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use gnmi_server::proto::gnmi::{
+    get_request::DataType, typed_value, CapabilityRequest, Encoding, GetRequest, Path as GPath,
+    PathElem, SetRequest, TypedValue, Update,
+};
+use gnmi_server::GnmiClient;
+use serde_json::Value as Json;
+use tonic::transport::Channel;
+use tonic::Code;
+
+const NOSD: &str = env!("CARGO_BIN_EXE_nosd");
+const NOSCTL: &str = env!("CARGO_BIN_EXE_nosctl");
+
+const CONFIG: &str = "system:\n  hostname: gnmi-test\n";
+
+/// A running nosd, stopped with SIGTERM when dropped.
+struct Nosd {
+    child: Child,
+    socket: PathBuf,
+    gnmi: SocketAddr,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Nosd {
+    fn start() -> Nosd {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = dir.path().join("config.yaml");
+        std::fs::write(&config, CONFIG).expect("write config");
+        let socket = dir.path().join("nosd.sock");
+        let log = dir.path().join("nosd.log");
+        // A free port: bound, read and released just before nosd takes it.
+        let gnmi = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port");
+        let child = Command::new(NOSD)
+            .arg("run")
+            .arg("--config")
+            .arg(&config)
+            .arg("--state-dir")
+            .arg(dir.path().join("state"))
+            .arg("--socket")
+            .arg(&socket)
+            .args(["--host-interface", "none"])
+            .arg("--gnmi-addr")
+            .arg(gnmi.to_string())
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&log).expect("log"))
+            .stderr(
+                std::fs::File::options()
+                    .append(true)
+                    .open(&log)
+                    .expect("log"),
+            )
+            .spawn()
+            .expect("start nosd");
+        Nosd {
+            child,
+            socket,
+            gnmi,
+            log,
+            _dir: dir,
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// A gNMI client, once the server answers (within 20 s).
+    async fn client(&mut self) -> GnmiClient<Channel> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("nosd exited with {status}:\n{}", self.log());
+            }
+            if let Ok(c) = GnmiClient::connect(format!("http://{}", self.gnmi)).await {
+                if self.socket.exists() {
+                    return c;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "nosd did not start serving gNMI:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn nosctl(&self, args: &[&str]) -> Json {
+        nosctl(&self.socket, args)
+    }
+
+    /// Sends SIGTERM and waits for a clean exit.
+    fn stop(mut self) {
+        terminate(&mut self.child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match self.child.try_wait().expect("wait") {
+                Some(status) => {
+                    assert!(
+                        status.success(),
+                        "nosd exited with {status}:\n{}",
+                        self.log()
+                    );
+                    return;
+                }
+                None if Instant::now() > deadline => {
+                    let _ = self.child.kill();
+                    panic!("nosd did not stop on SIGTERM:\n{}", self.log());
+                }
+                None => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+    }
+}
+
+impl Drop for Nosd {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn terminate(child: &mut Child) {
+    let Ok(pid) = i32::try_from(child.id()) else {
+        return;
+    };
+    // Through kill(1): the workspace forbids `unsafe`, which libc::kill needs.
+    let _ = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
+}
+
+fn nosctl(socket: &Path, args: &[&str]) -> Json {
+    let out = Command::new(NOSCTL)
+        .arg("--socket")
+        .arg(socket)
+        .arg("--json")
+        .args(args)
+        .output()
+        .expect("run nosctl");
+    assert!(
+        out.status.success(),
+        "nosctl {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("nosctl JSON")
+}
+
+fn path(elems: &[&str]) -> GPath {
+    GPath {
+        elem: elems
+            .iter()
+            .map(|e| PathElem {
+                name: (*e).to_owned(),
+                key: Default::default(),
+            })
+            .collect(),
+        ..Default::default()
+    }
+}
+
+fn json_update(p: GPath, value: Json) -> Update {
+    Update {
+        path: Some(p),
+        val: Some(TypedValue {
+            value: Some(typed_value::Value::JsonVal(
+                serde_json::to_vec(&value).expect("encode"),
+            )),
+        }),
+        ..Default::default()
+    }
+}
+
+fn json_of(v: Option<&TypedValue>) -> Json {
+    match v.and_then(|v| v.value.as_ref()) {
+        Some(typed_value::Value::JsonVal(b)) | Some(typed_value::Value::JsonIetfVal(b)) => {
+            serde_json::from_slice(b).expect("JSON value")
+        }
+        other => panic!("not a JSON value: {other:?}"),
+    }
+}
+
+async fn get_leaf(client: &mut GnmiClient<Channel>, p: GPath) -> Json {
+    let resp = client
+        .get(GetRequest {
+            path: vec![p],
+            r#type: DataType::All as i32,
+            encoding: Encoding::Json as i32,
+            ..Default::default()
+        })
+        .await
+        .expect("Get")
+        .into_inner();
+    assert_eq!(resp.notification.len(), 1);
+    let updates = &resp.notification[0].update;
+    assert_eq!(updates.len(), 1, "{updates:?}");
+    json_of(updates[0].val.as_ref())
+}
+
+/// The commit numbers `nosctl config history` lists.
+fn history(nosd: &Nosd) -> Vec<u64> {
+    let h = nosd.nosctl(&["config", "history"]);
+    h.as_array()
+        .expect("history is a list")
+        .iter()
+        .map(|c| c["number"].as_u64().expect("commit number"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nosd_serves_gnmi_on_its_config_store() {
+    let mut nosd = Nosd::start();
+    let mut client = nosd.client().await;
+    assert!(
+        nosd.log().contains("INSECURE"),
+        "no warning about the plain-text server:\n{}",
+        nosd.log()
+    );
+
+    // Capabilities.
+    let caps = client
+        .capabilities(CapabilityRequest::default())
+        .await
+        .expect("Capabilities")
+        .into_inner();
+    assert!(caps
+        .supported_models
+        .iter()
+        .any(|m| m.name == "openconfig-system"));
+    assert!(caps.supported_encodings.contains(&(Encoding::Json as i32)));
+    assert!(!caps.g_nmi_version.is_empty());
+
+    // The committed configuration, and state from the daemon.
+    let hostname = path(&["system", "config", "hostname"]);
+    assert_eq!(get_leaf(&mut client, hostname.clone()).await, "gnmi-test");
+    let boot = get_leaf(&mut client, path(&["system", "state", "boot-time"])).await;
+    let boot = boot
+        .as_u64()
+        .or_else(|| boot.as_str().and_then(|s| s.parse().ok()))
+        .expect("boot-time is a number");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_nanos() as u64;
+    assert!(
+        boot <= now && now - boot < 120_000_000_000,
+        "boot-time {boot}"
+    );
+
+    // A Set is one commit in the history nosctl shows.
+    let before = history(&nosd);
+    assert_eq!(before.len(), 1, "the start-up commit only: {before:?}");
+    client
+        .set(SetRequest {
+            update: vec![json_update(hostname.clone(), Json::from("gnmi-new"))],
+            ..Default::default()
+        })
+        .await
+        .expect("Set hostname");
+    let after = history(&nosd);
+    assert_eq!(after.len(), before.len() + 1, "{after:?}");
+    let newest = *after.iter().max().expect("a commit");
+    let shown = nosd.nosctl(&["show", "config", &newest.to_string()]);
+    let yaml = shown["yaml"].as_str().expect("yaml");
+    assert!(yaml.contains("hostname: gnmi-new"), "{yaml}");
+    let message = shown["commit"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with("gNMI Set"),
+        "commit message {message:?}"
+    );
+    assert_eq!(get_leaf(&mut client, hostname.clone()).await, "gnmi-new");
+
+    // A bad value changes nothing.
+    let err = client
+        .set(SetRequest {
+            update: vec![json_update(hostname.clone(), Json::from("not a hostname!"))],
+            ..Default::default()
+        })
+        .await
+        .expect_err("an invalid hostname");
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert_eq!(history(&nosd), after);
+    assert_eq!(get_leaf(&mut client, hostname.clone()).await, "gnmi-new");
+
+    // A commit made with nosctl is seen by gNMI.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("c.yaml");
+    std::fs::write(&file, "system:\n  hostname: from-nosctl\n").expect("write");
+    nosd.nosctl(&["config", "commit", file.to_str().expect("utf-8 path")]);
+    assert_eq!(get_leaf(&mut client, hostname.clone()).await, "from-nosctl");
+    assert_eq!(history(&nosd).len(), after.len() + 1);
+
+    drop(client);
+    nosd.stop();
+}
