@@ -9,10 +9,13 @@
 //!   publishes them to the forwarding thread without locks, and runs packet I/O.
 //! * [`tun`]: the TUN device that gives the router's own addresses to the kernel
 //!   (its host interface, for BGP's TCP and pings to the router).
+//! * [`p4rt`]: the dataplane as a P4Runtime target (the `nos.p4` P4Info), served
+//!   over gRPC by the `nos-p4rt-target` binary.
 
 pub mod afpacket;
 pub mod backend;
 pub mod engine;
+pub mod p4rt;
 pub mod tun;
 
 pub use backend::{PortResolver, X86Backend};
