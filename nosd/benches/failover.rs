@@ -128,7 +128,7 @@ fn main() {
                 })
             })
             .collect();
-        let deltas = router.bgp(changes).expect("incremental");
+        let deltas = router.bgp(changes).0;
         d.apply(deltas);
     }
     let learned = installed(&d, |s| s.routes().len());
@@ -175,9 +175,7 @@ fn main() {
 
     // ISP1 is lost: what the speaker sends first, then the per-prefix changes.
     let t0 = Instant::now();
-    let deltas = router
-        .bgp(vec![BgpRibChange::NextHopsDown(vec![isp1])])
-        .expect("incremental");
+    let deltas = router.bgp(vec![BgpRibChange::NextHopsDown(vec![isp1])]).0;
     let pic_writes = deltas.len();
     d.apply(deltas);
     let router_done = t0.elapsed();
@@ -238,7 +236,7 @@ fn main() {
                 })
             })
             .collect();
-        let deltas = router.bgp(changes).expect("incremental");
+        let deltas = router.bgp(changes).0;
         d.apply(deltas);
     }
     let converged_routes = installed(&d, |s| s.routes().len());

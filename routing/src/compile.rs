@@ -44,6 +44,11 @@ impl<K: Hash + Eq> IdMap<K> {
         })
     }
 
+    /// Forgets the key of `id`, so the key gets a new id next time.
+    fn forget(&mut self, id: u32) {
+        self.ids.retain(|_, v| *v != id);
+    }
+
     fn lookup(&self, k: &K) -> Option<u32> {
         self.ids.get(k).copied()
     }
@@ -170,6 +175,9 @@ pub struct Compiler {
     groups: IdMap<(Vec<GroupMember>, Vec<GroupMember>)>,
     /// The backup members of BGP path-list groups, for fast failover.
     group_backups: HashMap<GroupId, Vec<GroupMember>>,
+    /// Groups created for BGP path lists (static ECMP groups are not rewritten
+    /// on failover: their members come from the configuration).
+    bgp_groups: std::collections::HashSet<GroupId>,
     /// Static routes of the default VRF (prefix, next hops) from the last
     /// compile, for recursive resolution of BGP next hops.
     statics: Vec<(IpNet, Vec<IpAddr>)>,
@@ -200,6 +208,7 @@ impl Compiler {
             next_hops: IdMap::new(1),
             groups: IdMap::new(1),
             group_backups: HashMap::new(),
+            bgp_groups: std::collections::HashSet::new(),
             statics: Vec::new(),
             acls: IdMap::new(1),
         }
@@ -568,6 +577,7 @@ impl Compiler {
         members.sort();
         backup.sort();
         let gid = GroupId(self.groups.get((members.clone(), backup.clone())));
+        self.bgp_groups.insert(gid);
         if !s.contains(&ObjectKey::Group(gid)) {
             let g = Object::Group(NextHopGroup { id: gid, members });
             s.upsert(g.clone())?;
@@ -639,7 +649,11 @@ impl Compiler {
     /// Fast failover: every group with a member whose address is in `dead`
     /// loses those members; a group left empty takes its backup. Returns the
     /// group modifications (already applied to `s`), one per affected group.
-    pub fn fail_next_hops(&self, s: &mut ForwardingState, dead: &[IpAddr]) -> Vec<nos_core::Delta> {
+    pub fn fail_next_hops(
+        &mut self,
+        s: &mut ForwardingState,
+        dead: &[IpAddr],
+    ) -> Vec<nos_core::Delta> {
         let is_dead = |s: &ForwardingState, id: &NextHopId| {
             s.next_hops().get(id).is_some_and(|n| dead.contains(&n.ip))
         };
@@ -647,6 +661,7 @@ impl Compiler {
         let affected: Vec<NextHopGroup> = s
             .groups()
             .values()
+            .filter(|g| self.bgp_groups.contains(&g.id))
             .filter(|g| g.members.iter().any(|m| is_dead(s, &m.next_hop)))
             .cloned()
             .collect();
@@ -677,6 +692,9 @@ impl Compiler {
             let o = Object::Group(NextHopGroup { id: g.id, members });
             if s.upsert(o.clone()).is_ok() {
                 out.push(nos_core::Delta::Modify(o));
+                // Its content no longer matches its key: the next route with
+                // that path list gets a group of its own.
+                self.groups.forget(g.id.0);
             }
         }
         out

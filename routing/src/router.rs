@@ -91,13 +91,15 @@ impl Router {
     }
 
     /// Applies Loc-RIB changes from the BGP speaker to the desired state
-    /// incrementally, returning the deltas in dependency order (None: a full
-    /// compile is needed, e.g. a BGP route competes with a configured one).
+    /// incrementally, returning the deltas in dependency order, and whether a
+    /// full compile must follow (a BGP route for a prefix that also has a
+    /// configured or connected route). The deltas are already applied to the
+    /// desired state: they must be sent even when a full compile follows.
     ///
     /// `NextHopsDown` rewrites every group using a lost next hop to its backup
     /// first — one write per group whatever the number of prefixes (BGP PIC) —
     /// and those deltas come first in the result.
-    pub fn bgp(&mut self, changes: Vec<BgpRibChange>) -> Option<Vec<Delta>> {
+    pub fn bgp(&mut self, changes: Vec<BgpRibChange>) -> (Vec<Delta>, bool) {
         let mut out = Vec::new();
         let mut full = false;
         for c in changes {
@@ -132,7 +134,7 @@ impl Router {
                 full = true;
             }
         }
-        (!full).then_some(out)
+        (out, full)
     }
 
     /// Brings one BGP prefix's route (and the objects it uses) in line with the
@@ -144,16 +146,10 @@ impl Router {
         };
         let s = &mut self.current.state;
         let route = self.bgp.get(&prefix);
-        if let Some(base) = self.current.base_ranks.get(&key) {
-            let beats_base = route.is_some_and(|r| {
-                let (d, p) = bgp_rank(r);
-                (false, d, p) < *base
-            });
-            if beats_base || !s.routes().contains_key(&key) {
-                return Err(format!("{prefix} competes with a configured route"));
-            }
-            // The configured route stays; the BGP route only shows in the RIB.
-            return Ok(());
+        if self.current.base_ranks.contains_key(&key) {
+            // A configured or connected route for the same prefix: which one is
+            // installed, before and after, is the full compile's decision.
+            return Err(format!("{prefix} competes with a configured route"));
         }
         let want = match route {
             Some(r) => {
@@ -270,33 +266,33 @@ impl Router {
                     if changed { push(&mut self); }
                 }
                 Some(c) = bgp.recv() => {
-                    let mut deltas = Some(Vec::new());
+                    let mut deltas = Vec::new();
+                    let mut full = false;
                     let mut batch = Some(c);
                     // Take what else is waiting, up to a bound, so a full table
                     // arrives in large batches without starving other events.
                     let mut n = 0;
                     while let Some(c) = batch.take() {
-                        let d = self.bgp(c);
-                        deltas = match (deltas, d) {
-                            (Some(mut a), Some(b)) => { a.extend(b); Some(a) }
-                            _ => None,
-                        };
+                        let (d, f) = self.bgp(c);
+                        deltas.extend(d);
+                        full |= f;
                         n += 1;
                         if n < 64 {
                             batch = bgp.try_recv().ok();
                         }
                     }
-                    match deltas {
-                        Some(d) => {
-                            if !d.is_empty() { let _ = fib.send(d); }
-                            let v = self.view();
-                            view.send_if_modified(|old| {
-                                let changed = *old != v;
-                                *old = v;
-                                changed
-                            });
-                        }
-                        None => push(&mut self),
+                    if !deltas.is_empty() {
+                        let _ = fib.send(deltas);
+                    }
+                    if full {
+                        push(&mut self);
+                    } else {
+                        let v = self.view();
+                        view.send_if_modified(|old| {
+                            let changed = *old != v;
+                            *old = v;
+                            changed
+                        });
                     }
                 }
                 Some(q) = queries.recv() => match q {
@@ -418,15 +414,18 @@ static_routes:
             for batch in batches {
                 let before = r.current.state.clone();
                 let changes: Vec<BgpRibChange> = batch.into_iter().map(change).collect();
-                match r.bgp(changes) {
-                    Some(deltas) => {
-                        let mut s = before;
-                        for d in &deltas {
-                            prop_assert!(s.apply(d).is_ok(), "delta {:?} does not apply", d);
-                        }
-                        prop_assert_eq!(&s, &r.current.state);
+                let (deltas, full) = r.bgp(changes);
+                let mut s = before;
+                for d in &deltas {
+                    prop_assert!(s.apply(d).is_ok(), "delta {:?} does not apply", d);
+                }
+                prop_assert_eq!(&s, &r.current.state);
+                if full {
+                    let (more, _) = r.recompute();
+                    for d in &more {
+                        prop_assert!(s.apply(d).is_ok(), "full-compile delta {:?} does not apply", d);
                     }
-                    None => { r.recompute(); }
+                    prop_assert_eq!(&s, &r.current.state);
                 }
                 let full = r.compiler.compile(&r.config, &r.neighbors, &r.bgp).unwrap();
                 let d = diff(&r.current.state, &full.state);
@@ -451,10 +450,11 @@ static_routes:
                 })
             })
             .collect();
-        r.bgp(changes).unwrap();
+        assert!(!r.bgp(changes).1);
         let groups = r.current.state.groups().len();
         assert_eq!(groups, 1, "all prefixes share one path-list group");
-        let deltas = r.bgp(vec![BgpRibChange::NextHopsDown(vec![isp1])]).unwrap();
+        let (deltas, full) = r.bgp(vec![BgpRibChange::NextHopsDown(vec![isp1])]);
+        assert!(!full);
         let group_writes = deltas
             .iter()
             .filter(|d| matches!(d, Delta::Modify(Object::Group(_))))

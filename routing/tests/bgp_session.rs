@@ -17,7 +17,7 @@ const T: Duration = Duration::from_secs(5);
 struct Peer {
     sock: TcpStream,
     events: mpsc::Receiver<SessionEvent>,
-    _cmds: mpsc::Sender<SessionCmd>,
+    _cmds: mpsc::UnboundedSender<SessionCmd>,
 }
 
 fn frame(kind: u8, body: &[u8]) -> Vec<u8> {
@@ -84,7 +84,7 @@ async fn connect() -> Peer {
         ttl: 1,
     };
     let (ev_tx, events) = mpsc::channel(64);
-    let (cmd_tx, cmd_rx) = mpsc::channel(64);
+    let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
     tokio::spawn(Session::new(cfg, ev_tx, cmd_rx).run());
     let (mut sock, _) = timeout(T, l.accept()).await.unwrap().unwrap();
     let (kind, body) = read_msg(&mut sock).await.expect("the session's OPEN");

@@ -121,11 +121,21 @@ enum End {
 
 /// One TCP connection with its framing.
 struct Conn {
-    writer: OwnedWriteHalf,
+    /// To the writer task: the session never waits on the socket, so its timers
+    /// keep running whatever the peer's TCP window.
+    writer: mpsc::UnboundedSender<Out>,
+    /// The keepalive interval the writer task keeps (None: no keepalives).
+    keepalive: watch::Sender<Option<Duration>>,
     reader: mpsc::Receiver<Result<Message, MessageError>>,
     caps_tx: watch::Sender<SessionCaps>,
     outgoing: bool,
     local: IpAddr,
+}
+
+enum Out {
+    Bytes(Vec<u8>),
+    /// Write what is queued, then close the sending side.
+    Close,
 }
 
 impl Conn {
@@ -138,8 +148,12 @@ impl Conn {
         let (caps_tx, caps_rx) = watch::channel(SessionCaps::default());
         let (tx, rx) = mpsc::channel(64);
         tokio::spawn(read_loop(r, caps_rx, tx));
+        let (out_tx, out_rx) = mpsc::unbounded_channel();
+        let (ka_tx, ka_rx) = watch::channel(None);
+        tokio::spawn(write_loop(w, out_rx, ka_rx));
         Ok(Self {
-            writer: w,
+            writer: out_tx,
+            keepalive: ka_tx,
             reader: rx,
             caps_tx,
             outgoing,
@@ -147,15 +161,62 @@ impl Conn {
         })
     }
 
-    async fn send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        self.writer.write_all(bytes).await
+    fn send(&mut self, bytes: Vec<u8>) -> std::io::Result<()> {
+        self.writer
+            .send(Out::Bytes(bytes))
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "connection closed"))
     }
 
-    async fn notify(&mut self, n: &Notification) {
+    fn notify(&mut self, n: &Notification) {
         if let Ok(b) = codec::encode(&Message::Notification(n.clone()), &SessionCaps::default()) {
-            let _ = self.send(&b).await;
+            let _ = self.send(b);
         }
-        let _ = self.writer.shutdown().await;
+        let _ = self.writer.send(Out::Close);
+    }
+}
+
+/// Writes queued messages, and a KEEPALIVE whenever the interval passes.
+async fn write_loop(
+    mut w: OwnedWriteHalf,
+    mut rx: mpsc::UnboundedReceiver<Out>,
+    mut keepalive: watch::Receiver<Option<Duration>>,
+) {
+    let ka = codec::encode(&Message::Keepalive, &SessionCaps::default()).unwrap_or_default();
+    let mut next: Option<Instant> = None;
+    let mut ka_open = true;
+    loop {
+        let wait = next.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+        tokio::select! {
+            // Queued messages first: a NOTIFICATION queued before the session
+            // let go of the connection must still be written.
+            biased;
+            m = rx.recv() => match m {
+                Some(Out::Bytes(b)) => {
+                    if w.write_all(&b).await.is_err() {
+                        return;
+                    }
+                }
+                Some(Out::Close) | None => {
+                    let _ = w.shutdown().await;
+                    return;
+                }
+            },
+            r = keepalive.changed(), if ka_open => {
+                if r.is_err() {
+                    // The session is gone: no more keepalives; write what is queued.
+                    ka_open = false;
+                    next = None;
+                    continue;
+                }
+                next = keepalive.borrow_and_update().map(|d| Instant::now() + d);
+            }
+            _ = sleep_until(wait), if next.is_some() => {
+                if w.write_all(&ka).await.is_err() {
+                    return;
+                }
+                next = keepalive.borrow().map(|d| Instant::now() + d);
+            }
+        }
     }
 }
 
@@ -197,7 +258,7 @@ async fn read_loop(
 pub struct Session {
     cfg: PeerConfig,
     events: mpsc::Sender<SessionEvent>,
-    cmds: mpsc::Receiver<SessionCmd>,
+    cmds: mpsc::UnboundedReceiver<SessionCmd>,
     state: State,
 }
 
@@ -220,7 +281,7 @@ impl Session {
     pub fn new(
         cfg: PeerConfig,
         events: mpsc::Sender<SessionEvent>,
-        cmds: mpsc::Receiver<SessionCmd>,
+        cmds: mpsc::UnboundedReceiver<SessionCmd>,
     ) -> Self {
         Self {
             cfg,
@@ -246,8 +307,10 @@ impl Session {
 
     /// Runs until stopped.
     pub async fn run(mut self) {
+        // The first attempt at once; after a session ends, wait the
+        // connect-retry time first, so a peer that resets us cannot make us flap.
+        let mut next_connect = Instant::now();
         loop {
-            let next_connect = Instant::now();
             let Some(conn) = self.establish(next_connect).await else {
                 tracing::debug!(peer = %self.cfg.address, "BGP session stopped");
                 return;
@@ -272,6 +335,7 @@ impl Session {
             if matches!(end, End::Stop) {
                 return;
             }
+            next_connect = Instant::now() + self.cfg.connect_retry;
             // Connect-retry: wait before trying again (incoming connections are
             // still accepted meanwhile, inside `establish`).
         }
@@ -308,7 +372,8 @@ impl Session {
     /// Connects and accepts until one connection reaches Established; returns
     /// None when told to stop.
     async fn establish(&mut self, first_try: Instant) -> Option<Established> {
-        let mut handshakes: JoinSet<Result<Opened, String>> = JoinSet::new();
+        // Each handshake reports its direction (true: outgoing) with its result.
+        let mut handshakes: JoinSet<(bool, Result<Opened, String>)> = JoinSet::new();
         let mut confirming: JoinSet<Result<Opened, String>> = JoinSet::new();
         let mut next_connect = if self.cfg.passive {
             None
@@ -336,18 +401,21 @@ impl Session {
                     let ttl = self.cfg.ttl;
                     pending_out += 1;
                     handshakes.spawn(async move {
-                        let sock = if addr.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() }
-                            .map_err(|e| format!("socket: {e}"))?;
-                        if let Some(pw) = &password {
-                            super::md5::set_key(sock.as_raw_fd(), addr.is_ipv6(), addr.ip(), pw.as_bytes())
-                                .map_err(|e| e.to_string())?;
-                        }
-                        let s = tokio::time::timeout(Duration::from_secs(5), sock.connect(addr))
-                            .await
-                            .map_err(|_| format!("connect to {addr} timed out"))?
-                            .map_err(|e| format!("connect to {addr}: {e}"))?;
-                        let conn = Conn::new(s, true, ttl).map_err(|e| e.to_string())?;
-                        open_exchange(conn, open).await
+                        let r = async {
+                            let sock = if addr.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() }
+                                .map_err(|e| format!("socket: {e}"))?;
+                            if let Some(pw) = &password {
+                                super::md5::set_key(sock.as_raw_fd(), addr.is_ipv6(), addr.ip(), pw.as_bytes())
+                                    .map_err(|e| e.to_string())?;
+                            }
+                            let s = tokio::time::timeout(Duration::from_secs(5), sock.connect(addr))
+                                .await
+                                .map_err(|_| format!("connect to {addr} timed out"))?
+                                .map_err(|e| format!("connect to {addr}: {e}"))?;
+                            let conn = Conn::new(s, true, ttl).map_err(|e| e.to_string())?;
+                            open_exchange(conn, open).await
+                        };
+                        (true, r.await)
                     });
                 }
                 c = self.cmds.recv() => match c {
@@ -357,27 +425,31 @@ impl Session {
                         let open = self.our_open();
                         let ttl = self.cfg.ttl;
                         handshakes.spawn(async move {
-                            let conn = Conn::new(s, false, ttl).map_err(|e| e.to_string())?;
-                            open_exchange(conn, open).await
+                            let r = async {
+                                let conn = Conn::new(s, false, ttl).map_err(|e| e.to_string())?;
+                                open_exchange(conn, open).await
+                            };
+                            (false, r.await)
                         });
                     }
                     Some(other) => tracing::trace!(peer = %self.cfg.address, ?other, "command ignored: session not established"),
                 },
                 Some(r) = handshakes.join_next() => {
-                    let r = r.unwrap_or_else(|e| Err(format!("handshake task failed: {e}")));
+                    let Ok((outgoing, r)) = r else {
+                        // A handshake task panicked or was aborted: nothing to count.
+                        pending_out = pending_out.min(handshakes.len());
+                        pending_in = pending_in.min(handshakes.len());
+                        continue;
+                    };
+                    if outgoing { pending_out = pending_out.saturating_sub(1) } else { pending_in = pending_in.saturating_sub(1) }
                     match r {
                         Err(e) => {
-                            // Which direction failed is unknown here; a failed
-                            // connect leaves no connection behind either way.
-                            pending_out = pending_out.saturating_sub(1).min(handshakes.len());
-                            pending_in = pending_in.min(handshakes.len());
                             tracing::debug!(peer = %self.cfg.address, "connection attempt failed: {e}");
                         }
                         Ok(mut o) => {
-                            if o.conn.outgoing { pending_out = pending_out.saturating_sub(1) } else { pending_in = pending_in.saturating_sub(1) }
                             if let Err(n) = self.check_open(&o.peer_open) {
                                 tracing::warn!(peer = %self.cfg.address, "OPEN refused: NOTIFICATION {}/{}", n.code, n.subcode);
-                                o.conn.notify(&n).await;
+                                o.conn.notify(&n);
                                 continue;
                             }
                             // Collision: the connection initiated by the higher
@@ -387,7 +459,7 @@ impl Session {
                             let other_pending = if o.conn.outgoing { pending_in } else { pending_out } + confirming.len();
                             if loser && other_pending > 0 {
                                 tracing::info!(peer = %self.cfg.address, "connection collision: closing the {} connection", if o.conn.outgoing { "outgoing" } else { "incoming" });
-                                o.conn.notify(&Notification { code: err::CEASE, subcode: err::CONNECTION_COLLISION, data: vec![] }).await;
+                                o.conn.notify(&Notification { code: err::CEASE, subcode: err::CONNECTION_COLLISION, data: vec![] });
                                 continue;
                             }
                             self.set_state(State::OpenConfirm).await;
@@ -484,32 +556,22 @@ impl Session {
         } else {
             Instant::now() + hold
         };
-        let mut ka_deadline = if hold.is_zero() {
-            far
-        } else {
-            Instant::now() + keepalive
-        };
+        // Keepalives are the writer task's job: they go out even while this
+        // task waits for the speaker to take an UPDATE.
+        let _ = conn.keepalive.send((!hold.is_zero()).then_some(keepalive));
         let refresh_ok = peer_open.has(|c| matches!(c, Capability::RouteRefresh));
         loop {
             tokio::select! {
-                _ = sleep_until(hold_deadline) => {
-                    let n = Notification { code: err::HOLD_TIMER_EXPIRED, subcode: 0, data: vec![] };
-                    conn.notify(&n).await;
-                    return End::Sent(n, format!("hold timer expired ({} s without a message)", hold.as_secs()));
-                }
-                _ = sleep_until(ka_deadline) => {
-                    if let Ok(b) = codec::encode(&Message::Keepalive, &caps) {
-                        if let Err(e) = conn.send(&b).await { return End::Closed(e.to_string()); }
-                    }
-                    ka_deadline = Instant::now() + keepalive;
-                }
+                // Messages first: one already received resets the hold timer
+                // before the timer is looked at.
+                biased;
                 m = conn.reader.recv() => {
                     let Some(m) = m else { return End::Closed("connection closed by the peer".into()) };
                     if !hold.is_zero() { hold_deadline = Instant::now() + hold; }
                     match m {
                         Err(e) => {
                             tracing::warn!(%peer, "malformed message from peer: {}", e.reason);
-                            conn.notify(&e.notification).await;
+                            conn.notify(&e.notification);
                             return End::Sent(e.notification, e.reason);
                         }
                         Ok(Message::Keepalive) => {}
@@ -530,7 +592,7 @@ impl Session {
                         }
                         Ok(Message::Open(_)) => {
                             let n = Notification { code: err::FSM, subcode: 0, data: vec![] };
-                            conn.notify(&n).await;
+                            conn.notify(&n);
                             return End::Sent(n, "OPEN received in Established".into());
                         }
                     }
@@ -539,7 +601,7 @@ impl Session {
                     let bytes: Result<Vec<Vec<u8>>, String> = match c {
                         None | Some(SessionCmd::Stop) => {
                             let n = Notification { code: err::CEASE, subcode: err::ADMIN_SHUTDOWN, data: vec![] };
-                            conn.notify(&n).await;
+                            conn.notify(&n);
                             return End::Stop;
                         }
                         Some(SessionCmd::Incoming(mut s)) => {
@@ -561,12 +623,16 @@ impl Session {
                     match bytes {
                         Ok(msgs) => {
                             for b in msgs {
-                                if let Err(e) = conn.send(&b).await { return End::Closed(e.to_string()); }
+                                if let Err(e) = conn.send(b) { return End::Closed(e.to_string()); }
                             }
-                            if !hold.is_zero() { ka_deadline = Instant::now() + keepalive; }
                         }
                         Err(e) => tracing::error!(%peer, "cannot encode an UPDATE for the peer: {e}"),
                     }
+                }
+                _ = sleep_until(hold_deadline) => {
+                    let n = Notification { code: err::HOLD_TIMER_EXPIRED, subcode: 0, data: vec![] };
+                    conn.notify(&n);
+                    return End::Sent(n, format!("hold timer expired ({} s without a message)", hold.as_secs()));
                 }
             }
         }
@@ -603,7 +669,7 @@ fn negotiate(cfg: &PeerConfig, peer: &Open) -> SessionCaps {
 async fn open_exchange(mut conn: Conn, ours: Open) -> Result<Opened, String> {
     let b =
         codec::encode(&Message::Open(ours), &SessionCaps::default()).map_err(|e| e.to_string())?;
-    conn.send(&b).await.map_err(|e| e.to_string())?;
+    conn.send(b).map_err(|e| e.to_string())?;
     // RFC 4271 suggests a large hold timer (4 minutes) while waiting for the OPEN.
     let m = tokio::time::timeout(Duration::from_secs(240), conn.reader.recv())
         .await
@@ -621,11 +687,11 @@ async fn open_exchange(mut conn: Conn, ours: Open) -> Result<Opened, String> {
                 subcode: 1,
                 data: vec![],
             };
-            conn.notify(&n).await;
+            conn.notify(&n);
             Err("peer sent something other than OPEN".into())
         }
         Err(e) => {
-            conn.notify(&e.notification).await;
+            conn.notify(&e.notification);
             Err(format!("malformed OPEN: {}", e.reason))
         }
     }
@@ -635,7 +701,7 @@ async fn open_exchange(mut conn: Conn, ours: Open) -> Result<Opened, String> {
 async fn keepalive_exchange(mut o: Opened) -> Result<Opened, String> {
     let b =
         codec::encode(&Message::Keepalive, &SessionCaps::default()).map_err(|e| e.to_string())?;
-    o.conn.send(&b).await.map_err(|e| e.to_string())?;
+    o.conn.send(b).map_err(|e| e.to_string())?;
     let hold = u64::from(o.peer_open.hold_time.max(3));
     let m = tokio::time::timeout(Duration::from_secs(hold), o.conn.reader.recv())
         .await
@@ -647,17 +713,15 @@ async fn keepalive_exchange(mut o: Opened) -> Result<Opened, String> {
             Err(format!("peer sent NOTIFICATION {}/{}", n.code, n.subcode))
         }
         Ok(_) => {
-            o.conn
-                .notify(&Notification {
-                    code: err::FSM,
-                    subcode: 2,
-                    data: vec![],
-                })
-                .await;
+            o.conn.notify(&Notification {
+                code: err::FSM,
+                subcode: 2,
+                data: vec![],
+            });
             Err("peer sent something other than KEEPALIVE in OpenConfirm".into())
         }
         Err(e) => {
-            o.conn.notify(&e.notification).await;
+            o.conn.notify(&e.notification);
             Err(format!("malformed message in OpenConfirm: {}", e.reason))
         }
     }

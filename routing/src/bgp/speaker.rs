@@ -117,7 +117,9 @@ struct Peer {
     description: Option<String>,
     import: Option<Policy>,
     export: Option<Policy>,
-    cmd: mpsc::Sender<SessionCmd>,
+    /// Commands to the session. Unbounded: the speaker never waits on a
+    /// session (a session waits on the speaker for its events).
+    cmd: mpsc::UnboundedSender<SessionCmd>,
     state: State,
     since: Instant,
     up: Option<UpInfo>,
@@ -175,11 +177,28 @@ impl std::fmt::Debug for Speaker {
     }
 }
 
-/// Pending outbound messages of one event, per peer, flushed together.
+/// Pending outbound messages of one batch of events, flushed together. Per
+/// peer and prefix only the last word counts (announce with these attributes,
+/// or withdraw), so the order of events within a batch cannot leave a peer
+/// with a route we withdrew or with older attributes.
 #[derive(Default)]
 struct Outbox {
-    announce: HashMap<IpAddr, HashMap<Arc<PathAttrs>, Vec<IpNet>>>,
-    withdraw: HashMap<IpAddr, Vec<IpNet>>,
+    changes: HashMap<IpAddr, HashMap<IpNet, Option<Arc<PathAttrs>>>>,
+    /// End-of-RIB markers, sent after everything else queued for the peer.
+    eor: HashMap<IpAddr, Vec<Family>>,
+}
+
+impl Outbox {
+    fn announce(&mut self, peer: IpAddr, prefix: IpNet, attrs: Arc<PathAttrs>) {
+        self.changes
+            .entry(peer)
+            .or_default()
+            .insert(prefix, Some(attrs));
+    }
+
+    fn withdraw(&mut self, peer: IpAddr, prefix: IpNet) {
+        self.changes.entry(peer).or_default().insert(prefix, None);
+    }
 }
 
 impl Speaker {
@@ -222,7 +241,7 @@ impl Speaker {
                 Some((stream, from)) = in_rx.recv() => {
                     let ip = from.ip().to_canonical();
                     match self.peers.get(&ip) {
-                        Some(p) => { let _ = p.cmd.send(SessionCmd::Incoming(stream)).await; }
+                        Some(p) => { let _ = p.cmd.send(SessionCmd::Incoming(stream)); }
                         None => tracing::info!(%ip, "BGP connection from an unconfigured address refused"),
                     }
                 }
@@ -238,7 +257,7 @@ impl Speaker {
             }
         }
         for p in self.peers.values() {
-            let _ = p.cmd.send(SessionCmd::Stop).await;
+            let _ = p.cmd.send(SessionCmd::Stop);
         }
     }
 
@@ -332,10 +351,12 @@ impl Speaker {
                         connect_retry: Duration::from_secs(5),
                         port: bgp.port,
                         password: n.password.clone(),
+                        // A multihop peer is reached through our own forwarding
+                        // pipeline, which takes one hop of the TTL itself.
                         ttl: if n.remote_as == bgp.asn {
                             255
                         } else {
-                            n.ebgp_multihop.unwrap_or(1)
+                            n.ebgp_multihop.map_or(1, |h| h.saturating_add(1))
                         },
                     },
                 )
@@ -388,7 +409,7 @@ impl Speaker {
                             .map(|u| u.families.clone())
                             .unwrap_or_default()
                     {
-                        let _ = p.cmd.send(SessionCmd::RouteRefresh(f)).await;
+                        let _ = p.cmd.send(SessionCmd::RouteRefresh(f));
                     }
                 }
                 continue;
@@ -396,7 +417,7 @@ impl Speaker {
             let Some(cfg) = wanted.get(&n.address).cloned() else {
                 continue;
             };
-            let (cmd_tx, cmd_rx) = mpsc::channel(256);
+            let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
             tokio::spawn(Session::new(cfg.clone(), ev_tx.clone(), cmd_rx).run());
             tracing::info!(peer = %n.address, remote_as = n.remote_as, "BGP neighbor configured");
             self.peers.insert(
@@ -431,6 +452,9 @@ impl Speaker {
                 .find(|u| u.neighbors.contains(&p.cfg.address))
                 .map(|u| (u.role, u.weight));
         }
+        // Neighbors added to or removed from the default route's list get it
+        // sent or withdrawn once the new list is in place (below).
+        let old_default_to = std::mem::take(&mut self.default_to);
         self.default_to = bgp
             .default_route
             .as_ref()
@@ -456,6 +480,22 @@ impl Speaker {
         self.local = want_local;
         self.config = Some(bgp);
         self.refresh_default(&mut out);
+        let mut listed = old_default_to;
+        listed.extend(self.default_to.iter().copied());
+        for peer in listed {
+            for d in DEFAULTS {
+                let pfx: IpNet = d.parse().expect("a valid prefix");
+                if !self.default_to.contains(&peer) {
+                    // No longer a default-route neighbor: back to the Loc-RIB's view.
+                    if let Some(p) = self.peers.get_mut(&peer) {
+                        if p.adj_out.remove(&pfx).is_some() {
+                            out.withdraw(peer, pfx);
+                        }
+                    }
+                }
+                self.export_one(peer, pfx, &mut out);
+            }
+        }
         for p in gone.into_iter().chain(added) {
             self.decide(p, &mut changes, &mut out);
         }
@@ -480,7 +520,7 @@ impl Speaker {
 
     async fn remove_peer(&mut self, a: IpAddr, changes: &mut Vec<BgpRibChange>, out: &mut Outbox) {
         if let Some(p) = self.peers.remove(&a) {
-            let _ = p.cmd.send(SessionCmd::Stop).await;
+            let _ = p.cmd.send(SessionCmd::Stop);
             for pfx in p.adj_in.keys() {
                 self.decide(*pfx, changes, out);
             }
@@ -536,13 +576,8 @@ impl Speaker {
                 for d in DEFAULTS {
                     self.export_one(peer, d.parse().expect("a valid prefix"), out);
                 }
-                // End-of-RIB goes after the initial table (flushed in order below).
-                out.withdraw.entry(peer).or_default();
-                if let Some(p) = self.peers.get(&peer) {
-                    for f in families {
-                        let _ = p.cmd.try_send(SessionCmd::EndOfRib(f));
-                    }
-                }
+                // End-of-RIB goes after the initial table.
+                out.eor.entry(peer).or_default().extend(families);
             }
             SessionEvent::Down {
                 peer,
@@ -569,6 +604,9 @@ impl Speaker {
                     // Helper mode: the peer is restarting and forwarding on; keep
                     // its routes (stale) and its next hops while it comes back.
                     p.stale = p.adj_in.keys().copied().collect();
+                    // ADD-PATH ids do not survive a restart: the stale routes are
+                    // the peer's best paths, replaced as new paths arrive.
+                    p.paths.clear();
                     p.stale_until = Some(Instant::now() + Duration::from_secs(u64::from(secs)));
                     tracing::info!(%peer, routes = p.stale.len(), restart_time_s = secs, "peer restarting gracefully: keeping its routes");
                     self.refresh_default(out);
@@ -583,7 +621,16 @@ impl Speaker {
                 dead.push(peer);
                 dead.sort();
                 dead.dedup();
-                dead.retain(|nh| *nh == peer || !self.peers.contains_key(nh));
+                // A next hop another up peer still uses (a route server's
+                // third-party next hop, say) is not down.
+                dead.retain(|nh| {
+                    *nh == peer
+                        || !self.peers.iter().any(|(a, q)| {
+                            *a != peer
+                                && q.up.is_some()
+                                && (*a == *nh || q.adj_in.values().any(|x| x.next_hop == Some(*nh)))
+                        })
+                });
                 // Sent at once, ahead of everything queued in `changes`: the
                 // router moves traffic to the backups before any prefix converges.
                 match &self.rib {
@@ -607,9 +654,14 @@ impl Speaker {
                 let Some(p) = self.peers.get_mut(&peer) else {
                     return;
                 };
-                // Send everything again: forget what the peer was told.
-                let keys: Vec<IpNet> = p.adj_out.keys().copied().collect();
-                p.adj_out.clear();
+                // Send this family again: forget what the peer was told of it.
+                let keys: Vec<IpNet> = p
+                    .adj_out
+                    .keys()
+                    .filter(|k| family_of(k) == family)
+                    .copied()
+                    .collect();
+                p.adj_out.retain(|k, _| family_of(k) != family);
                 let mut prefixes: Vec<IpNet> = self.loc.keys().copied().collect();
                 prefixes.extend(keys);
                 prefixes.retain(|p| family_of(p) == family);
@@ -808,7 +860,29 @@ impl Speaker {
                 cands.push(Source::Peer(*a));
             }
         }
-        cands.sort_by(|a, b| self.compare(&pfx, *a, *b));
+        // Deterministic MED: MED only orders paths from the same neighbor AS, so
+        // first pick the best of each neighbor AS, then compare those winners
+        // without MED; the order cannot depend on arrival order.
+        let first_as = |s: &Self, c: &Source| match c {
+            Source::Local => None,
+            Source::Peer(_) => s.attrs_of(*c, &pfx).and_then(|a| a.first_as()),
+        };
+        let mut by_as: BTreeMap<Option<u32>, Vec<Source>> = BTreeMap::new();
+        for c in cands {
+            by_as.entry(first_as(self, &c)).or_default().push(c);
+        }
+        let mut winners = Vec::new();
+        let mut others = Vec::new();
+        for (_, mut group) in by_as {
+            group.sort_by(|a, b| self.compare_with(&pfx, *a, *b, true));
+            let mut it = group.into_iter();
+            winners.extend(it.next());
+            others.extend(it);
+        }
+        winners.sort_by(|a, b| self.compare_with(&pfx, *a, *b, false));
+        others.sort_by(|a, b| self.compare_with(&pfx, *a, *b, true));
+        let mut cands = winners;
+        cands.extend(others);
         let selected: Vec<Source> = match cands.first() {
             None => Vec::new(),
             Some(best) => {
@@ -901,7 +975,9 @@ impl Speaker {
         }
     }
 
-    fn compare(&self, pfx: &IpNet, a: Source, b: Source) -> Ordering {
+    /// RFC 4271 9.1.2 order (lower is better); `med` includes the MED step,
+    /// which only orders paths from the same neighbor AS.
+    fn compare_with(&self, pfx: &IpNet, a: Source, b: Source, med: bool) -> Ordering {
         // Locally originated routes first.
         match (a, b) {
             (Source::Local, Source::Local) => return Ordering::Equal,
@@ -925,7 +1001,7 @@ impl Speaker {
             .then(x.as_path_len().cmp(&y.as_path_len()))
             .then(x.origin.cmp(&y.origin))
             .then_with(|| {
-                if x.first_as() == y.first_as() {
+                if med && x.first_as() == y.first_as() {
                     x.med.unwrap_or(0).cmp(&y.med.unwrap_or(0))
                 } else {
                     Ordering::Equal
@@ -960,7 +1036,9 @@ impl Speaker {
             // Load-sharing upstreams share whatever their AS paths.
             return x.local_pref.unwrap_or(100) == y.local_pref.unwrap_or(100);
         }
+        // As FRR without multipath-relax: paths through the same neighbor AS.
         x.local_pref.unwrap_or(100) == y.local_pref.unwrap_or(100)
+            && x.first_as() == y.first_as()
             && x.as_path_len() == y.as_path_len()
             && x.origin == y.origin
             && x.med.unwrap_or(0) == y.med.unwrap_or(0)
@@ -985,6 +1063,20 @@ impl Speaker {
             }
             let best = best?;
             let attrs = self.attrs_of(best, &pfx)?;
+            // Well-known communities (RFC 1997): NO_ADVERTISE goes to no peer,
+            // NO_EXPORT and NO_EXPORT_SUBCONFED to no eBGP peer.
+            const NO_EXPORT: u32 = 0xFFFF_FF01;
+            const NO_ADVERTISE: u32 = 0xFFFF_FF02;
+            const NO_EXPORT_SUBCONFED: u32 = 0xFFFF_FF03;
+            if attrs.communities.contains(&NO_ADVERTISE) {
+                return None;
+            }
+            if p.ebgp()
+                && (attrs.communities.contains(&NO_EXPORT)
+                    || attrs.communities.contains(&NO_EXPORT_SUBCONFED))
+            {
+                return None;
+            }
             if let Source::Peer(src) = best {
                 if src == peer {
                     return None;
@@ -1029,16 +1121,11 @@ impl Speaker {
                 }
                 let arc = intern(&mut self.interned, a);
                 p.adj_out.insert(pfx, arc.clone());
-                out.announce
-                    .entry(peer)
-                    .or_default()
-                    .entry(arc)
-                    .or_default()
-                    .push(pfx);
+                out.announce(peer, pfx, arc);
             }
             None => {
                 if p.adj_out.remove(&pfx).is_some() {
-                    out.withdraw.entry(peer).or_default().push(pfx);
+                    out.withdraw(peer, pfx);
                 }
             }
         }
@@ -1071,16 +1158,11 @@ impl Speaker {
                 }
                 let arc = intern(&mut self.interned, a);
                 p.adj_out.insert(pfx, arc.clone());
-                out.announce
-                    .entry(peer)
-                    .or_default()
-                    .entry(arc)
-                    .or_default()
-                    .push(pfx);
+                out.announce(peer, pfx, arc);
             }
             None => {
                 if p.adj_out.remove(&pfx).is_some() {
-                    out.withdraw.entry(peer).or_default().push(pfx);
+                    out.withdraw(peer, pfx);
                 }
             }
         }
@@ -1089,10 +1171,11 @@ impl Speaker {
     /// Re-evaluates whether an upstream is up; on a change, sends or withdraws
     /// the default route to the configured neighbors.
     fn refresh_default(&mut self, out: &mut Outbox) {
+        // A peer in graceful restart still forwards: it counts as up.
         let up = self
             .peers
             .values()
-            .any(|p| p.role.is_some() && p.up.is_some());
+            .any(|p| p.role.is_some() && (p.up.is_some() || p.stale_until.is_some()));
         if up == self.default_up {
             return;
         }
@@ -1110,37 +1193,30 @@ impl Speaker {
     }
 
     async fn flush(&mut self, out: Outbox) {
-        for (peer, w) in out.withdraw {
+        for (peer, changes) in out.changes {
             let Some(p) = self.peers.get(&peer) else {
                 continue;
             };
-            for fam in [IPV4_UNICAST, IPV6_UNICAST] {
-                let v: Vec<IpNet> = w.iter().filter(|x| family_of(x) == fam).copied().collect();
-                if !v.is_empty() {
-                    let _ = p.cmd.send(SessionCmd::Withdraw { prefixes: v }).await;
+            let mut withdraw: [Vec<IpNet>; 2] = Default::default();
+            let mut announce: HashMap<(Arc<PathAttrs>, usize), Vec<IpNet>> = HashMap::new();
+            for (prefix, attrs) in changes {
+                let fam = usize::from(family_of(&prefix) == IPV6_UNICAST);
+                match attrs {
+                    None => withdraw[fam].push(prefix),
+                    Some(a) => announce.entry((a, fam)).or_default().push(prefix),
                 }
             }
+            for prefixes in withdraw.into_iter().filter(|w| !w.is_empty()) {
+                let _ = p.cmd.send(SessionCmd::Withdraw { prefixes });
+            }
+            for ((attrs, _), prefixes) in announce {
+                let _ = p.cmd.send(SessionCmd::Announce { attrs, prefixes });
+            }
         }
-        for (peer, groups) in out.announce {
-            let Some(p) = self.peers.get(&peer) else {
-                continue;
-            };
-            for (attrs, prefixes) in groups {
-                for fam in [IPV4_UNICAST, IPV6_UNICAST] {
-                    let v: Vec<IpNet> = prefixes
-                        .iter()
-                        .filter(|x| family_of(x) == fam)
-                        .copied()
-                        .collect();
-                    if !v.is_empty() {
-                        let _ = p
-                            .cmd
-                            .send(SessionCmd::Announce {
-                                attrs: attrs.clone(),
-                                prefixes: v,
-                            })
-                            .await;
-                    }
+        for (peer, families) in out.eor {
+            if let Some(p) = self.peers.get(&peer) {
+                for f in families {
+                    let _ = p.cmd.send(SessionCmd::EndOfRib(f));
                 }
             }
         }
@@ -1461,9 +1537,9 @@ bgp:
 
     fn default_sent_to(out: &Outbox, peer: &str) -> bool {
         let peer: IpAddr = peer.parse().unwrap();
-        out.announce
+        out.changes
             .get(&peer)
-            .is_some_and(|g| g.values().flatten().any(|p| p.prefix_len() == 0))
+            .is_some_and(|m| m.iter().any(|(p, a)| p.prefix_len() == 0 && a.is_some()))
     }
 
     #[tokio::test]
@@ -1535,11 +1611,7 @@ bgp:
     fn announced_next_hop(out: &Outbox, peer: &str, prefix: &str) -> Option<IpAddr> {
         let peer: IpAddr = peer.parse().unwrap();
         let prefix: IpNet = prefix.parse().unwrap();
-        out.announce
-            .get(&peer)?
-            .iter()
-            .find(|(_, p)| p.contains(&prefix))
-            .and_then(|(a, _)| a.next_hop)
+        out.changes.get(&peer)?.get(&prefix)?.as_ref()?.next_hop
     }
 
     #[tokio::test]
@@ -1642,6 +1714,64 @@ bgp:
     }
 
     #[tokio::test]
+    async fn deterministic_med_picks_the_same_best_path_in_any_arrival_order() {
+        // A: customer, AS path 100, MED 0, highest router id; B: ISP1, AS path
+        // 100, MED 10, lowest id; C: ISP2, AS path 200, middle id. Plain
+        // pairwise MED makes A<B, B<C, C<A; deterministic MED gives C.
+        let with_med = |peer: &str, first: u32, med: u32| {
+            let mut a = PathAttrs::new(
+                Origin::Igp,
+                vec![AsSegment::Sequence(vec![first])],
+                Some(peer.parse().unwrap()),
+            );
+            a.med = Some(med);
+            SessionEvent::Update {
+                peer: peer.parse().unwrap(),
+                update: Update {
+                    announced: vec![Nlri {
+                        prefix: "203.0.113.0/24".parse().unwrap(),
+                        path_id: None,
+                    }],
+                    attrs: Some(Arc::new(a)),
+                    ..Default::default()
+                },
+            }
+        };
+        let orders: [[usize; 3]; 6] = [
+            [0, 1, 2],
+            [0, 2, 1],
+            [1, 0, 2],
+            [1, 2, 0],
+            [2, 0, 1],
+            [2, 1, 0],
+        ];
+        // An upstream none of these three belongs to (roles would set local-pref).
+        let roles = "  upstreams:\n    - { name: other, neighbors: [192.0.2.3], role: primary }\n";
+        for order in orders {
+            let (mut s, _rib) = speaker(roles).await;
+            let (mut changes, mut out) = (Vec::new(), Outbox::default());
+            s.event(up(CUSTOMER, 64510, "192.0.2.1"), &mut changes, &mut out);
+            s.event(up(ISP1, 64501, "198.51.100.1"), &mut changes, &mut out);
+            s.event(up(ISP2, 64502, "198.18.1.1"), &mut changes, &mut out);
+            let paths = [
+                with_med(CUSTOMER, 100, 0),
+                with_med(ISP1, 100, 10),
+                with_med(ISP2, 200, 0),
+            ];
+            let mut paths: Vec<Option<SessionEvent>> = paths.into_iter().map(Some).collect();
+            for i in order {
+                s.event(paths[i].take().unwrap(), &mut changes, &mut out);
+            }
+            let r = last_set(&changes, "203.0.113.0/24").unwrap();
+            assert_eq!(
+                r.next_hops,
+                vec![ISP2.parse::<IpAddr>().unwrap()],
+                "order {order:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
     async fn the_default_route_follows_the_upstreams() {
         let roles =
             format!("  upstreams:\n    - {{ name: isp1, neighbors: [{ISP1}], role: primary }}\n");
@@ -1667,9 +1797,9 @@ bgp:
         );
         let customer: IpAddr = CUSTOMER.parse().unwrap();
         assert!(
-            out.withdraw
+            out.changes
                 .get(&customer)
-                .is_some_and(|w| w.iter().any(|p| p.prefix_len() == 0)),
+                .is_some_and(|m| m.iter().any(|(p, a)| p.prefix_len() == 0 && a.is_none())),
             "last upstream down: default withdrawn"
         );
     }
