@@ -1178,11 +1178,32 @@ impl NsLab {
             .ok()
     }
 
-    fn exec_stdout(&self, args: &[&str]) -> Option<String> {
-        let out = self.lab.exec(&self.ns, args).ok()?;
-        out.status
-            .success()
-            .then(|| String::from_utf8_lossy(&out.stdout).to_string())
+    /// Runs commands in the namespace at the same time; for each that
+    /// succeeds, its output and when it was collected.
+    fn exec_all(&self, commands: &[&[&str]]) -> Vec<Option<(String, Instant)>> {
+        let children: Vec<_> = commands
+            .iter()
+            .map(|args| {
+                Command::new("ip")
+                    .args(["netns", "exec", &self.ns])
+                    .args(*args)
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .ok()
+            })
+            .collect();
+        children
+            .into_iter()
+            .map(|c| {
+                let out = c?.wait_with_output().ok()?;
+                let at = Instant::now();
+                out.status
+                    .success()
+                    .then(|| (String::from_utf8_lossy(&out.stdout).to_string(), at))
+            })
+            .collect()
     }
 }
 
@@ -1431,30 +1452,14 @@ fn run_gobgp(feed: &Arc<Feed>, net: LinkNet, timeout: Duration) -> Outcome {
     if let Err(e) = started {
         return Outcome::skipped(NAME, format!("cannot start gobgpd: {e:#}"));
     }
+    const ACCEPTED: &[&str] = &["gobgp", "-p", "50051", "neighbor", "-j"];
+    const RIB: &[&str] = &[
+        "gobgp", "-p", "50051", "global", "rib", "summary", "-a", "ipv4",
+    ];
     let probe_lab = &lab;
-    let accepted = move || -> Option<(u64, Instant)> {
-        let out = probe_lab.exec_stdout(&["gobgp", "-p", "50051", "neighbor", "-j"])?;
-        let at = Instant::now();
-        gobgp_accepted(&serde_json::from_str(&out).ok()?).map(|n| (n, at))
-    };
-    let destinations = move || -> Option<(u64, Instant)> {
-        let out = probe_lab.exec_stdout(&[
-            "gobgp", "-p", "50051", "global", "rib", "summary", "-a", "ipv4",
-        ])?;
-        let at = Instant::now();
-        // "Table ipv4-unicast\nDestination: 1000000, Path: 1000000"
-        let n = out
-            .split("Destination:")
-            .nth(1)?
-            .split(',')
-            .next()?
-            .trim()
-            .parse()
-            .ok()?;
-        Some((n, at))
-    };
     let n = feed.prefixes as u64;
-    let mut accepted_done = false;
+    // The two commands run at the same time, each until its count is reached.
+    let (mut rib_done, mut accepted_done) = (false, false);
     external_run(
         NAME,
         feed,
@@ -1465,18 +1470,38 @@ fn run_gobgp(feed: &Arc<Feed>, net: LinkNet, timeout: Duration) -> Outcome {
             Track::new("accepted", n),
         ],
         move || {
-            // The global RIB is asked once the Adj-RIB-In is complete (gobgpd
-            // updates the Adj-RIB-In first, so the RIB is behind it).
-            let a = if accepted_done { None } else { accepted() };
-            if a.is_some_and(|(c, _)| c >= n) {
-                accepted_done = true;
+            let mut commands = Vec::new();
+            if !rib_done {
+                commands.push(RIB);
             }
-            let d = match (accepted_done, a) {
-                (true, _) => destinations().map_or(Sample::Nothing, |(c, at)| Sample::Count(c, at)),
-                (false, Some((_, at))) => Sample::Below(at),
-                (false, None) => Sample::Nothing,
+            if !accepted_done {
+                commands.push(ACCEPTED);
+            }
+            let mut outputs = probe_lab.exec_all(&commands).into_iter();
+            let rib = if rib_done {
+                None
+            } else {
+                outputs.next().flatten()
             };
-            vec![d, a.map_or(Sample::Nothing, |(c, at)| Sample::Count(c, at))]
+            let accepted = if accepted_done {
+                None
+            } else {
+                outputs.next().flatten()
+            };
+            // "Table afi:AFI_IP safi:SAFI_UNICAST\nDestination: 1000000, Path: 1000000"
+            let rib = rib.and_then(|(out, at)| {
+                let count = out.split("Destination:").nth(1)?.split(',').next()?;
+                Some((count.trim().parse::<u64>().ok()?, at))
+            });
+            let accepted = accepted.and_then(|(out, at)| {
+                Some((gobgp_accepted(&serde_json::from_str(&out).ok()?)?, at))
+            });
+            rib_done |= rib.is_some_and(|(c, _)| c >= n);
+            accepted_done |= accepted.is_some_and(|(c, _)| c >= n);
+            [rib, accepted]
+                .into_iter()
+                .map(|x| x.map_or(Sample::Nothing, |(c, at)| Sample::Count(c, at)))
+                .collect()
         },
         || probe_lab.daemon_pid(),
         probe_lab,
