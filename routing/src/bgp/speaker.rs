@@ -164,6 +164,13 @@ pub struct Speaker {
     rib: Option<mpsc::UnboundedSender<Vec<BgpRibChange>>>,
     /// Neighbors that get a default route while an upstream is up.
     default_to: Vec<IpAddr>,
+    /// Where next hops can be resolved: the default VRF's connected subnets
+    /// and static-route prefixes. A path whose next hop is in none of them is
+    /// left out of the decision process (RFC 4271 9.1.2.1).
+    reachable: Vec<IpNet>,
+    /// Static-route prefixes of the default VRF (a next hop anywhere under one
+    /// is reachable; unlike a connected subnet, the prefix's own address too).
+    reachable_static: Vec<IpNet>,
     /// Whether an upstream session is established (the default route is sent).
     default_up: bool,
 }
@@ -268,6 +275,22 @@ impl Speaker {
         in_tx: &mpsc::Sender<(TcpStream, SocketAddr)>,
         rib: &mpsc::UnboundedSender<Vec<BgpRibChange>>,
     ) {
+        let reachable: Vec<IpNet> = config
+            .interfaces
+            .iter()
+            .filter(|i| i.vrf_name() == nos_core::config::DEFAULT_VRF && i.enabled)
+            .flat_map(|i| i.addresses())
+            .collect();
+        let reachable_static: Vec<IpNet> = config
+            .static_routes
+            .iter()
+            .filter(|r| r.vrf_name() == nos_core::config::DEFAULT_VRF && !r.blackhole)
+            .map(|r| r.prefix)
+            .collect();
+        let reachability_changed =
+            reachable != self.reachable || reachable_static != self.reachable_static;
+        self.reachable = reachable;
+        self.reachable_static = reachable_static;
         let Some(bgp) = config.bgp.clone() else {
             if self.config.is_some() {
                 tracing::info!("BGP removed from the configuration: stopping every session");
@@ -498,6 +521,19 @@ impl Speaker {
         }
         for p in gone.into_iter().chain(added) {
             self.decide(p, &mut changes, &mut out);
+        }
+        if reachability_changed {
+            // Next hops may have become (un)reachable: decide every prefix again.
+            let mut all: Vec<IpNet> = self
+                .peers
+                .values()
+                .flat_map(|p| p.adj_in.keys().copied())
+                .collect();
+            all.sort();
+            all.dedup();
+            for p in all {
+                self.decide(p, &mut changes, &mut out);
+            }
         }
         // Export policy changes: re-evaluate what every peer is sent.
         let up: Vec<IpAddr> = self
@@ -821,6 +857,17 @@ impl Speaker {
         }
     }
 
+    /// Whether a next hop can be reached: on a connected subnet or under a
+    /// static route (IPv6 link-local next hops are on-link by definition).
+    fn resolvable(&self, nh: IpAddr) -> bool {
+        matches!(nh, IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80)
+            || self
+                .reachable
+                .iter()
+                .any(|n| n.contains(&nh) && n.addr() != nh)
+            || self.reachable_static.iter().any(|n| n.contains(&nh))
+    }
+
     /// Drops the stale routes of peers whose graceful restart took too long.
     fn expire_stale(&mut self, changes: &mut Vec<BgpRibChange>, out: &mut Outbox) {
         let now = Instant::now();
@@ -856,8 +903,11 @@ impl Speaker {
             cands.push(Source::Local);
         }
         for (a, p) in &self.peers {
-            if p.adj_in.contains_key(&pfx) {
-                cands.push(Source::Peer(*a));
+            if let Some(attrs) = p.adj_in.get(&pfx) {
+                let nh = attrs.next_hop.unwrap_or(*a);
+                if self.resolvable(nh) {
+                    cands.push(Source::Peer(*a));
+                }
             }
         }
         // Deterministic MED: MED only orders paths from the same neighbor AS, so
@@ -1769,6 +1819,49 @@ bgp:
                 "order {order:?}"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn a_path_with_an_unreachable_next_hop_is_left_out() {
+        let (mut s, _rib) =
+            speaker("  upstreams:\n    - { name: other, neighbors: [192.0.2.3], role: primary }\n")
+                .await;
+        let (mut changes, mut out) = (Vec::new(), Outbox::default());
+        s.event(up(ISP1, 64501, "198.51.100.1"), &mut changes, &mut out);
+        s.event(up(ISP2, 64502, "198.18.1.1"), &mut changes, &mut out);
+        // ISP1's path is better (shorter) but its next hop is on no subnet.
+        let mut a = PathAttrs::new(
+            Origin::Igp,
+            vec![AsSegment::Sequence(vec![64501])],
+            Some("10.9.9.9".parse().unwrap()),
+        );
+        a.med = None;
+        s.event(
+            SessionEvent::Update {
+                peer: ISP1.parse().unwrap(),
+                update: Update {
+                    announced: vec![Nlri {
+                        prefix: "203.0.113.0/24".parse().unwrap(),
+                        path_id: None,
+                    }],
+                    attrs: Some(Arc::new(a)),
+                    ..Default::default()
+                },
+            },
+            &mut changes,
+            &mut out,
+        );
+        assert!(
+            last_set(&changes, "203.0.113.0/24").is_none(),
+            "no route through an unreachable next hop"
+        );
+        s.event(
+            announce(ISP2, vec![64502, 64999], "203.0.113.0/24"),
+            &mut changes,
+            &mut out,
+        );
+        let r = last_set(&changes, "203.0.113.0/24").unwrap();
+        assert_eq!(r.next_hops, vec![ISP2.parse::<IpAddr>().unwrap()]);
     }
 
     #[tokio::test]
