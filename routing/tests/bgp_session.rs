@@ -429,3 +429,56 @@ async fn add_path_is_negotiated_and_path_ids_are_decoded() {
     assert_eq!(got.withdrawn.len(), 1);
     assert_eq!(got.withdrawn[0].path_id, Some(7));
 }
+
+#[tokio::test]
+async fn a_gracefully_restarting_peer_that_reconnects_gets_a_new_session() {
+    let mut p = connect().await;
+    // OPEN with graceful restart: restart time 120 s, IPv4 unicast, forwarding preserved.
+    let mut body = open_body(4, 64501, 9, [198, 51, 100, 2]);
+    let gr = [64u8, 6, 0x00, 0x78, 0, 1, 1, 0x80];
+    body[9] += gr.len() as u8;
+    body[11] += gr.len() as u8;
+    body.extend_from_slice(&gr);
+    p.sock.write_all(&frame(1, &body)).await.unwrap();
+    p.sock.write_all(&frame(4, &[])).await.unwrap();
+    let _ = read_msg(&mut p.sock).await.expect("KEEPALIVE");
+    loop {
+        if let SessionEvent::Established { .. } =
+            timeout(T, p.events.recv()).await.unwrap().unwrap()
+        {
+            break;
+        }
+    }
+    // The peer "reboots": a new connection arrives while the old one is still up.
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut client = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+    let (server, _) = l.accept().await.unwrap();
+    p._cmds.send(SessionCmd::Incoming(server)).unwrap();
+    loop {
+        match timeout(T, p.events.recv()).await.unwrap().unwrap() {
+            SessionEvent::Down { graceful, .. } => {
+                assert!(
+                    graceful,
+                    "the old session ends as a graceful restart (routes kept)"
+                );
+                break;
+            }
+            SessionEvent::State { .. } => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    // A fresh OPEN exchange on the new connection.
+    let (kind, _) = read_msg(&mut client)
+        .await
+        .expect("our OPEN on the new connection");
+    assert_eq!(kind, 1);
+    client.write_all(&frame(1, &body)).await.unwrap();
+    client.write_all(&frame(4, &[])).await.unwrap();
+    loop {
+        match timeout(T, p.events.recv()).await.unwrap().unwrap() {
+            SessionEvent::Established { .. } => break,
+            SessionEvent::State { .. } => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}

@@ -260,6 +260,9 @@ pub struct Session {
     events: mpsc::Sender<SessionEvent>,
     cmds: mpsc::UnboundedReceiver<SessionCmd>,
     state: State,
+    /// A connection that arrived while Established from a peer that restarted
+    /// gracefully; the next `establish` takes it first.
+    restarted: Option<TcpStream>,
 }
 
 impl std::fmt::Debug for Session {
@@ -288,6 +291,7 @@ impl Session {
             events,
             cmds,
             state: State::Idle,
+            restarted: None,
         }
     }
 
@@ -336,6 +340,9 @@ impl Session {
                 return;
             }
             next_connect = Instant::now() + self.cfg.connect_retry;
+            if self.restarted.is_some() {
+                next_connect = Instant::now();
+            }
             // Connect-retry: wait before trying again (incoming connections are
             // still accepted meanwhile, inside `establish`).
         }
@@ -383,6 +390,19 @@ impl Session {
         // Directions with a handshake under way: (outgoing, incoming).
         let mut pending_out = 0usize;
         let mut pending_in = 0usize;
+        if let Some(s) = self.restarted.take() {
+            // The restarted peer's connection: no connect-retry wait for it.
+            pending_in += 1;
+            let open = self.our_open();
+            let ttl = self.cfg.ttl;
+            handshakes.spawn(async move {
+                let r = async {
+                    let conn = Conn::new(s, false, ttl).map_err(|e| e.to_string())?;
+                    open_exchange(conn, open).await
+                };
+                (false, r.await)
+            });
+        }
         self.set_state(if self.cfg.passive {
             State::Active
         } else {
@@ -605,6 +625,16 @@ impl Session {
                             return End::Stop;
                         }
                         Some(SessionCmd::Incoming(mut s)) => {
+                            if peer_open.has(|c| matches!(c, Capability::GracefulRestart { families, .. } if !families.is_empty())) {
+                                // RFC 4724: a new connection from a peer that can
+                                // restart gracefully means it restarted. End this
+                                // session as if the connection had died (its routes
+                                // are kept) and take the new one.
+                                tracing::info!(%peer, "new connection from a gracefully restarting peer: taking it");
+                                let _ = conn.writer.send(Out::Close);
+                                self.restarted = Some(s);
+                                return End::Closed("the peer restarted and connected again".into());
+                            }
                             // A collision with an Established session: the new connection loses.
                             if let Ok(b) = codec::encode(&Message::Notification(Notification { code: err::CEASE, subcode: err::CONNECTION_COLLISION, data: vec![] }), &caps) {
                                 let _ = s.write_all(&b).await;
