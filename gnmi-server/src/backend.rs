@@ -107,6 +107,19 @@ pub struct State {
     pub boot_time_ns: Option<u64>,
 }
 
+/// Where the data the server shows stands; the backend publishes a new one
+/// whenever it may have changed (see [`Backend::changes`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Generation {
+    /// The newest commit. Every commit is announced, whether or not it
+    /// changed the configuration.
+    pub commit: Option<u64>,
+    /// Bumped whenever the state may have changed: event-driven state (an
+    /// interface's oper-status) as the event happens, counters whenever the
+    /// backend refreshes them.
+    pub state: u64,
+}
+
 /// The daemon's side of the gNMI server.
 #[tonic::async_trait]
 pub trait Backend: Send + Sync + 'static {
@@ -127,6 +140,15 @@ pub trait Backend: Send + Sync + 'static {
 
     /// The operational state now.
     async fn state(&self) -> State;
+
+    /// Change notifications. After each, the server reads [`config`] and
+    /// [`state`] again and sends ON_CHANGE subscribers the leaves that
+    /// changed; notifications that come faster than it reads are coalesced.
+    /// This is what drives ON_CHANGE: the server does not poll.
+    ///
+    /// [`config`]: Backend::config
+    /// [`state`]: Backend::state
+    fn changes(&self) -> tokio::sync::watch::Receiver<Generation>;
 }
 
 /// A [`Backend`] on a [`ConfigStore`] with state set by hand: what the tests
@@ -137,6 +159,7 @@ pub struct StoreBackend {
     /// commits.
     head: tokio::sync::Mutex<(Config, Option<u64>)>,
     state: Mutex<State>,
+    changes: tokio::sync::watch::Sender<Generation>,
 }
 
 impl fmt::Debug for StoreBackend {
@@ -155,10 +178,15 @@ impl StoreBackend {
             Some(c) => (c.config, Some(c.info.number)),
             None => (Config::default(), None),
         };
+        let generation = Generation {
+            commit: head.1,
+            state: 0,
+        };
         Ok(Self {
             store,
             head: tokio::sync::Mutex::new(head),
             state: Mutex::new(State::default()),
+            changes: tokio::sync::watch::Sender::new(generation),
         })
     }
 
@@ -167,9 +195,10 @@ impl StoreBackend {
         &self.store
     }
 
-    /// Sets the state [`Backend::state`] returns.
+    /// Sets the state [`Backend::state`] returns, and announces the change.
     pub fn set_state(&self, state: State) {
         *self.state.lock().unwrap_or_else(|e| e.into_inner()) = state;
+        self.changes.send_modify(|g| g.state += 1);
     }
 }
 
@@ -200,10 +229,15 @@ impl Backend for StoreBackend {
                 other => CommitError::Failed(other.to_string()),
             })?;
         *head = (config, Some(info.number));
+        self.changes.send_modify(|g| g.commit = Some(info.number));
         Ok(info.number)
     }
 
     async fn state(&self) -> State {
         self.state.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn changes(&self) -> tokio::sync::watch::Receiver<Generation> {
+        self.changes.subscribe()
     }
 }

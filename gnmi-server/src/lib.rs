@@ -6,16 +6,16 @@
 //!   `gnoi.types`, `gnoi.common`) protos, written for this project from the
 //!   published specifications and compiled at build time with `protox` (no
 //!   system `protoc`), with tonic clients and servers.
-//! - [`GnmiService`]: a gNMI server answering **Capabilities**, **Get** and
-//!   **Set** on the configuration and state the daemon exposes through a
-//!   [`Backend`]. Subscribe returns `UNIMPLEMENTED`; no gNOI service is
-//!   implemented yet, nor TLS or authentication.
+//! - [`GnmiService`]: a gNMI server answering **Capabilities**, **Get**,
+//!   **Set** and **Subscribe** on the configuration and state the daemon
+//!   exposes through a [`Backend`]. No gNOI service is implemented yet, nor
+//!   TLS or authentication.
 //!
 //! # Paths
 //!
 //! Paths may carry no origin or the origin `openconfig`, and any element may
-//! be qualified with its module (`openconfig-interfaces:interfaces`). Get
-//! (and Set's delete) accept the wildcards `*` (any one element, or any key
+//! be qualified with its module (`openconfig-interfaces:interfaces`). Get,
+//! Subscribe and Set's delete accept the wildcards `*` (any one element, or any key
 //! value) and `...` (any number of levels); a list element without some of
 //! its keys matches every value of the missing ones. Served (r = read, w =
 //! write, "…" = the path above):
@@ -51,6 +51,30 @@
 //! path; its status details hold a `SetResponse` whose `UpdateResult`s carry
 //! each operation's error, Aborted for the operations that did not fail (see
 //! [`set_failure_details`]).
+//!
+//! # Subscribe
+//!
+//! ONCE, POLL and STREAM subscription lists; in a STREAM list, ON_CHANGE
+//! (TARGET_DEFINED is ON_CHANGE here) and SAMPLE entries, with
+//! `sample_interval` (at least [`MIN_SAMPLE_INTERVAL`]; 0 asks for it),
+//! `suppress_redundant` and `heartbeat_interval`; `updates_only`,
+//! `use_models`, a prefix (with `target` echoed) and JSON or JSON_IETF.
+//! Updates are sent per leaf, at most [`MAX_UPDATES`] per notification;
+//! removed leaves are sent as deletes. The initial values end with a
+//! `sync_response` (after every poll too).
+//!
+//! ON_CHANGE is driven by [`Backend::changes`]: on each notification one
+//! shared reader (started by the first streaming subscription, stopped with
+//! the last) reads the configuration and state once, computes which leaves
+//! changed and hands that to every streaming subscription, which sends the
+//! leaves it covers. A SAMPLE entry reads the data at its own interval.
+//!
+//! Each subscriber has a bounded queue ([`DEFAULT_SUBSCRIBER_QUEUE`]
+//! responses, see [`GnmiService::with_subscriber_queue`]). Streaming
+//! updates never wait for a subscriber: one whose queue is full is ended
+//! with RESOURCE_EXHAUSTED ("subscriber too slow") and the others go on.
+//! Initial values and poll answers, which the client asked for, wait for
+//! room instead.
 
 pub mod proto {
     //! Generated protobuf messages, tonic clients and tonic servers, one
@@ -97,10 +121,13 @@ mod mapping;
 mod path;
 mod schema;
 mod service;
+mod subscribe;
+mod telemetry;
 mod tree;
 
 pub use backend::{
-    Backend, CommitError, InterfaceCounters, InterfaceState, OperStatus, State, StoreBackend,
+    Backend, CommitError, Generation, InterfaceCounters, InterfaceState, OperStatus, State,
+    StoreBackend,
 };
 pub use capabilities::{
     capability_response, Model, GNMI_VERSION, OPENCONFIG_ORGANIZATION, SUPPORTED_ENCODINGS,
@@ -114,3 +141,4 @@ pub use proto::gnmi::g_nmi_server::GNmi as Gnmi;
 /// The tonic server wrapper for a [`Gnmi`] implementation.
 pub use proto::gnmi::g_nmi_server::GNmiServer as GnmiServer;
 pub use service::{set_failure_details, GnmiService, SET_RESPONSE_TYPE_URL};
+pub use subscribe::{DEFAULT_SUBSCRIBER_QUEUE, MAX_UPDATES, MIN_SAMPLE_INTERVAL};

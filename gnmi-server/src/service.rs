@@ -1,4 +1,5 @@
-//! The gNMI service: Capabilities, Get and Set (Subscribe comes later).
+//! The gNMI service: Capabilities, Get, Set and Subscribe (see
+//! `subscribe.rs`).
 
 use std::collections::HashSet;
 use std::fmt;
@@ -20,10 +21,12 @@ use crate::proto::gnmi::{
     g_nmi_server::{GNmi, GNmiServer},
     get_request::DataType,
     typed_value, update_result, CapabilityRequest, CapabilityResponse, Encoding, Error, GetRequest,
-    GetResponse, Notification, Path, SetRequest, SetResponse, SubscribeRequest, SubscribeResponse,
-    TypedValue, Update, UpdateResult,
+    GetResponse, ModelData, Notification, Path, SetRequest, SetResponse, SubscribeRequest,
+    SubscribeResponse, TypedValue, Update, UpdateResult,
 };
 use crate::schema::{Kind, Node, ROOT};
+use crate::subscribe::{self, DEFAULT_SUBSCRIBER_QUEUE};
+use crate::telemetry::HubSlot;
 use crate::tree::{self, Data, Filter, Render};
 
 /// How many times a Set is recomputed when another commit lands between
@@ -40,6 +43,10 @@ pub struct GnmiService {
     backend: Arc<dyn Backend>,
     /// Sets are computed and committed one at a time.
     set_lock: Arc<tokio::sync::Mutex<()>>,
+    /// The reader shared by streaming subscriptions.
+    hub: Arc<HubSlot>,
+    /// Responses a subscriber may leave unread before it is cut off.
+    subscriber_queue: usize,
 }
 
 impl fmt::Debug for GnmiService {
@@ -54,7 +61,17 @@ impl GnmiService {
         Self {
             backend,
             set_lock: Arc::new(tokio::sync::Mutex::new(())),
+            hub: Arc::new(HubSlot::default()),
+            subscriber_queue: DEFAULT_SUBSCRIBER_QUEUE,
         }
+    }
+
+    /// Sets how many responses a subscriber may leave unread (at least 1;
+    /// [`DEFAULT_SUBSCRIBER_QUEUE`] unless set) before its subscription is
+    /// ended with RESOURCE_EXHAUSTED.
+    pub fn with_subscriber_queue(mut self, responses: usize) -> Self {
+        self.subscriber_queue = responses.max(1);
+        self
     }
 
     /// Wraps the service for `tonic::transport::Server::add_service`.
@@ -77,7 +94,7 @@ fn nanos(t: SystemTime) -> i64 {
 
 /// Whether `encoding` is JSON_IETF (true) or JSON (false); anything else is
 /// Unimplemented.
-fn json_encoding(encoding: i32) -> Result<bool, Failure> {
+pub(crate) fn json_encoding(encoding: i32) -> Result<bool, Failure> {
     match Encoding::try_from(encoding) {
         Ok(Encoding::Json) => Ok(false),
         Ok(Encoding::JsonIetf) => Ok(true),
@@ -115,7 +132,7 @@ impl GnmiService {
                 ))
             }
         };
-        let models = use_models(&req)?;
+        let models = use_models(&req.use_models)?;
         let render = Render {
             ietf,
             filter,
@@ -156,25 +173,7 @@ impl GnmiService {
         let data = mapping::render(&config, Some(&view));
         let timestamp = nanos(now);
 
-        // Paths in the answer are relative to the request's prefix, unless
-        // the prefix has wildcards (its concrete values then go in each path).
-        let prefix = req.prefix.as_ref();
-        let (resp_prefix, skip) = match prefix {
-            None => (None, 0),
-            Some(pre) => {
-                let wild = path::join(Some(pre), None)?.has_wildcards();
-                if wild {
-                    let bare = Path {
-                        origin: pre.origin.clone(),
-                        target: pre.target.clone(),
-                        ..Default::default()
-                    };
-                    (Some(bare), 0)
-                } else {
-                    (Some(pre.clone()), pre.elem.len())
-                }
-            }
-        };
+        let (resp_prefix, skip) = response_prefix(req.prefix.as_ref())?;
 
         let mut notification = Vec::with_capacity(paths.len());
         for (g, p) in paths {
@@ -222,13 +221,36 @@ impl GnmiService {
     }
 }
 
-/// The modules a Get is restricted to (`use_models`), or `None`.
-fn use_models(req: &GetRequest) -> Result<Option<HashSet<String>>, Failure> {
-    if req.use_models.is_empty() {
+/// The prefix of the notifications answering a request with `prefix`, and
+/// how many leading elements of each path it stands for. Paths in the answer
+/// are relative to the request's prefix, unless the prefix has wildcards
+/// (its concrete values then go in each path).
+pub(crate) fn response_prefix(prefix: Option<&Path>) -> Result<(Option<Path>, usize), Failure> {
+    Ok(match prefix {
+        None => (None, 0),
+        Some(pre) => {
+            let wild = path::join(Some(pre), None)?.has_wildcards();
+            if wild {
+                let bare = Path {
+                    origin: pre.origin.clone(),
+                    target: pre.target.clone(),
+                    ..Default::default()
+                };
+                (Some(bare), 0)
+            } else {
+                (Some(pre.clone()), pre.elem.len())
+            }
+        }
+    })
+}
+
+/// The modules a request is restricted to (`use_models`), or `None`.
+pub(crate) fn use_models(models: &[ModelData]) -> Result<Option<HashSet<String>>, Failure> {
+    if models.is_empty() {
         return Ok(None);
     }
     let mut out = HashSet::new();
-    for m in &req.use_models {
+    for m in models {
         if !SUPPORTED_MODELS.iter().any(|s| s.name == m.name) {
             return Err(Failure::new(
                 Code::InvalidArgument,
@@ -645,11 +667,16 @@ impl GNmi for GnmiService {
 
     async fn subscribe(
         &self,
-        _request: Request<Streaming<SubscribeRequest>>,
+        request: Request<Streaming<SubscribeRequest>>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
-        Err(Status::unimplemented(
-            "gNMI Subscribe is not served yet; use Get",
-        ))
+        let stream = subscribe::start(
+            self.backend.clone(),
+            self.hub.clone(),
+            self.subscriber_queue,
+            request.into_inner(),
+        )
+        .await?;
+        Ok(Response::new(Box::pin(stream)))
     }
 }
 

@@ -49,14 +49,16 @@ async fn capabilities_over_grpc() {
     server.stop().await;
 }
 
+/// Subscribe is served (see subscribe.rs); a request without a
+/// SubscriptionList is refused.
 #[tokio::test]
-async fn subscribe_is_not_served_yet() {
+async fn subscribe_without_a_subscription_list_is_refused() {
     let server = common::start().await;
     let mut client = server.client().await;
-    let subscribe = client
+    let refused = client
         .subscribe(tokio_stream::iter([SubscribeRequest::default()]))
         .await
-        .expect_err("Subscribe is not implemented");
-    assert_eq!(subscribe.code(), tonic::Code::Unimplemented);
+        .expect_err("no SubscriptionList");
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
     server.stop().await;
 }

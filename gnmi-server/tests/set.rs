@@ -716,6 +716,10 @@ impl Backend for Interfering {
     async fn state(&self) -> State {
         self.inner.state().await
     }
+
+    fn changes(&self) -> tokio::sync::watch::Receiver<gnmi_server::Generation> {
+        self.inner.changes()
+    }
 }
 
 #[tokio::test]

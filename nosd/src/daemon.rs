@@ -145,7 +145,14 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     };
 
     let (installed_tx, installed_rx) = mpsc::unbounded_channel();
+    // Counts ports entering and leaving the target (their oper-status, for gNMI).
+    let (port_events_tx, port_events_rx) = watch::channel(0u64);
     let driver = Driver::spawn(Box::new(backend), Duration::from_secs(5), move |e| {
+        if let DriverEvent::Installed(ObjectKey::Port(_))
+        | DriverEvent::Removed(ObjectKey::Port(_)) = e
+        {
+            port_events_tx.send_modify(|n| *n = n.wrapping_add(1));
+        }
         if let DriverEvent::Installed(ObjectKey::Neighbor(rif, ip)) = e {
             let _ = installed_tx.send((rif, ip));
         }
@@ -210,7 +217,13 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     ));
     let gnmi = match opts.gnmi_addr {
         Some(addr) => {
-            let backend = crate::gnmi::DaemonBackend::new(cfg_cmd_tx.clone(), head_rx, dh.clone());
+            let backend = crate::gnmi::DaemonBackend::start(
+                cfg_cmd_tx.clone(),
+                head_rx,
+                dh.clone(),
+                port_events_rx,
+                shutdown_rx.clone(),
+            );
             Some(crate::gnmi::start(addr, Arc::new(backend), shutdown_rx.clone()).await?)
         }
         None => None,

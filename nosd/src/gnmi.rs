@@ -4,13 +4,17 @@
 //! - The configuration and its commit number come from the config task, which
 //!   publishes every commit it makes (from nosctl, a rollback or gNMI) as a
 //!   [`Head`]; reading it needs no round trip.
-//! - A gNMI Set is committed by the config task ([`ConfigCmd::CommitAt`]), so
+//! - A gNMI Set is committed by the config task (`ConfigCmd::CommitAt`), so
 //!   it lands in the same history as `nosctl config commit`, in order with
 //!   every other commit, and is refused when another commit landed since the
 //!   Set read the configuration.
 //! - Interface state comes from the driver thread: a port is operationally up
 //!   when it is installed in the forwarding target and administratively up;
 //!   its counters are the target's.
+//! - Change notifications ([`gnmi_server::Backend::changes`]), which drive
+//!   ON_CHANGE subscriptions: every commit the config task publishes, every
+//!   port the driver installs or removes, and a counter refresh every
+//!   [`COUNTER_REFRESH`].
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -18,7 +22,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
-use gnmi_server::{CommitError, GnmiService, InterfaceCounters, InterfaceState, OperStatus, State};
+use gnmi_server::{
+    CommitError, Generation, GnmiService, InterfaceCounters, InterfaceState, OperStatus, State,
+};
 use nos_core::config::Config;
 use nos_core::driver::DriverHandle;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -30,6 +36,11 @@ use crate::daemon::ConfigCmd;
 
 /// How long open gNMI streams may take to finish once the daemon stops.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
+
+/// How often counters are announced as changed, so that ON_CHANGE
+/// subscribers to counters see them move (SAMPLE subscribers read them at
+/// their own interval).
+pub const COUNTER_REFRESH: Duration = Duration::from_secs(1);
 
 /// The newest commit as the config task publishes it.
 #[derive(Clone, Debug, PartialEq)]
@@ -46,26 +57,70 @@ pub struct DaemonBackend {
     head: watch::Receiver<Head>,
     driver: DriverHandle,
     boot_time_ns: u64,
+    changes: watch::Receiver<Generation>,
 }
 
 impl DaemonBackend {
     /// A backend committing through `config` (the config task's queue),
-    /// reading the head from `head` and state from `driver`. The boot time
-    /// is taken now.
-    pub(crate) fn new(
+    /// reading the head from `head` and state from `driver`, and announcing
+    /// changes from `head`, `port_events` (bumped by the driver's port
+    /// events) and a timer until `shutdown`. The boot time is taken now.
+    pub(crate) fn start(
         config: mpsc::Sender<ConfigCmd>,
         head: watch::Receiver<Head>,
         driver: DriverHandle,
+        port_events: watch::Receiver<u64>,
+        shutdown: watch::Receiver<bool>,
     ) -> Self {
         let boot_time_ns = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
             .unwrap_or(0);
+        let (tx, changes) = watch::channel(Generation {
+            commit: head.borrow().commit,
+            state: 0,
+        });
+        tokio::spawn(announce(tx, head.clone(), port_events, shutdown));
         Self {
             config,
             head,
             driver,
             boot_time_ns,
+            changes,
+        }
+    }
+}
+
+/// Turns commits, port events and the counter timer into change
+/// notifications.
+async fn announce(
+    tx: watch::Sender<Generation>,
+    mut head: watch::Receiver<Head>,
+    mut ports: watch::Receiver<u64>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut counters = tokio::time::interval(COUNTER_REFRESH);
+    counters.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut port_events = true;
+    loop {
+        tokio::select! {
+            r = head.changed() => {
+                if r.is_err() {
+                    break;
+                }
+                let commit = head.borrow_and_update().commit;
+                tx.send_modify(|g| g.commit = commit);
+            }
+            r = ports.changed(), if port_events => {
+                if r.is_err() {
+                    port_events = false;
+                    continue;
+                }
+                ports.borrow_and_update();
+                tx.send_modify(|g| g.state = g.state.wrapping_add(1));
+            }
+            _ = counters.tick() => tx.send_modify(|g| g.state = g.state.wrapping_add(1)),
+            _ = shutdown.wait_for(|s| *s) => break,
         }
     }
 }
@@ -167,6 +222,10 @@ impl gnmi_server::Backend for DaemonBackend {
             interfaces,
             boot_time_ns: Some(self.boot_time_ns),
         }
+    }
+
+    fn changes(&self) -> watch::Receiver<Generation> {
+        self.changes.clone()
     }
 }
 

@@ -11,8 +11,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use gnmi_server::proto::gnmi::{
-    get_request::DataType, typed_value, CapabilityRequest, Encoding, GetRequest, Path as GPath,
-    PathElem, SetRequest, TypedValue, Update,
+    get_request::DataType, subscribe_request, subscribe_response, subscription_list, typed_value,
+    CapabilityRequest, Encoding, GetRequest, Path as GPath, PathElem, SetRequest, SubscribeRequest,
+    SubscribeResponse, Subscription, SubscriptionList, SubscriptionMode, TypedValue, Update,
 };
 use gnmi_server::GnmiClient;
 use serde_json::Value as Json;
@@ -214,6 +215,24 @@ async fn get_leaf(client: &mut GnmiClient<Channel>, p: GPath) -> Json {
     json_of(updates[0].val.as_ref())
 }
 
+/// The hostname in the next response of a subscription to it (`None` for a
+/// sync_response); fails after 10 s.
+async fn next_hostname(stream: &mut tonic::Streaming<SubscribeResponse>) -> Option<Json> {
+    let msg = tokio::time::timeout(Duration::from_secs(10), stream.message())
+        .await
+        .expect("a response within 10 s")
+        .expect("the subscription goes on")
+        .expect("the subscription goes on");
+    match msg.response.expect("a response") {
+        subscribe_response::Response::SyncResponse(_) => None,
+        subscribe_response::Response::Update(n) => {
+            assert_eq!(n.update.len(), 1, "{n:?}");
+            Some(json_of(n.update[0].val.as_ref()))
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
 /// The commit numbers `nosctl config history` lists.
 fn history(nosd: &Nosd) -> Vec<u64> {
     let h = nosd.nosctl(&["config", "history"]);
@@ -299,14 +318,47 @@ async fn nosd_serves_gnmi_on_its_config_store() {
     assert_eq!(history(&nosd), after);
     assert_eq!(get_leaf(&mut client, hostname.clone()).await, "gnmi-new");
 
-    // A commit made with nosctl is seen by gNMI.
+    // A commit made with nosctl is seen by gNMI, by Get and by an ON_CHANGE
+    // subscription.
+    let (requests, rx) = tokio::sync::mpsc::channel(1);
+    requests
+        .send(SubscribeRequest {
+            request: Some(subscribe_request::Request::Subscribe(SubscriptionList {
+                mode: subscription_list::Mode::Stream as i32,
+                subscription: vec![Subscription {
+                    path: Some(hostname.clone()),
+                    mode: SubscriptionMode::OnChange as i32,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            })),
+            ..Default::default()
+        })
+        .await
+        .expect("queue the subscription");
+    let mut stream = client
+        .subscribe(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .expect("Subscribe")
+        .into_inner();
+    assert_eq!(
+        next_hostname(&mut stream).await,
+        Some(Json::from("gnmi-new"))
+    );
+    assert_eq!(next_hostname(&mut stream).await, None, "sync_response");
+
     let dir = tempfile::tempdir().expect("temp dir");
     let file = dir.path().join("c.yaml");
     std::fs::write(&file, "system:\n  hostname: from-nosctl\n").expect("write");
     nosd.nosctl(&["config", "commit", file.to_str().expect("utf-8 path")]);
+    assert_eq!(
+        next_hostname(&mut stream).await,
+        Some(Json::from("from-nosctl"))
+    );
     assert_eq!(get_leaf(&mut client, hostname.clone()).await, "from-nosctl");
     assert_eq!(history(&nosd).len(), after.len() + 1);
 
-    drop(client);
+    // SIGTERM with the subscription still open: nosd still stops cleanly.
     nosd.stop();
+    drop((stream, requests, client));
 }

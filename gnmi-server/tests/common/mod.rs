@@ -105,12 +105,17 @@ impl Running {
 
 /// Starts a server on a store holding [`BASE`] as commit 1.
 pub async fn start() -> Running {
+    start_with_queue(gnmi_server::DEFAULT_SUBSCRIBER_QUEUE).await
+}
+
+/// [`start`] with a subscriber queue of `queue` responses.
+pub async fn start_with_queue(queue: usize) -> Running {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = ConfigStore::open(&dir.path().join("store")).expect("open store");
     let base = Config::from_yaml(BASE).expect("base config");
     store.commit(&base, Some("base")).expect("commit base");
     let backend = Arc::new(StoreBackend::new(store).expect("backend"));
-    start_with(backend.clone(), backend, dir).await
+    serve(backend.clone(), backend, dir, queue).await
 }
 
 /// Starts a server on `service_backend`; `backend` is the store behind it.
@@ -119,12 +124,31 @@ pub async fn start_with(
     service_backend: Arc<dyn Backend>,
     dir: tempfile::TempDir,
 ) -> Running {
+    serve(
+        backend,
+        service_backend,
+        dir,
+        gnmi_server::DEFAULT_SUBSCRIBER_QUEUE,
+    )
+    .await
+}
+
+async fn serve(
+    backend: Arc<StoreBackend>,
+    service_backend: Arc<dyn Backend>,
+    dir: tempfile::TempDir,
+    queue: usize,
+) -> Running {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("local addr");
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(
         Server::builder()
-            .add_service(GnmiService::new(service_backend).into_server())
+            .add_service(
+                GnmiService::new(service_backend)
+                    .with_subscriber_queue(queue)
+                    .into_server(),
+            )
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
                 let _ = stopped.await;
             }),
