@@ -156,6 +156,8 @@ pub struct Speaker {
     loc: HashMap<IpNet, Vec<Source>>,
     local: BTreeMap<IpNet, Arc<PathAttrs>>,
     interned: HashSet<Arc<PathAttrs>>,
+    /// The intern table's size after its last sweep.
+    interned_after_sweep: usize,
     listener_port: Option<u16>,
     /// The listening socket, for per-peer TCP MD5 keys (it lives as long as
     /// its accept task, i.e. as long as the speaker).
@@ -1270,9 +1272,12 @@ impl Speaker {
                 }
             }
         }
-        // Attribute sets nobody refers to any more are dropped from the intern table.
-        if self.interned.len() > 1024 {
+        // Attribute sets nobody refers to any more are dropped from the intern
+        // table; the sweep costs the table's size, so it runs only when the
+        // table has doubled since the last one.
+        if self.interned.len() > 1024 && self.interned.len() >= 2 * self.interned_after_sweep {
             self.interned.retain(|a| Arc::strong_count(a) > 1);
+            self.interned_after_sweep = self.interned.len().max(512);
         }
     }
 
