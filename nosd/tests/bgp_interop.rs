@@ -273,28 +273,7 @@ fn start(prefix: &str, graceful_restart: bool) -> BgpLab {
 
     // FRR's bgpd alone, without zebra (see shared/TESTING-NOTES.md).
     let dir = lab.dir.clone();
-    let etc = PathBuf::from(format!("/etc/frr/{isp1}"));
-    let run = PathBuf::from(format!("/var/run/frr/{isp1}"));
-    std::fs::create_dir_all(&etc).unwrap();
-    std::fs::create_dir_all(&run).unwrap();
-    std::fs::write(
-        etc.join("bgpd.conf"),
-        frr_config(&isp1, &dir, graceful_restart),
-    )
-    .unwrap();
-    std::fs::write(etc.join("vtysh.conf"), "").unwrap();
-    let _ = Command::new("chown")
-        .args([
-            "-R",
-            "frr:frr",
-            "/var/run/frr",
-            &etc.to_string_lossy(),
-            &dir.to_string_lossy(),
-        ])
-        .status();
-    let _ = Command::new("chmod")
-        .args(["a+rwx", &dir.to_string_lossy()])
-        .status();
+    install_frr_config(&isp1, &dir, &frr_config(&isp1, &dir, graceful_restart));
     start_bgpd(&lab, &isp1);
 
     let gcfg = dir.join("gobgp.toml");
@@ -314,26 +293,7 @@ fn start(prefix: &str, graceful_restart: bool) -> BgpLab {
     )
     .unwrap();
 
-    let rcfg = dir.join("router.yaml");
-    std::fs::write(&rcfg, router_config(prefix)).unwrap();
-    let socket = dir.join("nosd.sock");
-    lab.spawn(
-        &router,
-        Path::new(NOSD),
-        &[
-            "run",
-            "--config",
-            &rcfg.to_string_lossy(),
-            "--state-dir",
-            &dir.join("state").to_string_lossy(),
-            "--socket",
-            &socket.to_string_lossy(),
-            "--log-level",
-            "info,routing=debug",
-        ],
-        &dir.join("nosd.log"),
-    )
-    .unwrap();
+    let socket = spawn_nosd(&mut lab, &router, &router_config(prefix));
     let l = BgpLab {
         lab,
         host_a,
@@ -349,6 +309,56 @@ fn start(prefix: &str, graceful_restart: bool) -> BgpLab {
         l.log()
     );
     l
+}
+
+/// Writes bgpd's configuration for namespace `ns` under /etc/frr/NS, makes its
+/// run directory, and lets the frr user write its log into the lab directory.
+fn install_frr_config(ns: &str, lab_dir: &Path, bgpd_conf: &str) {
+    let etc = PathBuf::from(format!("/etc/frr/{ns}"));
+    let run = PathBuf::from(format!("/var/run/frr/{ns}"));
+    std::fs::create_dir_all(&etc).unwrap();
+    std::fs::create_dir_all(&run).unwrap();
+    std::fs::write(etc.join("bgpd.conf"), bgpd_conf).unwrap();
+    std::fs::write(etc.join("vtysh.conf"), "").unwrap();
+    let _ = Command::new("chown")
+        .args([
+            "-R",
+            "frr:frr",
+            "/var/run/frr",
+            &etc.to_string_lossy(),
+            &lab_dir.to_string_lossy(),
+        ])
+        .status();
+    let _ = Command::new("chmod")
+        .args(["a+rwx", &lab_dir.to_string_lossy()])
+        .status();
+}
+
+/// Writes the router's configuration and starts nosd in namespace `router`;
+/// returns its management socket.
+fn spawn_nosd(lab: &mut Lab, router: &str, config: &str) -> PathBuf {
+    let dir = lab.dir.clone();
+    let rcfg = dir.join("router.yaml");
+    std::fs::write(&rcfg, config).unwrap();
+    let socket = dir.join("nosd.sock");
+    lab.spawn(
+        router,
+        Path::new(NOSD),
+        &[
+            "run",
+            "--config",
+            &rcfg.to_string_lossy(),
+            "--state-dir",
+            &dir.join("state").to_string_lossy(),
+            "--socket",
+            &socket.to_string_lossy(),
+            "--log-level",
+            "info,routing=debug",
+        ],
+        &dir.join("nosd.log"),
+    )
+    .unwrap();
+    socket
 }
 
 /// Starts FRR's bgpd (alone, no zebra) in namespace `ns` with its config under /etc/frr/NS.
@@ -721,14 +731,8 @@ fn peers_over_ebgp_multihop_and_resolves_next_hops_recursively() {
         }
     }
     let dir = lab.dir.clone();
-    let etc = PathBuf::from(format!("/etc/frr/{isp1}"));
-    let run = PathBuf::from(format!("/var/run/frr/{isp1}"));
-    std::fs::create_dir_all(&etc).unwrap();
-    std::fs::create_dir_all(&run).unwrap();
-    std::fs::write(
-        etc.join("bgpd.conf"),
-        format!(
-            r#"frr defaults traditional
+    let frr = format!(
+        r#"frr defaults traditional
 hostname {isp1}
 log file {}/bgpd.log debugging
 !
@@ -746,31 +750,14 @@ router bgp 64501
  exit-address-family
 !
 "#,
-            dir.display()
-        ),
-    )
-    .unwrap();
-    std::fs::write(etc.join("vtysh.conf"), "").unwrap();
-    let _ = Command::new("chown")
-        .args([
-            "-R",
-            "frr:frr",
-            "/var/run/frr",
-            &etc.to_string_lossy(),
-            &dir.to_string_lossy(),
-        ])
-        .status();
-    let _ = Command::new("chmod")
-        .args(["a+rwx", &dir.to_string_lossy()])
-        .status();
+        dir.display()
+    );
+    install_frr_config(&isp1, &dir, &frr);
     start_bgpd(&lab, &isp1);
     let cleanup = FrrGuard(isp1.clone());
 
-    let rcfg = dir.join("router.yaml");
-    std::fs::write(
-        &rcfg,
-        format!(
-            r#"ports:
+    let config = format!(
+        r#"ports:
   - {{ name: eth1, linux: {p}r1 }}
   - {{ name: eth2, linux: {p}r2 }}
 interfaces:
@@ -786,28 +773,9 @@ bgp:
   policies:
     - {{ name: all, rules: [{{ action: accept }}] }}
 "#,
-            p = prefix
-        ),
-    )
-    .unwrap();
-    let socket = dir.join("nosd.sock");
-    lab.spawn(
-        &router,
-        Path::new(NOSD),
-        &[
-            "run",
-            "--config",
-            &rcfg.to_string_lossy(),
-            "--state-dir",
-            &dir.join("state").to_string_lossy(),
-            "--socket",
-            &socket.to_string_lossy(),
-            "--log-level",
-            "info,routing=debug",
-        ],
-        &dir.join("nosd.log"),
-    )
-    .unwrap();
+        p = prefix
+    );
+    let socket = spawn_nosd(&mut lab, &router, &config);
     let l = BgpLab {
         lab,
         host_a,
