@@ -10,6 +10,7 @@
 //! owned by the batch structures below and says why that is sound.
 #![allow(unsafe_code)]
 
+use nos_core::checksum::{fold, sum16};
 use std::ffi::CString;
 use std::io;
 use std::mem::{size_of, zeroed};
@@ -376,7 +377,7 @@ pub fn complete_l4_checksum(frame: &mut [u8]) -> bool {
                 return false;
             }
             let mut sum = 0u32;
-            sum = add_words(sum, &h[12..20]);
+            sum = sum16(sum, &h[12..20]);
             sum += u32::from(h[9]);
             sum += (total - ihl) as u32;
             (h[9], ip + ihl, total - ihl, sum)
@@ -390,7 +391,7 @@ pub fn complete_l4_checksum(frame: &mut [u8]) -> bool {
                 return false;
             }
             let mut sum = 0u32;
-            sum = add_words(sum, &h[8..40]);
+            sum = sum16(sum, &h[8..40]);
             sum += u32::from(h[6]);
             sum += plen as u32;
             (h[6], ip + 40, plen, sum)
@@ -404,31 +405,13 @@ pub fn complete_l4_checksum(frame: &mut [u8]) -> bool {
     };
     frame[csum_at] = 0;
     frame[csum_at + 1] = 0;
-    let sum = add_words(pseudo, &frame[l4..l4 + l4_len]);
+    let sum = sum16(pseudo, &frame[l4..l4 + l4_len]);
     let mut c = fold(sum);
     if proto == 17 && c == 0 {
         c = 0xffff;
     }
     frame[csum_at..csum_at + 2].copy_from_slice(&c.to_be_bytes());
     true
-}
-
-fn add_words(mut sum: u32, data: &[u8]) -> u32 {
-    let mut chunks = data.chunks_exact(2);
-    for w in &mut chunks {
-        sum = sum.wrapping_add(u32::from(u16::from_be_bytes([w[0], w[1]])));
-    }
-    if let [last] = chunks.remainder() {
-        sum = sum.wrapping_add(u32::from(*last) << 8);
-    }
-    sum
-}
-
-fn fold(mut sum: u32) -> u16 {
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
 }
 
 /// An eventfd used to wake the I/O thread's poll when the control plane has
@@ -519,9 +502,9 @@ mod tests {
         f[42..46].copy_from_slice(b"abcd");
         assert!(complete_l4_checksum(&mut f));
         // Verifying: the one's-complement sum over pseudo header and segment is 0xffff.
-        let mut sum = add_words(0, &f[26..34]);
+        let mut sum = sum16(0, &f[26..34]);
         sum += 17 + 12;
-        sum = add_words(sum, &f[34..46]);
+        sum = sum16(sum, &f[34..46]);
         assert_eq!(fold(sum), 0);
     }
 

@@ -270,6 +270,7 @@ struct IoThread {
     counters: Counters,
     port_counters: HashMap<PortId, PortCounters>,
     pending: Vec<(PortId, usize)>,
+    scratch: Option<RecvBatch>,
 }
 
 impl IoThread {
@@ -288,6 +289,7 @@ impl IoThread {
             counters: Counters::default(),
             port_counters: HashMap::new(),
             pending: Vec::with_capacity(crate::afpacket::BATCH),
+            scratch: None,
         }
     }
 
@@ -358,9 +360,13 @@ impl IoThread {
             match p.dest {
                 PacketDest::Port(port) => self.send(port, &[&p.frame]),
                 PacketDest::Ingress(port) => {
-                    let mut b = RecvBatch::default();
+                    // One reusable batch for re-injected packets (a RecvBatch
+                    // holds 32 frame buffers: too big to build per packet).
+                    let mut b = self.scratch.take().unwrap_or_default();
                     b.bufs[0] = p.frame;
+                    b.meta[0] = Default::default();
                     self.forward_batch(port, &mut b, 1);
+                    self.scratch = Some(b);
                 }
             }
         }

@@ -8,6 +8,7 @@
 //!   with numbered commits, history and rollback.
 
 pub mod backend;
+pub mod checksum;
 pub mod config;
 pub mod diff;
 pub mod driver;

@@ -509,6 +509,12 @@ fn route_refs(vrf: VrfId, action: RouteAction) -> impl Iterator<Item = ObjectKey
     std::iter::once(ObjectKey::Vrf(vrf)).chain(target)
 }
 
+/// Whether `ip` is an IPv6 link-local address (fe80::/10): valid on one link
+/// only, so never routed.
+pub fn is_link_local(ip: IpAddr) -> bool {
+    matches!(ip, IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80)
+}
+
 /// Why a change to the model was refused.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ModelError {

@@ -133,6 +133,15 @@ fn fib_next_hops(lab: &BgpLab, prefix: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Waits up to `secs` for `prefix` to be installed with a next hop `via`.
+fn installed_via(lab: &BgpLab, prefix: &str, via: &str, secs: u64) -> bool {
+    eventually(Duration::from_secs(secs), || {
+        fib_next_hops(lab, prefix)
+            .iter()
+            .any(|n| n.starts_with(via))
+    })
+}
+
 fn router_config(p: &str) -> String {
     format!(
         r#"system:
@@ -420,12 +429,7 @@ fn peers_with_frr_and_gobgp_and_forwards_along_their_routes() {
     // Routes received, installed and forwarding host A's traffic: the best path is
     // ISP1 (shorter AS path), IPv4 and IPv6.
     assert!(
-        eventually(Duration::from_secs(15), || fib_next_hops(
-            &lab,
-            "203.0.113.0/24"
-        )
-        .iter()
-        .any(|n| n.starts_with("198.51.100.2"))),
+        installed_via(&lab, "203.0.113.0/24", "198.51.100.2", 15),
         "203.0.113.0/24 via ISP1 not installed: {:?}\n{}",
         fib_next_hops(&lab, "203.0.113.0/24"),
         lab.log()
@@ -540,12 +544,7 @@ fn peers_with_frr_and_gobgp_and_forwards_along_their_routes() {
     let pid = bgpd_pid(&lab);
     Command::new("kill").args(["-STOP", &pid]).status().unwrap();
     assert!(
-        eventually(Duration::from_secs(20), || fib_next_hops(
-            &lab,
-            "203.0.113.0/24"
-        )
-        .iter()
-        .any(|n| n.starts_with("198.18.1.2"))),
+        installed_via(&lab, "203.0.113.0/24", "198.18.1.2", 20),
         "no failover after the hold timer: {}",
         lab.log()
     );
@@ -566,12 +565,7 @@ fn peers_with_frr_and_gobgp_and_forwards_along_their_routes() {
         "the session with FRR did not come back after the hold-timer reset"
     );
     assert!(
-        eventually(Duration::from_secs(15), || fib_next_hops(
-            &lab,
-            "203.0.113.0/24"
-        )
-        .iter()
-        .any(|n| n.starts_with("198.51.100.2"))),
+        installed_via(&lab, "203.0.113.0/24", "198.51.100.2", 15),
         "traffic did not return to ISP1"
     );
 
@@ -583,12 +577,7 @@ fn peers_with_frr_and_gobgp_and_forwards_along_their_routes() {
         .status()
         .unwrap();
     assert!(
-        eventually(Duration::from_secs(15), || fib_next_hops(
-            &lab,
-            "203.0.113.0/24"
-        )
-        .iter()
-        .any(|n| n.starts_with("198.18.1.2"))),
+        installed_via(&lab, "203.0.113.0/24", "198.18.1.2", 15),
         "203.0.113.0/24 did not fail over to ISP2: {:?}\n{}",
         fib_next_hops(&lab, "203.0.113.0/24"),
         lab.log()
@@ -629,12 +618,7 @@ fn keeps_forwarding_while_frr_restarts_gracefully() {
         lab.log()
     );
     assert!(
-        eventually(Duration::from_secs(15), || fib_next_hops(
-            &lab,
-            "203.0.113.0/24"
-        )
-        .iter()
-        .any(|n| n.starts_with("198.51.100.2"))),
+        installed_via(&lab, "203.0.113.0/24", "198.51.100.2", 15),
         "203.0.113.0/24 via FRR not installed"
     );
     assert!(eventually(Duration::from_secs(10), || lab.ping("203.0.113.1")));
@@ -792,12 +776,7 @@ bgp:
         l.log()
     );
     assert!(
-        eventually(Duration::from_secs(15), || fib_next_hops(
-            &l,
-            "198.19.0.0/16"
-        )
-        .iter()
-        .any(|h| h.starts_with("198.51.100.2"))),
+        installed_via(&l, "198.19.0.0/16", "198.51.100.2", 15),
         "198.19.0.0/16 not installed via the static route's next hop: {:?}\n{}",
         fib_next_hops(&l, "198.19.0.0/16"),
         l.log()

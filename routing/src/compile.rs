@@ -854,10 +854,6 @@ impl Compiler {
     }
 }
 
-fn is_link_local(ip: IpAddr) -> bool {
-    matches!(ip, IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80)
-}
-
 fn vrfs_sorted(m: &HashMap<VrfId, String>) -> Vec<(VrfId, String)> {
     let mut v: Vec<_> = m.iter().map(|(k, n)| (*k, n.clone())).collect();
     v.sort();

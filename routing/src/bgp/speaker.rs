@@ -862,7 +862,7 @@ impl Speaker {
     /// Whether a next hop can be reached: on a connected subnet or under a
     /// static route (IPv6 link-local next hops are on-link by definition).
     fn resolvable(&self, nh: IpAddr) -> bool {
-        matches!(nh, IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80)
+        nos_core::is_link_local(nh)
             || self
                 .reachable
                 .iter()

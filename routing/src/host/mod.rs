@@ -265,7 +265,7 @@ impl HostStack {
     /// subnets, an IPv6 link-local address, or a next hop configured through it.
     fn learnable(&self, hi: &HostInterface, ip: IpAddr) -> bool {
         on_subnet(hi, ip)
-            || matches!(ip, IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80)
+            || nos_core::is_link_local(ip)
             || self.view.resolve.contains(&(hi.rif.id, ip))
     }
 

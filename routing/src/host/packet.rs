@@ -211,24 +211,7 @@ pub fn parse_ipv6(p: &[u8]) -> Result<Ip, DecodeError> {
     })
 }
 
-/// One's-complement sum of 16-bit words.
-pub fn sum16(mut acc: u32, data: &[u8]) -> u32 {
-    let mut it = data.chunks_exact(2);
-    for w in &mut it {
-        acc = acc.wrapping_add(u32::from(u16::from_be_bytes([w[0], w[1]])));
-    }
-    if let [b] = it.remainder() {
-        acc = acc.wrapping_add(u32::from(*b) << 8);
-    }
-    acc
-}
-
-pub fn fold(mut acc: u32) -> u16 {
-    while acc > 0xffff {
-        acc = (acc & 0xffff) + (acc >> 16);
-    }
-    !(acc as u16)
-}
+pub use nos_core::checksum::{fold, sum16};
 
 /// Builds an IPv4 packet (no options, DF clear) with a correct header checksum.
 pub fn build_ipv4(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, ttl: u8, payload: &[u8]) -> Vec<u8> {
