@@ -100,8 +100,10 @@ fn run_child(dir: &Path, delay: Duration) -> Round {
         let mut acked = Vec::new();
         for line in BufReader::new(stdout).lines() {
             let Ok(line) = line else { break };
-            let mut words = line.split_whitespace();
-            if words.next() != Some("ACK") {
+            // libtest prints "test child_committer ... " without a newline before
+            // the test runs, so the first acknowledgement shares its line.
+            let mut words = line.split_whitespace().skip_while(|w| *w != "ACK");
+            if words.next().is_none() {
                 continue;
             }
             let n: u64 = words.next().unwrap().parse().unwrap();
