@@ -28,7 +28,7 @@
 //! While the session is not connected, or not the primary, every delta
 //! fails with UNAVAILABLE (the driver retries).
 
-use crate::canon::EntityKey;
+use crate::canon::{canonical, EntityKey, EntityValue};
 use crate::client::{Client, ClientConfig, ClientError, Mastership, PipelineConfig, UpdateError};
 use crate::compile::{undo, CloneSession, CompileError, Compiler};
 use crate::p4info::{P4Names, Schema, SchemaError};
@@ -38,7 +38,7 @@ use crate::write::{write_ordered, WriteOptions};
 use nos_core::backend::{BackendErrorKind, Capabilities, PacketInSink, PacketSender};
 use nos_core::{Backend, BackendError, Delta, ForwardingState, Object, ObjectKey};
 use p4runtime_proto::p4::v1 as p4;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -153,6 +153,9 @@ pub struct Stats {
     pub updates_written: AtomicU64,
     pub write_rpcs: AtomicU64,
     pub updates_failed: AtomicU64,
+    /// Updates not sent because the target already held the entry (taken
+    /// over after a controller restart).
+    pub adopted: AtomicU64,
     pub packet_ins: AtomicU64,
     pub packet_ins_undecodable: AtomicU64,
 }
@@ -167,6 +170,7 @@ pub struct StatsSnapshot {
     pub updates_written: u64,
     pub write_rpcs: u64,
     pub updates_failed: u64,
+    pub adopted: u64,
     pub packet_ins: u64,
     pub packet_ins_undecodable: u64,
 }
@@ -182,6 +186,7 @@ impl Stats {
             updates_written: g(&self.updates_written),
             write_rpcs: g(&self.write_rpcs),
             updates_failed: g(&self.updates_failed),
+            adopted: g(&self.adopted),
             packet_ins: g(&self.packet_ins),
             packet_ins_undecodable: g(&self.packet_ins_undecodable),
         }
@@ -295,6 +300,7 @@ impl P4RuntimeBackend {
             cfg,
             shared: shared.clone(),
             model: ForwardingState::new(),
+            adopt: HashMap::new(),
             conn: None,
             generation: 0,
         };
@@ -419,6 +425,11 @@ struct Session {
     cfg: P4RuntimeConfig,
     shared: Arc<Shared>,
     model: ForwardingState,
+    /// Entries the target held when this controller, with nothing
+    /// programmed yet, connected: a controller restart. Deltas that call
+    /// for them take them over without a write; the next audit deletes the
+    /// ones nobody asked for.
+    adopt: HashMap<EntityKey, EntityValue>,
     conn: Option<Conn>,
     generation: u64,
 }
@@ -442,7 +453,7 @@ impl Session {
                     None => break,
                     Some(Command::Apply(d, tx)) => { let _ = tx.send(self.apply(&d).await); }
                     Some(Command::Read(tx)) => { let _ = tx.send(self.model.clone()); }
-                    Some(Command::Audit(repair, tx)) => { let _ = tx.send(self.audit(repair).await); }
+                    Some(Command::Audit(repair, tx)) => { let _ = tx.send(self.reconcile(repair, false).await); }
                 },
                 Some(Event::Mastership(generation, m)) = ev_rx.recv() => {
                     if self.conn.as_ref().is_some_and(|c| c.generation == generation) {
@@ -465,7 +476,7 @@ impl Session {
                 },
                 _ = async { match audit_at { Some(t) => tokio::time::sleep_until(t).await, None => std::future::pending().await } } => {
                     if self.is_ready() {
-                        if let Err(e) = self.audit(true).await {
+                        if let Err(e) = self.reconcile(true, false).await {
                             tracing::warn!("periodic audit failed: {e}");
                         }
                     }
@@ -630,7 +641,7 @@ impl Session {
         }
         *lock(&self.shared.packet_path) = Some((client, schema));
         self.shared.stats.reconciles.fetch_add(1, Ordering::Relaxed);
-        let r = self.audit(true).await.map_err(|e| {
+        let r = self.reconcile(true, true).await.map_err(|e| {
             SetupError::Client(ClientError::Rpc {
                 op: "reconcile",
                 code: Code::Unavailable,
@@ -682,6 +693,13 @@ impl Session {
                     results[i] = Err(compile_error(e));
                 }
             }
+        }
+        if !self.adopt.is_empty() {
+            let n = self.adopt(&mut planned, &mut owners);
+            self.shared
+                .stats
+                .adopted
+                .fetch_add(n as u64, Ordering::Relaxed);
         }
         let sent = planned.len();
         let report = write_ordered(&client, planned, self.cfg.write).await;
@@ -765,7 +783,15 @@ impl Session {
         }
     }
 
-    async fn audit(&mut self, repair: bool) -> Result<AuditReport, BackendError> {
+    /// Reads the target and compares it with the model; with `repair`,
+    /// writes the difference. On connect with nothing programmed yet (a
+    /// controller restart), what the target holds is kept for adoption
+    /// instead of deleted.
+    async fn reconcile(
+        &mut self,
+        repair: bool,
+        on_connect: bool,
+    ) -> Result<AuditReport, BackendError> {
         let Some(Conn {
             client,
             ready: Some(r),
@@ -775,13 +801,15 @@ impl Session {
             return Err(unavailable("the P4Runtime target is not ready"));
         };
         let (client, names, compiler) = (client.clone(), r.names.clone(), r.compiler.clone());
-        self.shared.stats.audits.fetch_add(1, Ordering::Relaxed);
+        if !on_connect {
+            self.shared.stats.audits.fetch_add(1, Ordering::Relaxed);
+        }
         let mut entities = client
             .read_all_tables()
             .await
             .map_err(|e| unavailable(format!("reading the target's entries: {e}")))?;
         for base in compiler.base_entities() {
-            if let Ok((EntityKey::CloneSession(_), _)) = crate::canon::canonical(&names, &base) {
+            if let Ok((EntityKey::CloneSession(_), _)) = canonical(&names, &base) {
                 match client.read(vec![crate::compile::key_only(&base)]).await {
                     Ok(found) => entities.extend(found),
                     Err(e) => tracing::debug!("the target does not read clone sessions back: {e}"),
@@ -791,27 +819,44 @@ impl Session {
         let model = &self.model;
         let d: Divergence =
             tokio::task::block_in_place(|| compare(&names, &compiler, model, entities));
+        // A fresh comparison replaces any adoption still pending.
+        self.adopt.clear();
+        let adopting = on_connect && self.model.is_empty();
         let mut report = AuditReport {
             missing: d.missing,
             different: d.different,
-            extra: d.extra,
+            extra: if adopting { 0 } else { d.extra },
             unreadable: d.unreadable,
             examples: d.examples.clone(),
             ..Default::default()
         };
-        if d.is_empty() {
+        let mut updates = d.updates;
+        if adopting {
+            if !d.extras.is_empty() {
+                tracing::info!(
+                    entries = d.extras.len(),
+                    "the target holds entries from before this controller started; deltas that call for them take them over"
+                );
+            }
+            self.adopt = d.extras.into_iter().map(|(k, v, _)| (k, v)).collect();
+        } else {
+            updates.extend(Divergence::deletes(&d.extras));
+        }
+        if updates.is_empty() {
             return Ok(report);
         }
-        tracing::warn!(
-            missing = d.missing,
-            different = d.different,
-            extra = d.extra,
-            "the target differs from the model; examples: {}",
-            d.examples.join("; ")
-        );
+        if !on_connect {
+            tracing::warn!(
+                missing = report.missing,
+                different = report.different,
+                extra = report.extra,
+                "the target differs from the model; examples: {}",
+                report.examples.join("; ")
+            );
+        }
         if repair {
-            let n = d.updates.len();
-            let w = write_ordered(&client, d.updates, self.cfg.write).await;
+            let n = updates.len();
+            let w = write_ordered(&client, updates, self.cfg.write).await;
             let stats = &self.shared.stats;
             stats.updates_written.fetch_add(n as u64, Ordering::Relaxed);
             stats.write_rpcs.fetch_add(w.rpcs as u64, Ordering::Relaxed);
@@ -835,6 +880,42 @@ impl Session {
             }
         }
         Ok(report)
+    }
+
+    /// Drops the updates whose entries the target already holds as
+    /// adoptable (turning an INSERT of an entry it holds differently into
+    /// a MODIFY); returns how many were dropped.
+    fn adopt(
+        &mut self,
+        planned: &mut Vec<crate::compile::Planned>,
+        owners: &mut Vec<usize>,
+    ) -> usize {
+        let Some(Ready { names, .. }) = self.conn.as_ref().and_then(|c| c.ready.as_ref()) else {
+            return 0;
+        };
+        let names = names.clone();
+        let mut dropped = 0;
+        let mut keep_p = Vec::with_capacity(planned.len());
+        let mut keep_o = Vec::with_capacity(owners.len());
+        for (mut p, o) in planned.drain(..).zip(owners.drain(..)) {
+            let is_delete = p.update.r#type == p4::update::Type::Delete as i32;
+            if let Some(Ok((k, v))) = p.update.entity.as_ref().map(|e| canonical(&names, e)) {
+                if let Some(have) = self.adopt.remove(&k) {
+                    if !is_delete {
+                        if have == v {
+                            dropped += 1;
+                            continue;
+                        }
+                        p.update.r#type = p4::update::Type::Modify as i32;
+                    }
+                }
+            }
+            keep_p.push(p);
+            keep_o.push(o);
+        }
+        *planned = keep_p;
+        *owners = keep_o;
+        dropped
     }
 }
 

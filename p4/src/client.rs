@@ -9,7 +9,8 @@
 //! target reports the primary's election id), NOT_FOUND means there is no
 //! primary (the target reports the highest election id it has seen). Under
 //! [`Failover::Primary`] the client claims the primary role at once with an
-//! election id above any the target reports; under [`Failover::Backup`] it
+//! election id above any the target reports (and, once deposed by a higher
+//! id, stays a backup); under [`Failover::Backup`] it
 //! stays a backup while another controller is primary and claims the role
 //! only when there is none. The first election id is the wall clock in
 //! microseconds (or the configured floor, if higher) and every claim adds
@@ -46,10 +47,12 @@ const STREAM_QUEUE: usize = 4096;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Failover {
     /// Be the primary: claim the role with an election id above any the
-    /// target reports.
+    /// target reports (once: a primary deposed by a controller with a
+    /// higher id stays a backup until there is no primary).
     Primary,
-    /// Be a backup while another controller is primary; claim the role when
-    /// the target says there is no primary.
+    /// Be a backup while another controller is primary (the first
+    /// arbitration update carries no election id); claim the role when the
+    /// target says there is no primary.
     Backup,
 }
 
@@ -260,7 +263,7 @@ pub fn initial_election_id(floor: u128) -> u128 {
     now.max(floor)
 }
 
-fn arbitration(cfg: &ClientConfig, election_id: u128) -> p4::StreamMessageRequest {
+fn arbitration(cfg: &ClientConfig, election_id: Option<u128>) -> p4::StreamMessageRequest {
     p4::StreamMessageRequest {
         update: Some(Req::Arbitration(p4::MasterArbitrationUpdate {
             device_id: cfg.device_id,
@@ -268,7 +271,7 @@ fn arbitration(cfg: &ClientConfig, election_id: u128) -> p4::StreamMessageReques
                 name: cfg.role.clone(),
                 ..Default::default()
             }),
-            election_id: Some(uint128(election_id)),
+            election_id: election_id.map(uint128),
             status: None,
         })),
     }
@@ -287,6 +290,9 @@ fn uri(addr: &str) -> String {
 struct StreamTask {
     cfg: Arc<ClientConfig>,
     election_id: u128,
+    /// Whether this stream has been the primary (a primary that another
+    /// controller deposed with a higher id stays a backup).
+    was_primary: bool,
     tx: mpsc::Sender<p4::StreamMessageRequest>,
     state: watch::Sender<Mastership>,
     packet_in: mpsc::Sender<p4::PacketIn>,
@@ -312,10 +318,19 @@ impl StreamTask {
     }
 
     async fn claim(&mut self, above: u128) {
-        self.election_id = self.election_id.max(above.saturating_add(1));
+        // Above the reported id, offset by our own id's low bits so that
+        // two backups claiming at once rarely pick the same id.
+        if self.election_id <= above {
+            self.election_id = above
+                .saturating_add(1)
+                .saturating_add(self.election_id & 0xffff);
+        }
         tracing::info!(election_id = self.election_id, "claiming the primary role");
         let _ = self.state.send(Mastership::Pending);
-        let _ = self.tx.send(arbitration(&self.cfg, self.election_id)).await;
+        let _ = self
+            .tx
+            .send(arbitration(&self.cfg, Some(self.election_id)))
+            .await;
     }
 
     async fn handle(&mut self, m: p4::StreamMessageResponse) {
@@ -325,6 +340,7 @@ impl StreamTask {
                 let code = a.status.as_ref().map_or(Code::Ok as i32, |s| s.code);
                 match Code::from(code) {
                     Code::Ok => {
+                        self.was_primary = true;
                         tracing::info!(election_id = self.election_id, "primary controller");
                         let _ = self.state.send(Mastership::Primary {
                             election_id: self.election_id,
@@ -332,7 +348,7 @@ impl StreamTask {
                     }
                     Code::AlreadyExists => {
                         let _ = self.state.send(Mastership::Backup { primary: reported });
-                        if self.cfg.failover == Failover::Primary {
+                        if self.cfg.failover == Failover::Primary && !self.was_primary {
                             self.claim(reported.unwrap_or(self.election_id)).await;
                         } else {
                             tracing::info!(primary = ?reported, "backup controller");
@@ -403,7 +419,10 @@ impl Client {
             .max_encoding_message_size(MAX_MESSAGE);
         let election_id = initial_election_id(cfg.election_id_floor);
         let (tx, rx) = mpsc::channel(STREAM_QUEUE);
-        tx.send(arbitration(&cfg, election_id))
+        // A backup announces itself without an election id (so it cannot
+        // depose anyone) and claims one only when there is no primary.
+        let first = (cfg.failover == Failover::Primary).then_some(election_id);
+        tx.send(arbitration(&cfg, first))
             .await
             .map_err(|_| ClientError::StreamClosed("the stream queue closed".into()))?;
         let inbound = tokio::time::timeout(
@@ -422,6 +441,7 @@ impl Client {
             StreamTask {
                 cfg: cfg.clone(),
                 election_id,
+                was_primary: false,
                 tx: tx.clone(),
                 state: state_tx,
                 packet_in: pin_tx,

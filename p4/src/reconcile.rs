@@ -28,13 +28,24 @@ pub struct Divergence {
     pub unreadable: usize,
     /// A few of the differences, for the log.
     pub examples: Vec<String>,
-    /// INSERTs and MODIFYs upward by level, then DELETEs downward.
+    /// INSERTs and MODIFYs, upward by level.
     pub updates: Vec<Planned>,
+    /// What the target holds and the model does not need, downward by
+    /// level ([`Divergence::deletes`] removes them).
+    pub extras: Vec<(EntityKey, EntityValue, u8)>,
 }
 
 impl Divergence {
     pub fn is_empty(&self) -> bool {
         self.missing == 0 && self.different == 0 && self.extra == 0
+    }
+
+    /// The DELETEs of the extra entities, downward by level.
+    pub fn deletes(extras: &[(EntityKey, EntityValue, u8)]) -> Vec<Planned> {
+        extras
+            .iter()
+            .map(|(k, _, l)| planned(p4::update::Type::Delete, key_entity(k), *l))
+            .collect()
     }
 }
 
