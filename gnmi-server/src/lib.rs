@@ -8,8 +8,12 @@
 //!   system `protoc`), with tonic clients and servers.
 //! - [`GnmiService`]: a gNMI server answering **Capabilities**, **Get**,
 //!   **Set** and **Subscribe** on the configuration and state the daemon
-//!   exposes through a [`Backend`]. No gNOI service is implemented yet, nor
-//!   TLS or authentication.
+//!   exposes through a [`Backend`].
+//! - [`gnoi`]: the gNOI System service (Time, Ping, Reboot, RebootStatus,
+//!   CancelReboot).
+//! - [`security`]: TLS identities (including a generated self-signed
+//!   certificate), mutual TLS, password hashes and the [`security::Authenticator`]
+//!   both services check every RPC with (metadata `username` and `password`).
 //!
 //! # Paths
 //!
@@ -117,9 +121,11 @@ pub mod proto {
 mod backend;
 mod capabilities;
 mod error;
+pub mod gnoi;
 mod mapping;
 mod path;
 mod schema;
+pub mod security;
 mod service;
 mod subscribe;
 mod telemetry;

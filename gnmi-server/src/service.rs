@@ -25,6 +25,7 @@ use crate::proto::gnmi::{
     SubscribeResponse, TypedValue, Update, UpdateResult,
 };
 use crate::schema::{Kind, Node, ROOT};
+use crate::security::{Authenticator, Caller};
 use crate::subscribe::{self, DEFAULT_SUBSCRIBER_QUEUE};
 use crate::telemetry::HubSlot;
 use crate::tree::{self, Data, Filter, Render};
@@ -47,6 +48,8 @@ pub struct GnmiService {
     hub: Arc<HubSlot>,
     /// Responses a subscriber may leave unread before it is cut off.
     subscriber_queue: usize,
+    /// Checks every RPC's credentials; `None` accepts every request.
+    auth: Option<Arc<Authenticator>>,
 }
 
 impl fmt::Debug for GnmiService {
@@ -63,6 +66,22 @@ impl GnmiService {
             set_lock: Arc::new(tokio::sync::Mutex::new(())),
             hub: Arc::new(HubSlot::default()),
             subscriber_queue: DEFAULT_SUBSCRIBER_QUEUE,
+            auth: None,
+        }
+    }
+
+    /// Makes every RPC present credentials that `auth` accepts (without
+    /// one, the service accepts every request: for tests and in-process
+    /// use only).
+    pub fn with_authenticator(mut self, auth: Arc<Authenticator>) -> Self {
+        self.auth = Some(auth);
+        self
+    }
+
+    async fn authenticate<T>(&self, request: &Request<T>) -> Result<Caller, Status> {
+        match &self.auth {
+            Some(a) => a.check(request).await,
+            None => Ok(Caller::Anonymous),
         }
     }
 
@@ -625,13 +644,16 @@ impl GnmiService {
     }
 }
 
-/// The commit message of a Set: who sent it and from where.
-fn commit_message<T>(request: &Request<T>) -> String {
-    let user = request
-        .metadata()
-        .get("username")
-        .and_then(|v| v.to_str().ok())
-        .filter(|u| !u.is_empty());
+/// The commit message of a Set: who sent it and from where (the
+/// authenticated user, else the `username` the client gave).
+fn commit_message<T>(request: &Request<T>, caller: &Caller) -> String {
+    let user = caller.name().or_else(|| {
+        request
+            .metadata()
+            .get("username")
+            .and_then(|v| v.to_str().ok())
+            .filter(|u| !u.is_empty())
+    });
     match (user, request.remote_addr()) {
         (Some(u), Some(a)) => format!("gNMI Set by {u} from {a}"),
         (Some(u), None) => format!("gNMI Set by {u}"),
@@ -644,12 +666,14 @@ fn commit_message<T>(request: &Request<T>) -> String {
 impl GNmi for GnmiService {
     async fn capabilities(
         &self,
-        _request: Request<CapabilityRequest>,
+        request: Request<CapabilityRequest>,
     ) -> Result<Response<CapabilityResponse>, Status> {
+        self.authenticate(&request).await?;
         Ok(Response::new(GnmiService::capabilities(self)))
     }
 
     async fn get(&self, request: Request<GetRequest>) -> Result<Response<GetResponse>, Status> {
+        self.authenticate(&request).await?;
         self.do_get(request.into_inner())
             .await
             .map(Response::new)
@@ -657,7 +681,8 @@ impl GNmi for GnmiService {
     }
 
     async fn set(&self, request: Request<SetRequest>) -> Result<Response<SetResponse>, Status> {
-        let message = commit_message(&request);
+        let caller = self.authenticate(&request).await?;
+        let message = commit_message(&request, &caller);
         self.do_set(request.into_inner(), message)
             .await
             .map(Response::new)
@@ -669,6 +694,7 @@ impl GNmi for GnmiService {
         &self,
         request: Request<Streaming<SubscribeRequest>>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
+        self.authenticate(&request).await?;
         let stream = subscribe::start(
             self.backend.clone(),
             self.hub.clone(),

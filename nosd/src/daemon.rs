@@ -20,7 +20,6 @@ use routing::bgp::speaker::{BgpQuery, Speaker};
 use routing::host::{HostQuery, HostStack, HostTimers, HostView};
 use routing::router::{Router, RouterQuery};
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,8 +39,20 @@ pub struct Options {
     /// pings to the router); `None` to answer pings in the host stack and run no
     /// kernel stack.
     pub host_interface: Option<String>,
-    /// Where the gNMI server listens; `None` leaves it off.
-    pub gnmi_addr: Option<SocketAddr>,
+    /// Where and how the gNMI/gNOI server listens; `None` leaves it off.
+    pub gnmi: Option<crate::gnmi::GnmiOptions>,
+    /// How many times the daemon was restarted by a gNOI reboot before this
+    /// start (gNOI RebootStatus reports it).
+    pub reboots: u32,
+}
+
+/// How the daemon ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// On SIGTERM or SIGINT, or a gNOI HALT or POWERDOWN reboot.
+    Stopped,
+    /// A gNOI COLD or WARM reboot: the caller starts the daemon again.
+    Restart,
 }
 
 /// Reads and validates a configuration file, with every error's field path.
@@ -74,8 +85,8 @@ pub(crate) enum ConfigCmd {
     },
 }
 
-/// Runs the daemon until SIGTERM or SIGINT.
-pub async fn run(opts: Options) -> anyhow::Result<()> {
+/// Runs the daemon until SIGTERM or SIGINT, or a gNOI reboot.
+pub async fn run(opts: Options) -> anyhow::Result<Exit> {
     std::fs::create_dir_all(&opts.state_dir)
         .with_context(|| format!("cannot create state directory {}", opts.state_dir.display()))?;
     let db = opts.state_dir.join("config.db");
@@ -215,16 +226,28 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         cfg_cmd_rx,
         shutdown_rx.clone(),
     ));
-    let gnmi = match opts.gnmi_addr {
-        Some(addr) => {
+    let (reboot_tx, mut reboot_rx) = mpsc::unbounded_channel::<gnmi_server::gnoi::RebootOrder>();
+    let gnmi = match &opts.gnmi {
+        Some(g) => {
             let backend = crate::gnmi::DaemonBackend::start(
                 cfg_cmd_tx.clone(),
-                head_rx,
+                head_rx.clone(),
                 dh.clone(),
                 port_events_rx,
                 shutdown_rx.clone(),
             );
-            Some(crate::gnmi::start(addr, Arc::new(backend), shutdown_rx.clone()).await?)
+            Some(
+                crate::gnmi::start(
+                    g,
+                    &opts.state_dir,
+                    Arc::new(backend),
+                    head_rx,
+                    reboot_tx,
+                    opts.reboots,
+                    shutdown_rx.clone(),
+                )
+                .await?,
+            )
         }
         None => None,
     };
@@ -247,8 +270,18 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut connections = tokio::task::JoinSet::new();
+    let mut exit = Exit::Stopped;
     loop {
         tokio::select! {
+            Some(order) = reboot_rx.recv() => {
+                use gnmi_server::gnoi::RebootKind;
+                exit = match order.kind {
+                    RebootKind::Restart => Exit::Restart,
+                    RebootKind::Halt => Exit::Stopped,
+                };
+                tracing::warn!(method = order.method.as_str_name(), message = %order.message, "gNOI reboot: shutting down");
+                break;
+            }
             c = listener.accept() => match c {
                 Ok((stream, _)) => { connections.spawn(serve(ctx.clone(), stream)); }
                 Err(e) => tracing::warn!("management accept failed: {e}"),
@@ -268,7 +301,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     }
     tokio::task::spawn_blocking(move || driver.stop()).await?;
     tracing::info!("stopped");
-    Ok(())
+    Ok(exit)
 }
 
 /// The owner of the config store: every commit and rollback goes through here, in order.

@@ -15,13 +15,25 @@
 //!   ON_CHANGE subscriptions: every commit the config task publishes, every
 //!   port the driver installs or removes, and a counter refresh every
 //!   [`COUNTER_REFRESH`].
+//! - Security ([`start`]): TLS by default, with the certificate and key given
+//!   on the command line or a self-signed one generated in the state
+//!   directory at first start; an optional client CA for mutual TLS; every
+//!   RPC authenticated against `management.users` of the newest commit (a
+//!   commit that changes the users takes effect at once); `--insecure` for
+//!   labs.
+//! - gNOI System (Time, Ping, Reboot...): a reboot order goes to the daemon's
+//!   main task, which stops the daemon and, for COLD and WARM, starts it
+//!   again (see `nosd run --help`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
+use gnmi_server::gnoi::{RebootHook, RebootOrder, SystemService};
+use gnmi_server::security::{Authenticator, ClientCa, ServerIdentity, User, Users, WithoutUsers};
 use gnmi_server::{
     CommitError, Generation, GnmiService, InterfaceCounters, InterfaceState, OperStatus, State,
 };
@@ -229,29 +241,178 @@ impl gnmi_server::Backend for DaemonBackend {
     }
 }
 
-/// Starts the gNMI server on `addr`; it stops when `shutdown` turns true
-/// (streams still open a second later are cut). Fails when the address
-/// cannot be bound.
+/// How the management server protects its connections.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Transport {
+    /// Plain-text gRPC (`--insecure`, for labs): no TLS, and no
+    /// authentication either while no users are configured.
+    Insecure,
+    /// TLS (the default) with a certificate and key from files, or the
+    /// self-signed one kept in the state directory; with `client_ca`,
+    /// clients must present a certificate it signed (mutual TLS).
+    Tls {
+        cert_key: Option<(PathBuf, PathBuf)>,
+        client_ca: Option<PathBuf>,
+    },
+}
+
+/// Where and how the gNMI/gNOI server listens.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GnmiOptions {
+    pub addr: SocketAddr,
+    pub transport: Transport,
+}
+
+/// The users of the newest commit, followed until `shutdown`.
+fn users_of(
+    mut head: watch::Receiver<Head>,
+    mut shutdown: watch::Receiver<bool>,
+) -> watch::Receiver<Users> {
+    let users = |h: &Head| -> Users {
+        Arc::new(
+            h.config
+                .management
+                .users
+                .iter()
+                .map(|u| User {
+                    name: u.name.clone(),
+                    password_hash: u.password_hash.clone(),
+                })
+                .collect(),
+        )
+    };
+    let (tx, rx) = watch::channel(users(&head.borrow_and_update()));
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                r = head.changed() => {
+                    if r.is_err() {
+                        break;
+                    }
+                    let new = users(&head.borrow_and_update());
+                    tx.send_if_modified(|old| {
+                        if *old == new {
+                            false
+                        } else {
+                            tracing::info!(users = new.len(), "management users changed");
+                            *old = new;
+                            true
+                        }
+                    });
+                }
+                _ = shutdown.wait_for(|s| *s) => break,
+            }
+        }
+    });
+    rx
+}
+
+/// Starts the gNMI and gNOI server; it stops when `shutdown` turns true
+/// (streams still open a second later are cut). A gNOI reboot is handed
+/// to `reboot`. Fails when the address cannot be bound or TLS cannot be
+/// set up.
 pub async fn start(
-    addr: SocketAddr,
+    opts: &GnmiOptions,
+    state_dir: &Path,
     backend: Arc<dyn gnmi_server::Backend>,
+    head: watch::Receiver<Head>,
+    reboot: mpsc::UnboundedSender<RebootOrder>,
+    reboots: u32,
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<JoinHandle<()>> {
+    let addr = opts.addr;
+    let hostname = head.borrow().config.system.hostname.clone();
+    let users = users_of(head, shutdown.clone());
+    let mut server = Server::builder();
+    let without_users = match &opts.transport {
+        Transport::Insecure => {
+            tracing::warn!(
+                address = %addr,
+                "gNMI/gNOI server is INSECURE (--insecure): plain-text gRPC without TLS; \
+                 passwords cross the network in clear, and while no users are configured \
+                 anyone who can reach this address can read and change the configuration \
+                 and reboot the router"
+            );
+            WithoutUsers::Allow
+        }
+        Transport::Tls {
+            cert_key,
+            client_ca,
+        } => {
+            let identity = match cert_key {
+                Some((cert, key)) => ServerIdentity::load(cert, key)
+                    .context("cannot load the gNMI TLS certificate")?,
+                None => {
+                    let mut names = vec![hostname];
+                    if !addr.ip().is_unspecified() {
+                        names.push(addr.ip().to_string());
+                    }
+                    ServerIdentity::load_or_generate(state_dir, &names)
+                        .context("cannot set up the gNMI TLS certificate")?
+                }
+            };
+            if identity.generated {
+                tracing::warn!(
+                    cert = %identity.cert_path.display(),
+                    sha256 = %identity.fingerprint,
+                    "generated a self-signed gNMI TLS certificate; give clients this file \
+                     (or check the fingerprint) to verify the server"
+                );
+            } else {
+                tracing::info!(
+                    cert = %identity.cert_path.display(),
+                    sha256 = %identity.fingerprint,
+                    "gNMI TLS certificate"
+                );
+            }
+            let ca = match client_ca {
+                Some(path) => {
+                    let ca = ClientCa::load(path).context("cannot load the gNMI client CA")?;
+                    tracing::info!(
+                        ca = %ca.path.display(),
+                        sha256 = %ca.fingerprint,
+                        "gNMI clients must present a certificate signed by this CA (mutual TLS)"
+                    );
+                    Some(ca)
+                }
+                None => None,
+            };
+            server = server
+                .tls_config(identity.tls_config(ca.as_ref()))
+                .context("cannot set up TLS for gNMI")?;
+            WithoutUsers::Refuse
+        }
+    };
+    if users.borrow().is_empty() && without_users == WithoutUsers::Refuse {
+        tracing::warn!(
+            "no management users are configured (management.users): every gNMI/gNOI request \
+             will be refused until one is committed; make a password hash with \
+             `nosctl hash-password`"
+        );
+    }
+    let auth = Arc::new(Authenticator::new(users, without_users));
+
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen for gNMI on {addr}"))?;
     let local = listener.local_addr().unwrap_or(addr);
-    tracing::warn!(
-        address = %local,
-        "gNMI server is INSECURE: plain-text gRPC without TLS or authentication; anyone who \
-         can reach this address can read and change the configuration"
-    );
+    tracing::info!(address = %local, tls = matches!(opts.transport, Transport::Tls { .. }), "gNMI/gNOI server listening");
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-    let service = GnmiService::new(backend).into_server();
+    let gnmi = GnmiService::new(backend)
+        .with_authenticator(auth.clone())
+        .into_server();
+    let hook: RebootHook = Arc::new(move |order| {
+        let _ = reboot.send(order);
+    });
+    let system = SystemService::new(hook)
+        .with_authenticator(auth)
+        .with_reboot_count(reboots)
+        .into_server();
     let mut stop = shutdown.clone();
     Ok(tokio::spawn(async move {
-        let serve = Server::builder()
-            .add_service(service)
+        let serve = server
+            .add_service(gnmi)
+            .add_service(system)
             .serve_with_incoming_shutdown(incoming, async move {
                 let _ = stop.wait_for(|s| *s).await;
             });

@@ -3,7 +3,9 @@
 //!
 //! The daemon runs in the current network namespace with a configuration
 //! that has no ports, so no interface is touched, and without its host
-//! interface, so nothing here needs root.
+//! interface, so nothing here needs root. The server is plain text
+//! (`--insecure`) with no users configured; TLS and authentication are
+//! tested in gnoi_e2e.rs, gnmi_pygnmi.rs and gnmi-server's tests.
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -56,6 +58,7 @@ impl Nosd {
             .args(["--host-interface", "none"])
             .arg("--gnmi-addr")
             .arg(gnmi.to_string())
+            .arg("--insecure")
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&log).expect("log"))
             .stderr(

@@ -14,6 +14,7 @@ mod validate;
 
 pub use validate::{
     as_path_regex, parse_community, parse_large_community, parse_masked_mac, parse_protocol,
+    password_hash_format,
 };
 pub use validate::{ConfigError, ConfigErrors};
 
@@ -39,6 +40,36 @@ pub struct Config {
     pub acl: Vec<AclRuleConfig>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bgp: Option<BgpConfig>,
+    #[serde(default, skip_serializing_if = "ManagementConfig::is_empty")]
+    pub management: ManagementConfig,
+}
+
+/// Management access (the gNMI/gNOI server): who may use it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManagementConfig {
+    /// Users allowed to manage the router over gNMI/gNOI, which send their
+    /// name and password as the `username` and `password` request metadata.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub users: Vec<UserConfig>,
+}
+
+impl ManagementConfig {
+    pub fn is_empty(&self) -> bool {
+        self.users.is_empty()
+    }
+}
+
+/// A management user.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserConfig {
+    pub name: String,
+    /// The password's hash, never the password: an Argon2 PHC string
+    /// (`$argon2id$v=19$m=...,t=...,p=...$salt$hash`, what `nosctl
+    /// hash-password` prints) or a SHA-512 crypt string (`$6$salt$hash`, as in
+    /// /etc/shadow or `mkpasswd -m sha-512`).
+    pub password_hash: String,
 }
 
 /// System-wide settings.

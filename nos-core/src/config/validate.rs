@@ -88,6 +88,7 @@ pub(super) fn validate(config: &Config) -> Result<(), ConfigErrors> {
     v.static_routes();
     v.acl();
     v.bgp();
+    v.management();
     if v.errors.is_empty() {
         Ok(())
     } else {
@@ -1252,6 +1253,131 @@ impl<'a> Validator<'a> {
     }
 }
 
+impl Validator<'_> {
+    fn management(&mut self) {
+        let mut names: HashMap<&str, usize> = HashMap::new();
+        for (i, u) in self.config.management.users.iter().enumerate() {
+            let p = format!("management.users[{i}]");
+            let n = &u.name;
+            if n.is_empty() {
+                self.err(format!("{p}.name"), "the user name is empty");
+            } else if n.len() > USER_NAME_MAX {
+                self.err(
+                    format!("{p}.name"),
+                    format!("user name {n:?} is {} characters long; at most {USER_NAME_MAX} are allowed", n.len()),
+                );
+            } else if let Some(c) = n
+                .chars()
+                .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+            {
+                self.err(
+                    format!("{p}.name"),
+                    format!("user name {n:?} contains {c:?}; only letters, digits, '.', '_' and '-' are allowed"),
+                );
+            } else if n.starts_with('-') {
+                self.err(
+                    format!("{p}.name"),
+                    format!("user name {n:?} starts with '-'"),
+                );
+            }
+            if let Some(first) = names.insert(n.as_str(), i) {
+                self.err(
+                    format!("{p}.name"),
+                    format!("user {n:?} is already defined at management.users[{first}]"),
+                );
+            }
+            if let Err(why) = password_hash_format(&u.password_hash) {
+                self.err(format!("{p}.password_hash"), why);
+            }
+        }
+    }
+}
+
+/// The longest management user name.
+const USER_NAME_MAX: usize = 32;
+
+/// Checks that `s` is a password hash the management server can verify: an
+/// Argon2 PHC string (`$argon2id$v=19$m=19456,t=2,p=1$SALT$HASH`) or a
+/// SHA-512 crypt string (`$6$[rounds=N$]SALT$HASH`). Only the form is
+/// checked here; the server verifies passwords against it.
+pub fn password_hash_format(s: &str) -> Result<(), String> {
+    const HINT: &str = "expected an Argon2 PHC string ($argon2id$...) or a SHA-512 crypt string \
+                        ($6$...), never the password itself; `nosctl hash-password` makes one";
+    let b64 = |t: &str| {
+        !t.is_empty()
+            && t.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
+    };
+    let crypt64 = |t: &str| {
+        t.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'/')
+    };
+    let parts: Vec<&str> = s.split('$').collect();
+    match parts.as_slice() {
+        ["", "argon2id" | "argon2i" | "argon2d", rest @ ..] => {
+            let rest = match rest.split_first() {
+                Some((v, r)) if v.starts_with("v=") => {
+                    if !matches!(&v[2..], "16" | "19") {
+                        return Err(format!(
+                            "Argon2 version {:?} is unknown (16 or 19)",
+                            &v[2..]
+                        ));
+                    }
+                    r
+                }
+                _ => rest,
+            };
+            let [params, salt, hash] = rest else {
+                return Err(format!("malformed Argon2 hash: {HINT}"));
+            };
+            let mut seen = HashSet::new();
+            for kv in params.split(',') {
+                let (k, v) = kv
+                    .split_once('=')
+                    .ok_or_else(|| format!("malformed Argon2 parameter {kv:?}: {HINT}"))?;
+                if !matches!(k, "m" | "t" | "p") || v.parse::<u32>().is_err() || !seen.insert(k) {
+                    return Err(format!("malformed Argon2 parameter {kv:?}: {HINT}"));
+                }
+            }
+            if seen.len() != 3 {
+                return Err(format!("the Argon2 hash lacks one of m, t and p: {HINT}"));
+            }
+            if !b64(salt) || salt.len() < 11 {
+                return Err("the Argon2 salt is not base64 of at least 8 bytes".into());
+            }
+            if !b64(hash) || hash.len() < 16 {
+                return Err("the Argon2 hash is not base64 of at least 12 bytes".into());
+            }
+            Ok(())
+        }
+        ["", "6", rest @ ..] => {
+            let rest = match rest.split_first() {
+                Some((r, more)) if r.starts_with("rounds=") => {
+                    match r["rounds=".len()..].parse::<u32>() {
+                        Ok(n) if (1000..=999_999_999).contains(&n) => {}
+                        _ => return Err(format!("SHA-512 crypt {r:?} is not 1000..=999999999")),
+                    }
+                    more
+                }
+                _ => rest,
+            };
+            let [salt, hash] = rest else {
+                return Err(format!("malformed SHA-512 crypt hash: {HINT}"));
+            };
+            if salt.is_empty() || salt.len() > 16 || !crypt64(salt) {
+                return Err(
+                    "the SHA-512 crypt salt must be 1 to 16 characters of [./0-9A-Za-z]".into(),
+                );
+            }
+            if hash.len() != 86 || !crypt64(hash) {
+                return Err("the SHA-512 crypt hash must be 86 characters of [./0-9A-Za-z]".into());
+            }
+            Ok(())
+        }
+        _ => Err(format!("not a supported password hash: {HINT}")),
+    }
+}
+
 /// Parses a large community written `GLOBAL:LOCAL1:LOCAL2` (RFC 8092; each a 32-bit number).
 pub fn parse_large_community(s: &str) -> Result<(u32, u32, u32), String> {
     let bad = || {
@@ -2354,6 +2480,118 @@ interfaces:
         assert!(PortSpec::Range("1-65536".into()).range().is_err());
         assert!(PortSpec::Range("1-2-3".into()).range().is_err());
         assert!(PortSpec::Range("".into()).range().is_err());
+    }
+
+    // ---- management ---------------------------------------------------------
+
+    const ARGON2: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g";
+    const SHA512: &str = "$6$saltsalt$TVLlQcbpFVof5W3Yz4DTP6gRstiNuHwwTt6GLc1E5n0U0aDehy0S5knV8wiOQSpT0Y77vwPZN.Pq.H91p5hVO1";
+
+    fn users(list: &[(&str, &str)]) -> Config {
+        let mut yaml = String::from("management:\n  users:\n");
+        for (name, hash) in list {
+            yaml.push_str(&format!(
+                "    - name: {name:?}\n      password_hash: {hash:?}\n"
+            ));
+        }
+        with(&yaml)
+    }
+
+    #[test]
+    fn management_users_with_argon2_and_sha512_hashes() {
+        let c = users(&[("admin", ARGON2), ("ops", SHA512)]);
+        valid(&c);
+        assert_eq!(c.management.users[1].name, "ops");
+        // The section round-trips, and is left out when empty.
+        let again = parse_ok(&c.to_yaml());
+        assert_eq!(again, c);
+        assert!(!base().to_yaml().contains("management"));
+    }
+
+    #[test]
+    fn user_names_unique() {
+        let c = users(&[("admin", ARGON2), ("admin", SHA512)]);
+        expect(
+            &c,
+            "management.users[1].name",
+            "already defined at management.users[0]",
+        );
+    }
+
+    #[test]
+    fn user_name_characters_and_length() {
+        expect(&users(&[("", ARGON2)]), "management.users[0].name", "empty");
+        expect(
+            &users(&[("bad name", ARGON2)]),
+            "management.users[0].name",
+            "contains ' '",
+        );
+        expect(
+            &users(&[("-x", ARGON2)]),
+            "management.users[0].name",
+            "starts with '-'",
+        );
+        let long = "a".repeat(33);
+        expect(
+            &users(&[(&long, ARGON2)]),
+            "management.users[0].name",
+            "at most 32",
+        );
+        valid(&users(&[(&"a".repeat(32), ARGON2)]));
+    }
+
+    #[test]
+    fn password_hash_must_be_a_hash() {
+        let p = "management.users[0].password_hash";
+        expect(
+            &users(&[("admin", "secret")]),
+            p,
+            "never the password itself",
+        );
+        expect(
+            &users(&[(
+                "admin",
+                "$argon2id$v=19$m=19456,t=2$c29tZXNhbHRzb21lc2FsdA$aGFzaGhhc2hoYXNoaGFzaGhhc2g",
+            )]),
+            p,
+            "lacks one of m, t and p",
+        );
+        expect(
+            &users(&[(
+                "admin",
+                "$argon2id$v=19$m=x,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$aGFzaGhhc2hoYXNoaGFzaGhhc2g",
+            )]),
+            p,
+            "malformed Argon2 parameter",
+        );
+        expect(
+            &users(&[(
+                "admin",
+                "$argon2id$v=18$m=1,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$aGFzaGhhc2hoYXNoaGFzaGhhc2g",
+            )]),
+            p,
+            "version",
+        );
+        expect(
+            &users(&[(
+                "admin",
+                "$argon2id$v=19$m=1,t=2,p=1$c2$aGFzaGhhc2hoYXNoaGFzaGhhc2g",
+            )]),
+            p,
+            "salt",
+        );
+        expect(
+            &users(&[("admin", "$6$saltsalt$short")]),
+            p,
+            "86 characters",
+        );
+        expect(&users(&[("admin", "$6$rounds=10$saltsalt$TVLlQcbpFVof5W3Yz4DTP6gRstiNuHwwTt6GLc1E5n0U0aDehy0S5knV8wiOQSpT0Y77vwPZN.Pq.H91p5hVO1")]), p, "rounds");
+        expect(
+            &users(&[("admin", "$1$saltsalt$abc")]),
+            p,
+            "not a supported password hash",
+        );
+        valid(&users(&[("admin", "$6$rounds=5000$saltsalt$TVLlQcbpFVof5W3Yz4DTP6gRstiNuHwwTt6GLc1E5n0U0aDehy0S5knV8wiOQSpT0Y77vwPZN.Pq.H91p5hVO1")]));
     }
 
     #[test]

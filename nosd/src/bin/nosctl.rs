@@ -34,6 +34,9 @@ enum Cmd {
         #[command(subcommand)]
         what: ConfigCmd,
     },
+    /// Read a password from standard input (its first line) and print its Argon2id hash,
+    /// for `management.users[].password_hash`. Needs no running nosd.
+    HashPassword,
 }
 
 #[derive(Subcommand, Debug)]
@@ -98,8 +101,29 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+/// Reads a password (the first line of standard input) and prints its hash.
+fn hash_password() -> anyhow::Result<()> {
+    use std::io::{BufRead as _, IsTerminal as _, Write as _};
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        eprint!("Password (shown as typed; pipe it in to avoid that): ");
+        std::io::stderr().flush()?;
+    }
+    let mut line = String::new();
+    stdin.lock().read_line(&mut line)?;
+    let password = line.strip_suffix('\n').unwrap_or(&line);
+    let password = password.strip_suffix('\r').unwrap_or(password);
+    if password.is_empty() {
+        anyhow::bail!("the password is empty");
+    }
+    let hash = gnmi_server::security::hash_password(password).map_err(anyhow::Error::msg)?;
+    println!("{hash}");
+    Ok(())
+}
+
 fn run(cli: &Cli) -> anyhow::Result<()> {
     let req = match &cli.cmd {
+        Cmd::HashPassword => return hash_password(),
         Cmd::Show { what } => match what {
             Show::Interfaces => Request::ShowInterfaces,
             Show::Routes => Request::ShowRoutes,
