@@ -166,24 +166,132 @@ pub fn compare(
         },
         |key, err| tracing::error!(object = %key, "an object of the model does not compile: {err}"),
     );
-    let mut deletes: Vec<(EntityKey, u8)> = have
-        .into_keys()
-        .map(|k| {
+    let mut extras: Vec<(EntityKey, EntityValue, u8)> = have
+        .into_iter()
+        .map(|(k, v)| {
             let l = level(&k);
-            (k, l)
+            (k, v, l)
         })
         .collect();
-    d.extra = deletes.len();
-    deletes.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-    for (k, _) in deletes.iter().take(EXAMPLES) {
+    d.extra = extras.len();
+    extras.sort_by(|a, b| b.2.cmp(&a.2).then_with(|| a.0.cmp(&b.0)));
+    for (k, _, _) in extras.iter().take(EXAMPLES) {
         example(&mut d, "extra", k);
     }
     inserts.sort_by_key(|p| p.level);
     d.updates = inserts;
-    d.updates.extend(
-        deletes
-            .into_iter()
-            .map(|(k, l)| planned(p4::update::Type::Delete, key_entity(&k), l)),
-    );
+    d.extras = extras;
     d
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::p4info::tests::nos_p4info;
+    use crate::p4info::Schema;
+    use nos_core::{Delta, Object, Port, PortId, RifId, RifKind, RouterInterface, Vrf, VrfId};
+    use std::sync::Arc;
+
+    fn setup() -> (P4Names, Compiler, ForwardingState) {
+        let names = P4Names::new(&nos_p4info());
+        let c = Compiler::new(Arc::new(Schema::resolve(&names).unwrap()), None);
+        let mut m = ForwardingState::new();
+        for o in [
+            Object::Vrf(Vrf {
+                id: VrfId(0),
+                name: "d".into(),
+            }),
+            Object::Port(Port {
+                id: PortId(1),
+                name: "p1".into(),
+                mtu: 1500,
+                admin_up: true,
+            }),
+        ] {
+            m.upsert(o).unwrap();
+        }
+        (names, c, m)
+    }
+
+    fn rif(id: u32, last: u8) -> Object {
+        Object::Rif(RouterInterface {
+            id: RifId(id),
+            name: String::new(),
+            vrf: VrfId(0),
+            kind: RifKind::Port { port: PortId(1) },
+            mac: nos_core::MacAddr([2, 0, 0, 0, 0, last]),
+            mtu: 1500,
+            admin_up: true,
+        })
+    }
+
+    fn entities(c: &Compiler, m: &ForwardingState) -> Vec<p4::Entity> {
+        let mut v = Vec::new();
+        c.state(m, |e| v.push(e), |k, e| panic!("{k}: {e}"));
+        v
+    }
+
+    #[test]
+    fn missing_different_and_extra() {
+        let (names, c, mut m) = setup();
+        c.delta(&mut m, &Delta::Create(rif(1, 1))).unwrap();
+        let same = compare(&names, &c, &m, entities(&c, &m));
+        assert!(same.is_empty() && same.updates.is_empty(), "{same:?}");
+
+        // The target lacks everything.
+        let d = compare(&names, &c, &m, Vec::new());
+        assert_eq!((d.missing, d.different, d.extra), (3, 0, 0));
+        assert!(d
+            .updates
+            .iter()
+            .all(|u| u.update.r#type == p4::update::Type::Insert as i32));
+        assert!(d.updates.windows(2).all(|w| w[0].level <= w[1].level));
+
+        // The target has another MAC on the interface, and an interface
+        // the model lacks.
+        let mut other = m.clone();
+        c.delta(&mut other, &Delta::Modify(rif(1, 9))).unwrap();
+        let mut target = entities(&c, &other);
+        let mut extra = ForwardingState::new();
+        extra
+            .upsert(Object::Vrf(Vrf {
+                id: VrfId(0),
+                name: "d".into(),
+            }))
+            .unwrap();
+        extra
+            .upsert(Object::Port(Port {
+                id: PortId(1),
+                name: "p1".into(),
+                mtu: 1500,
+                admin_up: true,
+            }))
+            .unwrap();
+        let mut r2 = rif(2, 9);
+        if let Object::Rif(r) = &mut r2 {
+            r.admin_up = false; // no ingress entry to collide with
+        }
+        c.delta(&mut extra, &Delta::Create(r2)).unwrap();
+        target.extend(entities(&c, &extra).into_iter().filter(|e| {
+            matches!(&e.entity, Some(p4::entity::Entity::TableEntry(t)) if t.table_id == c.schema().router_interface.id)
+        }));
+        let d = compare(&names, &c, &m, target);
+        // router_interface 1 differs (MAC); l3_admit 02::01 is missing and
+        // 02::09 extra; router_interface 2 is extra.
+        assert_eq!(
+            (d.missing, d.different, d.extra),
+            (1, 1, 2),
+            "{:?}",
+            d.examples
+        );
+        let deletes = Divergence::deletes(&d.extras);
+        assert_eq!(deletes.len(), 2);
+        assert!(
+            d.examples
+                .iter()
+                .any(|e| e.starts_with("extra: router_interface {rif_id=0x2}")),
+            "{:?}",
+            d.examples
+        );
+    }
 }
