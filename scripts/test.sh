@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole test suite. Installs what the tests need when it is missing
-# (iproute2, ping, socat, ethtool, FRR and GoBGP from Debian packages; needs
-# root, as do the end-to-end tests, which build network namespaces).
+# (iproute2, ping, socat, ethtool, FRR and GoBGP from Debian packages, and the
+# gNMI client pygnmi from PyPI into target/pygnmi-venv; needs root, as do the
+# end-to-end tests, which build network namespaces).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,6 +10,8 @@ need=()
 for pair in ip:iproute2 ping:iputils-ping socat:socat ethtool:ethtool vtysh:frr gobgpd:gobgpd; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair##*:}")
 done
+# python3 -m venv needs ensurepip, which Debian ships in python3-venv.
+python3 -c 'import ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "scripts/test.sh: the tests need ${need[*]} and root to install them (and to build namespaces)" >&2
@@ -21,6 +24,15 @@ fi
 if [ "$(id -u)" != 0 ]; then
   echo "scripts/test.sh: the end-to-end tests build network namespaces and need root" >&2
   exit 1
+fi
+
+# pygnmi (a third-party gNMI client) for nosd/tests/gnmi_pygnmi.rs, in a
+# virtual environment so the system Python is left alone.
+venv=target/pygnmi-venv
+if ! "$venv/bin/python3" -c 'import pygnmi' >/dev/null 2>&1; then
+  echo "== installing pygnmi from PyPI into $venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check 'pygnmi==0.8.15'
 fi
 
 if [ "${CI:-}" = "true" ]; then
