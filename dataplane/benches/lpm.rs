@@ -1,14 +1,16 @@
 //! LPM benchmark: load time, memory and lookup rate of the engine's route tables on
 //! a synthetic full IPv4 table (900k prefixes) and a synthetic IPv6 table (200k
-//! prefixes), plus the whole pipeline on one core.
+//! prefixes), incremental updates of the full IPv4 table, batches committed
+//! into the x86 backend, plus the whole pipeline on one core.
 //!
 //! Run with `cargo bench -p dataplane --bench lpm`.
 
-use dataplane::engine::lpm::{Lpm4, Lpm6, Prefix};
+use dataplane::backend::X86Backend;
+use dataplane::engine::lpm::{Lpm4, Lpm6, Prefix, PrefixMap};
 use dataplane::engine::{process, Counters, Tables, Verdict};
 use nos_core::{
-    ForwardingState, MacAddr, Neighbor, NextHop, NextHopId, Object, Port, PortId, RifId, RifKind,
-    Route, RouteAction, RouterInterface, Vrf, VrfId,
+    Backend, Delta, ForwardingState, MacAddr, Neighbor, NextHop, NextHopId, Object, ObjectKey,
+    Port, PortId, RifId, RifKind, Route, RouteAction, RouteKey, RouterInterface, Vrf, VrfId,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -391,10 +393,133 @@ fn bench_pipeline(rng: &mut StdRng, table: &[Prefix<u32>]) {
     );
 }
 
+/// One random change to a full table: a new value for an existing prefix (half
+/// of the changes), a removal (a quarter) or a new /24 (a quarter).
+fn random_change(rng: &mut StdRng, table: &[Prefix<u32>]) -> (u32, u8, Option<u32>) {
+    let (a, l, _) = table[rng.gen_range(0..table.len())];
+    match rng.gen_range(0..4) {
+        0 | 1 => (a, l, Some(rng.gen_range(0..VALUES))),
+        2 => (a, l, None),
+        _ => (
+            rng.gen::<u32>() & 0xffff_ff00,
+            24,
+            Some(rng.gen_range(0..VALUES)),
+        ),
+    }
+}
+
+fn bench_incremental(rng: &mut StdRng, table: &[Prefix<u32>]) {
+    const UPDATES: usize = 200_000;
+    let mut map = PrefixMap::default();
+    let start = Instant::now();
+    for &(a, l, v) in table {
+        map.insert(a, l, v).expect("valid prefix");
+    }
+    let fill = start.elapsed();
+    let mut lpm = Lpm4::from_map(&map);
+    let changes: Vec<_> = (0..UPDATES).map(|_| random_change(rng, table)).collect();
+    let start = Instant::now();
+    for &(a, l, v) in &changes {
+        match v {
+            Some(v) => {
+                map.insert(a, l, v).expect("valid prefix");
+            }
+            None => {
+                map.remove(a, l);
+            }
+        }
+        lpm.update(&map, a, l);
+    }
+    let d = start.elapsed();
+    let rebuilt = Lpm4::from_map(&map);
+    let probes: Vec<u32> = (0..1_000_000).map(|_| rng.gen()).collect();
+    let differ = probes
+        .iter()
+        .filter(|&&k| lpm.lookup(k) != rebuilt.lookup(k))
+        .count();
+    assert_eq!(differ, 0, "the patched table answers like a bulk load");
+    println!(
+        "IPv4 incremental updates on the {}-prefix table: {:.2} M updates/s ({} changes: 50% new value, 25% removal, 25% new /24; prefix map included), {:.1} MiB after ({:.1} MiB bulk-loaded); filling the prefix map: {:.2} M prefixes/s",
+        table.len(),
+        rate(UPDATES, d) / 1e6,
+        UPDATES,
+        mib(lpm.memory_bytes()),
+        mib(rebuilt.memory_bytes()),
+        rate(table.len(), fill) / 1e6
+    );
+}
+
+/// Route batches committed into the x86 backend (no packet I/O): the whole table
+/// in one batch, then batches of route changes of several sizes, with the
+/// tables published after every batch.
+fn bench_backend(rng: &mut StdRng, table: &[Prefix<u32>]) {
+    let state = full_state(table);
+    let everything = nos_core::diff(&ForwardingState::new(), &state);
+    let mut backend = X86Backend::detached();
+    let start = Instant::now();
+    let results = backend.apply(&everything);
+    let d = start.elapsed();
+    assert!(results.iter().all(|r| r.is_ok()));
+    println!(
+        "x86 backend: the whole table ({} deltas) in one batch: {:.0} ms ({:.2} M deltas/s)",
+        everything.len(),
+        d.as_secs_f64() * 1e3,
+        rate(everything.len(), d) / 1e6
+    );
+    let mut current = state;
+    for batch in [1usize, 100, 1_000, 10_000] {
+        let total = (batch * 200).clamp(2_000, 200_000);
+        let mut deltas = Vec::with_capacity(total);
+        let mut scratch = current.clone();
+        while deltas.len() < total {
+            let (a, l, v) = random_change(rng, table);
+            let prefix = ipnet::Ipv4Net::new(a.into(), l).expect("valid").into();
+            let key = RouteKey {
+                vrf: VrfId::DEFAULT,
+                prefix,
+            };
+            let exists = scratch.routes().contains_key(&key);
+            let d = match (v, exists) {
+                (None, true) => Delta::Delete(ObjectKey::Route(key)),
+                (None, false) => continue,
+                (Some(v), e) => {
+                    let r = Object::Route(Route {
+                        vrf: VrfId::DEFAULT,
+                        prefix,
+                        action: RouteAction::NextHop(NextHopId(v)),
+                    });
+                    if e {
+                        Delta::Modify(r)
+                    } else {
+                        Delta::Create(r)
+                    }
+                }
+            };
+            scratch.apply(&d).expect("a valid change");
+            deltas.push(d);
+        }
+        let start = Instant::now();
+        for chunk in deltas.chunks(batch) {
+            let r = backend.apply(chunk);
+            debug_assert!(r.iter().all(|r| r.is_ok()));
+        }
+        let d = start.elapsed();
+        current = scratch;
+        println!(
+            "  route changes in batches of {batch:>6}: {:.0} k routes/s ({} changes)",
+            rate(total, d) / 1e3,
+            total
+        );
+    }
+    assert_eq!(backend.tables().route_count(), current.routes().len());
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; accept and ignore arguments.
     let mut rng = StdRng::seed_from_u64(0x5eed_1e9f);
     let table = bench_ipv4(&mut rng);
     bench_ipv6(&mut rng);
+    bench_incremental(&mut rng, &table);
+    bench_backend(&mut rng, &table);
     bench_pipeline(&mut rng, &table);
 }

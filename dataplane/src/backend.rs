@@ -1,14 +1,15 @@
 //! The in-process x86 backend: a `nos_core::Backend` whose target is the
 //! [`crate::engine`] running on an I/O thread over AF_PACKET sockets.
 //!
-//! The backend task owns the installed `ForwardingState`. After each batch it
-//! compiles new [`Tables`] and publishes them with an atomic pointer swap, so the
-//! I/O thread never waits for the control plane and never sees half a batch. The
+//! The backend task owns the installed `ForwardingState`. After each batch its
+//! [`TableWriter`] patches the standby copy of the [`Tables`] with what the batch
+//! changed and publishes it with an atomic pointer swap, so the I/O thread never
+//! waits for the control plane and never sees half a batch. The
 //! I/O thread owns the sockets; the backend sends it port additions and removals,
 //! and the control plane's packets, over channels with an eventfd to wake it.
 
 use crate::afpacket::{poll_readable, PacketSocket, RecvBatch, Waker};
-use crate::engine::{process, Counters, Tables, Verdict};
+use crate::engine::{process, Counters, TableWriter, Tables, Verdict};
 use arc_swap::ArcSwap;
 use nos_core::backend::{
     PacketDest, PacketIn, PacketInSink, PacketOut, PacketSender, PortCounters, PuntReason,
@@ -63,6 +64,7 @@ impl TablesReader {
 /// The x86 software dataplane as a forwarding target.
 pub struct X86Backend {
     state: ForwardingState,
+    writer: TableWriter,
     shared: Arc<Shared>,
     resolver: Option<PortResolver>,
     ctl: Sender<Ctl>,
@@ -115,6 +117,7 @@ impl X86Backend {
         };
         Ok(Self {
             state: ForwardingState::new(),
+            writer: TableWriter::new(),
             shared,
             resolver,
             ctl: ctl_tx,
@@ -187,21 +190,15 @@ impl Backend for X86Backend {
 
     fn apply(&mut self, batch: &[Delta]) -> Vec<Result<(), BackendError>> {
         let results: Vec<_> = batch.iter().map(|d| self.apply_one(d)).collect();
-        if results.iter().any(|r| r.is_ok()) {
-            // Route tables are the costly part; a batch that changes no route
-            // (a group rewritten for failover, a neighbor, an ACL) keeps them.
-            let routes_changed = batch
-                .iter()
-                .any(|d| matches!(d.key().kind(), nos_core::Kind::Route | nos_core::Kind::Vrf));
-            let next = if routes_changed {
-                Tables::build(&self.state)
-            } else {
-                self.shared
-                    .tables
-                    .load()
-                    .rebuild_keeping_routes(&self.state)
-            };
-            self.shared.tables.store(Arc::new(next));
+        let applied: Vec<&Delta> = batch
+            .iter()
+            .zip(&results)
+            .filter(|(_, r)| r.is_ok())
+            .map(|(d, _)| d)
+            .collect();
+        if !applied.is_empty() {
+            self.writer
+                .commit(&self.state, &applied, &self.shared.tables);
         }
         results
     }

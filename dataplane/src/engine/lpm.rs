@@ -20,10 +20,16 @@
 //! nodes are 24 bytes, so the part below the direct array stays small (about 14 MiB
 //! for a 900k-prefix IPv4 table with `s` = 18).
 //!
-//! Tables are immutable: [`Lpm::build`] bulk-loads a whole prefix list (sorting it
-//! once, then building the trie top-down in a single recursive pass). Updates are
-//! made by rebuilding, which is what the dataplane does with every new snapshot.
+//! [`Lpm::build`] bulk-loads a whole prefix list (sorting it once, then building
+//! the trie top-down in a single recursive pass). [`Lpm::update`] patches a built
+//! table after one prefix of its [`PrefixMap`] changed: it repaints the direct
+//! entries the prefix spans or rebuilds the smallest subtree holding it, appending
+//! the new nodes and leaves and counting the replaced ones as garbage until
+//! [`Lpm::needs_compaction`] says a bulk load is due. Readers never see a table
+//! being patched: the dataplane patches a copy no worker is using and publishes
+//! it whole (see `engine::writer`).
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::marker::PhantomData;
 
@@ -36,6 +42,10 @@ pub trait Key: Copy + Ord + std::hash::Hash + fmt::Debug + Send + Sync + 'static
     fn bits(self, off: u32, n: u32) -> usize;
     /// The key with every bit after the first `len` cleared (`len <= BITS`).
     fn truncate(self, len: u8) -> Self;
+    /// The last key of the prefix (`self`, `len`): every bit after the first `len` set.
+    fn last(self, len: u8) -> Self;
+    /// The key whose top `n` bits (`1 <= n <= 32`) are `v`, the rest zero.
+    fn from_top_bits(v: u64, n: u32) -> Self;
 }
 
 macro_rules! impl_key {
@@ -54,6 +64,20 @@ macro_rules! impl_key {
                     0
                 } else {
                     self & (<$t>::MAX << (Self::BITS - u32::from(len)))
+                }
+            }
+
+            #[inline]
+            fn from_top_bits(v: u64, n: u32) -> Self {
+                (v as $t) << (Self::BITS - n)
+            }
+
+            #[inline]
+            fn last(self, len: u8) -> Self {
+                if u32::from(len) >= Self::BITS {
+                    self
+                } else {
+                    self | (<$t>::MAX >> len)
                 }
             }
         }
@@ -111,6 +135,9 @@ pub struct Lpm<K> {
     nodes: Vec<Node>,
     leaves: Vec<u32>,
     prefixes: usize,
+    /// Nodes and leaves left unreachable by [`Lpm::update`].
+    garbage_nodes: usize,
+    garbage_leaves: usize,
     _key: PhantomData<K>,
 }
 
@@ -147,6 +174,8 @@ impl<K: Key> Lpm<K> {
             nodes: Vec::new(),
             leaves: Vec::new(),
             prefixes: 0,
+            garbage_nodes: 0,
+            garbage_leaves: 0,
             _key: PhantomData,
         }
     }
@@ -156,14 +185,24 @@ impl<K: Key> Lpm<K> {
     /// [`MAX_VALUE`] are ignored; of two entries with the same prefix, one wins
     /// (which one is unspecified).
     pub fn build(prefixes: Vec<Prefix<K>>) -> Self {
-        let bits = if K::BITS == 32 && prefixes.len() >= FULL_V4_TABLE {
+        let bits = Self::direct_bits_for(prefixes.len());
+        Self::build_with_direct_bits(prefixes, bits)
+    }
+
+    /// The direct-array width [`Lpm::build`] picks for `n` prefixes.
+    pub fn direct_bits_for(n: usize) -> u32 {
+        if K::BITS == 32 && n >= FULL_V4_TABLE {
             DIRECT_BITS_FULL_V4
-        } else if prefixes.len() >= LARGE_TABLE {
+        } else if n >= LARGE_TABLE {
             DIRECT_BITS_LARGE
         } else {
             DIRECT_BITS_SMALL
-        };
-        Self::build_with_direct_bits(prefixes, bits)
+        }
+    }
+
+    /// Bulk-loads the prefixes of `map`.
+    pub fn from_map(map: &PrefixMap<K>) -> Self {
+        Self::build(map.to_vec())
     }
 
     /// Bulk-loads a table with a direct array of `2^bits` entries (`bits` is
@@ -217,8 +256,166 @@ impl<K: Key> Lpm<K> {
             nodes: b.nodes,
             leaves: b.leaves,
             prefixes: prefixes.len(),
+            garbage_nodes: 0,
+            garbage_leaves: 0,
             _key: PhantomData,
         }
+    }
+
+    /// Brings the table in line with `map` after the prefix (`addr`, `len`) was
+    /// inserted into it, given a new value or removed from it; every other prefix
+    /// must be as the table already has it. The work is proportional to the
+    /// prefixes inside (`addr`, `len`) and, for a prefix longer than the direct
+    /// array, inside the smallest trie node that holds it.
+    pub fn update(&mut self, map: &PrefixMap<K>, addr: K, len: u8) {
+        if u32::from(len) > K::BITS {
+            return;
+        }
+        let addr = addr.truncate(len);
+        let len = u32::from(len);
+        self.prefixes = map.len();
+        if self.direct.is_empty() {
+            self.direct = vec![LEAF; 1 << self.direct_bits];
+        }
+        let d = self.direct_bits;
+        if len == d {
+            // One direct entry (the most common case: a /24 in a full table).
+            let slot = addr.bits(0, d);
+            let val = map.covering(addr, len);
+            let entry = self.direct[slot];
+            if entry & LEAF != 0 {
+                self.direct[slot] = LEAF | val;
+            } else {
+                self.rebuild(map, Some(slot), entry as usize, addr, d, val);
+            }
+            return;
+        }
+        if len < d {
+            // Repaint the direct entries the prefix spans: the covering value
+            // first, then every more specific prefix up to the direct depth, in
+            // (address, length) order so the most specific is painted last.
+            let first = addr.bits(0, d);
+            let mut vals = vec![map.covering(addr, len); 1 << (d - len)];
+            for (a, l, v) in map.within(addr, len as u8) {
+                let l = u32::from(l);
+                if l > len && l <= d {
+                    let at = a.bits(0, d) - first;
+                    vals[at..at + (1 << (d - l))].fill(v + 1);
+                }
+            }
+            for (i, &val) in vals.iter().enumerate() {
+                let slot = first + i;
+                let entry = self.direct[slot];
+                if entry & LEAF != 0 {
+                    self.direct[slot] = LEAF | val;
+                } else {
+                    let region = key_of_slot::<K>(slot, d);
+                    self.rebuild(map, Some(slot), entry as usize, region, d, val);
+                }
+            }
+            return;
+        }
+        let slot = addr.bits(0, d);
+        let entry = self.direct[slot];
+        if entry & LEAF != 0 {
+            // No node below this slot yet: make one if the slot now has prefixes
+            // deeper than the direct array (a removal leaves nothing to do).
+            let region = addr.truncate(d as u8);
+            let list = map.within(region, d as u8);
+            if list.iter().any(|p| u32::from(p.1) > d) {
+                let node = self.with_builder(|b| b.node(&list, d, entry & !LEAF));
+                self.direct[slot] = self.nodes.len() as u32;
+                self.nodes.push(node);
+            }
+            return;
+        }
+        // Descend to the deepest node whose region holds the prefix.
+        let (mut idx, mut off) = (entry as usize, d);
+        while len > off + STRIDE {
+            let node = self.nodes[idx];
+            let v = addr.bits(off, STRIDE) as u32;
+            if (node.vector >> v) & 1 == 0 {
+                break;
+            }
+            let rank = (node.vector & (u64::MAX >> (63 - v))).count_ones() as usize;
+            idx = node.base1 as usize + rank - 1;
+            off += STRIDE;
+        }
+        let region = addr.truncate(off as u8);
+        let default = map.covering(region, off);
+        let root_slot = (off == d).then_some(slot);
+        self.rebuild(map, root_slot, idx, region, off, default);
+    }
+
+    /// Rebuilds the node at `idx`, whose region is (`region`, `off`), and its
+    /// subtree from `map`, with `default` (stored encoding) for the addresses no
+    /// prefix longer than `off` covers. `slot` is the direct entry pointing at it
+    /// when it is a root: a root left without deeper prefixes becomes a leaf.
+    fn rebuild(
+        &mut self,
+        map: &PrefixMap<K>,
+        slot: Option<usize>,
+        idx: usize,
+        region: K,
+        off: u32,
+        default: u32,
+    ) {
+        let (nodes, leaves) = self.subtree_size(idx);
+        self.garbage_nodes += nodes;
+        self.garbage_leaves += leaves;
+        let list = map.within(region, off as u8);
+        match slot {
+            Some(slot) if !list.iter().any(|p| u32::from(p.1) > off) => {
+                self.direct[slot] = LEAF | default;
+                self.garbage_nodes += 1;
+            }
+            _ => {
+                let node = self.with_builder(|b| b.node(&list, off, default));
+                self.nodes[idx] = node;
+            }
+        }
+    }
+
+    /// Nodes (not counting the node itself) and leaves below node `idx`.
+    fn subtree_size(&self, idx: usize) -> (usize, usize) {
+        let node = self.nodes[idx];
+        let mut nodes = 0;
+        let mut leaves = node.leafvec.count_ones() as usize;
+        for i in 0..node.vector.count_ones() as usize {
+            let (n, l) = self.subtree_size(node.base1 as usize + i);
+            nodes += 1 + n;
+            leaves += l;
+        }
+        (nodes, leaves)
+    }
+
+    fn with_builder<R>(&mut self, f: impl FnOnce(&mut Builder<K>) -> R) -> R {
+        let mut b = Builder {
+            nodes: std::mem::take(&mut self.nodes),
+            leaves: std::mem::take(&mut self.leaves),
+            _key: PhantomData,
+        };
+        let r = f(&mut b);
+        self.nodes = b.nodes;
+        self.leaves = b.leaves;
+        r
+    }
+
+    /// Whether updates have left so much unreachable that a bulk load from the
+    /// map would be worth it: more garbage than live nodes or leaves, or a table
+    /// whose size now calls for a different direct-array width.
+    pub fn needs_compaction(&self) -> bool {
+        let live_nodes = self.nodes.len() - self.garbage_nodes.min(self.nodes.len());
+        let live_leaves = self.leaves.len() - self.garbage_leaves.min(self.leaves.len());
+        let wanted = Self::direct_bits_for(self.prefixes);
+        let resize = if wanted > self.direct_bits {
+            true
+        } else {
+            // Shrink only well below the threshold, so a table near it does not
+            // flip back and forth.
+            wanted < self.direct_bits && Self::direct_bits_for(self.prefixes * 2) < self.direct_bits
+        };
+        resize || self.garbage_nodes > live_nodes + 1024 || self.garbage_leaves > live_leaves + 4096
     }
 
     /// The value of the longest prefix containing `key`, if any.
@@ -256,11 +453,12 @@ impl<K: Key> Lpm<K> {
         self.prefixes == 0
     }
 
-    /// Bytes used by the table's arrays.
+    /// Bytes allocated for the table's arrays (garbage and spare capacity
+    /// included).
     pub fn memory_bytes(&self) -> usize {
-        self.direct.len() * std::mem::size_of::<u32>()
-            + self.nodes.len() * std::mem::size_of::<Node>()
-            + self.leaves.len() * std::mem::size_of::<u32>()
+        self.direct.capacity() * std::mem::size_of::<u32>()
+            + self.nodes.capacity() * std::mem::size_of::<Node>()
+            + self.leaves.capacity() * std::mem::size_of::<u32>()
     }
 
     /// Bits of the key the direct array is indexed by.
@@ -271,6 +469,108 @@ impl<K: Key> Lpm<K> {
     /// Number of trie nodes (for statistics).
     pub fn node_count(&self) -> usize {
         self.nodes.len()
+    }
+}
+
+/// The first key of direct slot `slot` of a `bits`-wide direct array.
+fn key_of_slot<K: Key>(slot: usize, bits: u32) -> K {
+    K::from_top_bits(slot as u64, bits)
+}
+
+/// A prefix longer than its key or a value above [`MAX_VALUE`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("prefix length {len} or value {value} out of range")]
+pub struct OutOfRange {
+    pub len: u8,
+    pub value: u32,
+}
+
+/// The prefixes an incrementally updated [`Lpm`] holds: the authority
+/// [`Lpm::update`] reads from. Values must be at most [`MAX_VALUE`].
+#[derive(Clone, Debug)]
+pub struct PrefixMap<K> {
+    map: BTreeMap<(K, u8), u32>,
+    /// How many prefixes there are of each length (0..=128).
+    lens: Vec<u32>,
+}
+
+impl<K: Key> Default for PrefixMap<K> {
+    fn default() -> Self {
+        PrefixMap {
+            map: BTreeMap::new(),
+            lens: vec![0; K::BITS as usize + 1],
+        }
+    }
+}
+
+impl<K: Key> PrefixMap<K> {
+    /// Sets the value of a prefix (host bits are ignored); returns the old one.
+    /// Prefixes longer than the key and values above [`MAX_VALUE`] are refused
+    /// with nothing changed.
+    pub fn insert(&mut self, addr: K, len: u8, value: u32) -> Result<Option<u32>, OutOfRange> {
+        if u32::from(len) > K::BITS || value > MAX_VALUE {
+            return Err(OutOfRange { len, value });
+        }
+        let old = self.map.insert((addr.truncate(len), len), value);
+        if old.is_none() {
+            self.lens[usize::from(len)] += 1;
+        }
+        Ok(old)
+    }
+
+    /// Removes a prefix; returns its value.
+    pub fn remove(&mut self, addr: K, len: u8) -> Option<u32> {
+        if u32::from(len) > K::BITS {
+            return None;
+        }
+        let old = self.map.remove(&(addr.truncate(len), len));
+        if old.is_some() {
+            self.lens[usize::from(len)] -= 1;
+        }
+        old
+    }
+
+    pub fn get(&self, addr: K, len: u8) -> Option<u32> {
+        self.map.get(&(addr.truncate(len), len)).copied()
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Every prefix, sorted by (address, length).
+    pub fn to_vec(&self) -> Vec<Prefix<K>> {
+        self.map.iter().map(|(&(a, l), &v)| (a, l, v)).collect()
+    }
+
+    /// The stored encoding (0 for none, `v + 1` for `v`) of the longest prefix of
+    /// length at most `max_len` containing `addr`.
+    fn covering(&self, addr: K, max_len: u32) -> u32 {
+        for len in (0..=max_len.min(K::BITS) as usize).rev() {
+            if self.lens[len] == 0 {
+                continue;
+            }
+            if let Some(v) = self.map.get(&(addr.truncate(len as u8), len as u8)) {
+                return v + 1;
+            }
+        }
+        0
+    }
+
+    /// The prefixes whose address lies inside (`addr`, `len`), sorted by
+    /// (address, length): every prefix the region contains, and the ones
+    /// starting at its first address that are shorter than it.
+    fn within(&self, addr: K, len: u8) -> Vec<Prefix<K>> {
+        let lo = (addr.truncate(len), 0u8);
+        let hi = (addr.last(len), u8::MAX);
+        self.map
+            .range(lo..=hi)
+            .map(|(&(a, l), &v)| (a, l, v))
+            .collect()
     }
 }
 
@@ -466,7 +766,7 @@ mod tests {
         assert_eq!(t.lookup(u128::MAX - 1), None);
     }
 
-    fn v4_table() -> impl Strategy<Value = Vec<Prefix<u32>>> {
+    fn v4_prefix() -> impl Strategy<Value = Prefix<u32>> {
         let len = prop_oneof![
             Just(0u8),
             0u8..=32,
@@ -478,7 +778,11 @@ mod tests {
         // Eight regions, each with addresses crowded towards its start, so that
         // prefixes share leading bits and nest.
         let addr = (0u32..8, any::<u32>(), 3u32..32).prop_map(|(hi, lo, s)| (hi << 29) | (lo >> s));
-        proptest::collection::vec((addr, len, 0u32..1000), 0..300).prop_map(distinct)
+        (addr, len, 0u32..1000)
+    }
+
+    fn v4_table() -> impl Strategy<Value = Vec<Prefix<u32>>> {
+        proptest::collection::vec(v4_prefix(), 0..300).prop_map(distinct)
     }
 
     /// Tables big enough for the wide direct array.
@@ -495,7 +799,7 @@ mod tests {
         proptest::collection::vec((addr, len, 0u32..100_000), 2100..2600).prop_map(distinct)
     }
 
-    fn v6_table() -> impl Strategy<Value = Vec<Prefix<u128>>> {
+    fn v6_prefix() -> impl Strategy<Value = Prefix<u128>> {
         let len = prop_oneof![
             Just(0u8),
             0u8..=128,
@@ -506,7 +810,11 @@ mod tests {
         ];
         let addr =
             (0u128..4, any::<u128>(), 2u32..128).prop_map(|(hi, lo, s)| (hi << 126) | (lo >> s));
-        proptest::collection::vec((addr, len, 0u32..1000), 0..300).prop_map(distinct)
+        (addr, len, 0u32..1000)
+    }
+
+    fn v6_table() -> impl Strategy<Value = Vec<Prefix<u128>>> {
+        proptest::collection::vec(v6_prefix(), 0..300).prop_map(distinct)
     }
 
     /// Random keys plus, for every prefix, its first and last address, an address
@@ -563,6 +871,164 @@ mod tests {
                 prop_assert_eq!(t.lookup(k), naive(&table, k), "key {:#034x}", k);
             }
         }
+    }
+
+    /// Random changes: removals and new values for prefixes of the initial
+    /// table, and new prefixes.
+    fn apply_ops<K: Key>(
+        map: &mut PrefixMap<K>,
+        t: &mut Lpm<K>,
+        initial: &[Prefix<K>],
+        ops: &[(u8, prop::sample::Index, Prefix<K>)],
+    ) {
+        for &(kind, idx, fresh) in ops {
+            let (addr, len, val) = match (kind % 3, initial.is_empty()) {
+                (0, false) => {
+                    let p = initial[idx.index(initial.len())];
+                    map.remove(p.0, p.1);
+                    (p.0, p.1, None)
+                }
+                (1, false) => {
+                    let p = initial[idx.index(initial.len())];
+                    (p.0, p.1, Some(fresh.2))
+                }
+                _ => (fresh.0, fresh.1, Some(fresh.2)),
+            };
+            if let Some(v) = val {
+                map.insert(addr, len, v).unwrap();
+            }
+            t.update(map, addr, len);
+        }
+    }
+
+    fn v4_ops() -> impl Strategy<Value = Vec<(u8, prop::sample::Index, Prefix<u32>)>> {
+        proptest::collection::vec(
+            (any::<u8>(), any::<prop::sample::Index>(), v4_prefix()),
+            0..120,
+        )
+    }
+
+    fn v6_ops() -> impl Strategy<Value = Vec<(u8, prop::sample::Index, Prefix<u128>)>> {
+        proptest::collection::vec(
+            (any::<u8>(), any::<prop::sample::Index>(), v6_prefix()),
+            0..120,
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(96))]
+
+        #[test]
+        fn incremental_ipv4_matches_naive(
+            initial in v4_table(),
+            ops in v4_ops(),
+            random in proptest::collection::vec(any::<u32>(), 64),
+            // Up to 16 bits keeps a debug-build run short; the 24-bit layout has
+            // its own test below.
+            bits in 1u32..=16,
+        ) {
+            let mut map = PrefixMap::default();
+            for p in &initial {
+                map.insert(p.0, p.1, p.2).unwrap();
+            }
+            let mut t = Lpm4::build_with_direct_bits(map.to_vec(), bits);
+            apply_ops(&mut map, &mut t, &initial, &ops);
+            let table = map.to_vec();
+            prop_assert_eq!(t.len(), table.len());
+            let mut keys = probes!(u32, table, random);
+            keys.extend(probes!(u32, initial, random));
+            for k in keys {
+                prop_assert_eq!(t.lookup(k), naive(&table, k), "key {:#010x}", k);
+            }
+            let rebuilt = Lpm4::from_map(&map);
+            for k in probes!(u32, table, random) {
+                prop_assert_eq!(rebuilt.lookup(k), t.lookup(k));
+            }
+        }
+
+        #[test]
+        fn incremental_ipv6_matches_naive(
+            initial in v6_table(),
+            ops in v6_ops(),
+            random in proptest::collection::vec(any::<u128>(), 64),
+            bits in 1u32..=16,
+        ) {
+            let mut map = PrefixMap::default();
+            for p in &initial {
+                map.insert(p.0, p.1, p.2).unwrap();
+            }
+            let mut t = Lpm6::build_with_direct_bits(map.to_vec(), bits);
+            apply_ops(&mut map, &mut t, &initial, &ops);
+            let table = map.to_vec();
+            let mut keys = probes!(u128, table, random);
+            keys.extend(probes!(u128, initial, random));
+            for k in keys {
+                prop_assert_eq!(t.lookup(k), naive(&table, k), "key {:#034x}", k);
+            }
+        }
+    }
+
+    #[test]
+    fn incremental_updates_of_a_full_ipv4_table() {
+        // A table large enough for the 24-bit direct array, then nested updates
+        // above, at and below the direct depth, and removals back to empty.
+        let mut map = PrefixMap::default();
+        for i in 0..FULL_V4_TABLE as u32 {
+            map.insert(0x0100_0000 + (i << 8), 24, i).unwrap();
+        }
+        let mut t = Lpm4::from_map(&map);
+        assert_eq!(t.direct_bits(), DIRECT_BITS_FULL_V4);
+        let steps: [(u32, u8, Option<u32>); 9] = [
+            (0x0100_0000, 16, Some(7)),
+            (0x0100_0080, 25, Some(8)),
+            (0x0100_0081, 32, Some(9)),
+            (0x0100_0000, 24, None),
+            (0, 0, Some(10)),
+            (0x0100_0080, 25, None),
+            (0x0100_0000, 16, None),
+            (0x0100_0081, 32, Some(11)),
+            (0x0100_0081, 32, None),
+        ];
+        for (addr, len, v) in steps {
+            match v {
+                Some(v) => {
+                    map.insert(addr, len, v).unwrap();
+                }
+                None => {
+                    map.remove(addr, len);
+                }
+            }
+            t.update(&map, addr, len);
+            let table = map.to_vec();
+            for k in [
+                0x0100_0000u32,
+                0x0100_0081,
+                0x0100_0082,
+                0x0100_00ff,
+                0x0100_0100,
+                0x0000_0001,
+                0x0101_0000,
+            ] {
+                assert_eq!(
+                    t.lookup(k),
+                    naive(&table, k),
+                    "key {k:#010x} after {addr:#x}/{len}"
+                );
+            }
+        }
+        for i in 0..FULL_V4_TABLE as u32 {
+            let a = 0x0100_0000 + (i << 8);
+            map.remove(a, 24);
+            t.update(&map, a, 24);
+        }
+        map.remove(0, 0);
+        t.update(&map, 0, 0);
+        assert!(t.is_empty());
+        assert_eq!(t.lookup(0x0100_0105), None);
+        assert!(
+            t.needs_compaction(),
+            "an emptied full table asks for a smaller layout"
+        );
     }
 
     proptest! {

@@ -1,6 +1,8 @@
 //! The forwarding pipeline.
 //!
-//! [`Tables::build`] compiles a `ForwardingState` into an immutable snapshot;
+//! [`Tables::build`] compiles a `ForwardingState` into an immutable snapshot and
+//! [`TableWriter`] keeps one up to date batch by batch, publishing each new
+//! snapshot with an atomic pointer swap;
 //! [`process`] runs one received frame through it and rewrites the frame in place
 //! when it is forwarded. Per frame the pipeline does a handful of bounds-checked
 //! header reads, one hash lookup (ingress interface), one LPM lookup, two ACL scans
@@ -24,12 +26,14 @@ mod counters;
 pub mod lpm;
 mod parse;
 mod tables;
+mod writer;
 
 #[cfg(test)]
 mod tests;
 
 pub use counters::{punt_index, punt_name, Counters, DropReason, PUNT_COUNT, PUNT_REASONS};
 pub use tables::{Tables, MAX_GROUP_SLOTS};
+pub use writer::TableWriter;
 
 use acl::{AclPacket, RuleAction};
 use nos_core::backend::PuntReason;

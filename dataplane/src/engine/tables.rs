@@ -7,15 +7,13 @@
 //! groups are expanded into slot tables.
 
 use super::acl::{self, Rule};
-use super::lpm::{Lpm4, Lpm6, Prefix};
-use ipnet::IpNet;
+use super::lpm::{Lpm4, Lpm6};
 use nos_core::{
     AclStage, ForwardingState, GroupId, NextHopId, PortId, RifId, RifKind, RouteAction, VrfId,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::Arc;
 
 /// Most slots a weighted group expands into; larger weight sums are scaled down.
 pub const MAX_GROUP_SLOTS: u64 = 4096;
@@ -114,17 +112,16 @@ pub(crate) struct VrfTables {
 #[derive(Clone)]
 pub struct Tables {
     pub(crate) ingress: FastMap<u64, Ingress>,
-    /// Route tables per VRF; shared between snapshots whose routes are equal.
-    pub(crate) vrfs: Arc<Vec<VrfTables>>,
+    /// Route tables per VRF, in `vrf_ids` order.
+    pub(crate) vrfs: Vec<VrfTables>,
     pub(crate) vrf_ids: Vec<VrfId>,
+    /// Route actions; the route tables' values index into it.
     pub(crate) actions: Vec<Action>,
-    /// The model's route action behind each entry of `actions`.
-    action_keys: Vec<RouteAction>,
     pub(crate) group_slots: Vec<u32>,
     pub(crate) next_hops: Vec<Egress>,
     pub(crate) pre_ingress: Vec<Rule>,
     pub(crate) ingress_acl: Vec<Rule>,
-    routes: usize,
+    pub(super) routes: usize,
 }
 
 impl fmt::Debug for Tables {
@@ -181,8 +178,7 @@ impl Tables {
     pub fn empty() -> Tables {
         Tables {
             ingress: FastMap::default(),
-            vrfs: Arc::new(Vec::new()),
-            action_keys: Vec::new(),
+            vrfs: Vec::new(),
             vrf_ids: Vec::new(),
             actions: Vec::new(),
             group_slots: Vec::new(),
@@ -193,72 +189,16 @@ impl Tables {
         }
     }
 
-    /// Compiles a forwarding state.
+    /// Compiles a forwarding state from scratch.
     pub fn build(state: &ForwardingState) -> Tables {
-        let mut t = Tables::empty();
-        let vrf_index = t.compile_except_routes(state);
-        // Distinct route actions.
-        let mut action_index: HashMap<RouteAction, u32> = HashMap::new();
-        let nh_index = next_hop_index(state);
-        let mut group_cache: HashMap<GroupId, Action> = HashMap::new();
-        let mut v4: Vec<Vec<Prefix<u32>>> = vec![Vec::new(); vrf_index.len()];
-        let mut v6: Vec<Vec<Prefix<u128>>> = vec![Vec::new(); vrf_index.len()];
-        for (key, action) in state.routes() {
-            let idx = match action_index.get(action) {
-                Some(&i) => i,
-                None => {
-                    let a = t.compile_action(state, *action, &nh_index, &mut group_cache);
-                    let i = t.actions.len() as u32;
-                    t.actions.push(a);
-                    t.action_keys.push(*action);
-                    action_index.insert(*action, i);
-                    i
-                }
-            };
-            let vrf = vrf_index[&key.vrf] as usize;
-            match key.prefix {
-                IpNet::V4(n) => v4[vrf].push((u32::from(n.network()), n.prefix_len(), idx)),
-                IpNet::V6(n) => v6[vrf].push((u128::from(n.network()), n.prefix_len(), idx)),
-            }
-        }
-        t.routes = state.routes().len();
-        t.vrfs = Arc::new(
-            v4.into_iter()
-                .zip(v6)
-                .map(|(a, b)| VrfTables {
-                    v4: Lpm4::build(a),
-                    v6: Lpm6::build(b),
-                })
-                .collect(),
-        );
-        t
-    }
-
-    /// A snapshot for `state` that shares this one's route tables. Valid when the
-    /// state's routes and VRFs are the ones this snapshot was built from and only
-    /// interfaces, neighbors, next hops, groups or ACLs changed — e.g. a group
-    /// rewritten for fast failover: the work is proportional to those objects,
-    /// not to the number of routes.
-    pub fn rebuild_keeping_routes(&self, state: &ForwardingState) -> Tables {
-        let mut t = Tables::empty();
-        let vrf_index = t.compile_except_routes(state);
-        if vrf_index.len() != self.vrf_ids.len() || t.vrf_ids != self.vrf_ids {
-            return Tables::build(state);
-        }
-        let nh_index = next_hop_index(state);
-        let mut group_cache: HashMap<GroupId, Action> = HashMap::new();
-        for key in &self.action_keys {
-            let a = t.compile_action(state, *key, &nh_index, &mut group_cache);
-            t.actions.push(a);
-            t.action_keys.push(*key);
-        }
-        t.routes = self.routes;
-        t.vrfs = self.vrfs.clone();
-        t
+        super::writer::TableWriter::new().compile(state)
     }
 
     /// Ingress map, next hops and ACLs; returns the VRF index.
-    fn compile_except_routes(&mut self, state: &ForwardingState) -> BTreeMap<VrfId, u32> {
+    pub(super) fn compile_except_routes(
+        &mut self,
+        state: &ForwardingState,
+    ) -> BTreeMap<VrfId, u32> {
         let t = self;
 
         // VRFs: every VRF the state knows (the model guarantees that every
@@ -316,7 +256,7 @@ impl Tables {
         vrf_index
     }
 
-    fn compile_action(
+    pub(super) fn compile_action(
         &mut self,
         state: &ForwardingState,
         action: RouteAction,
@@ -428,7 +368,7 @@ fn resolve(state: &ForwardingState, rif: RifId, ip: std::net::IpAddr) -> Egress 
 }
 
 /// Each next hop's index in `Tables::next_hops` (they are pushed in id order).
-fn next_hop_index(state: &ForwardingState) -> HashMap<NextHopId, u32> {
+pub(super) fn next_hop_index(state: &ForwardingState) -> HashMap<NextHopId, u32> {
     state
         .next_hops()
         .keys()
