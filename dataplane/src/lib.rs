@@ -15,6 +15,7 @@
 pub mod afpacket;
 pub mod backend;
 pub mod engine;
+mod hugepages;
 pub mod p4rt;
 pub mod tun;
 

@@ -227,7 +227,7 @@ impl<K: Key> Lpm<K> {
             leaves: Vec::new(),
             _key: PhantomData,
         };
-        let mut direct = vec![LEAF; 1 << direct_bits];
+        let mut direct = crate::hugepages::filled_vec(LEAF, 1 << direct_bits);
         let mut deeper = false;
         for p in &prefixes {
             if u32::from(p.1) <= direct_bits {
@@ -275,7 +275,7 @@ impl<K: Key> Lpm<K> {
         let len = u32::from(len);
         self.prefixes = map.len();
         if self.direct.is_empty() {
-            self.direct = vec![LEAF; 1 << self.direct_bits];
+            self.direct = crate::hugepages::filled_vec(LEAF, 1 << self.direct_bits);
         }
         let d = self.direct_bits;
         if len == d {

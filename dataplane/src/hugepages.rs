@@ -1,0 +1,41 @@
+//! Transparent huge pages for large lookup arrays.
+//!
+//! A full IPv4 route table's 24-bit direct array is 64 MiB; looked up at random
+//! destinations it misses the TLB on almost every lookup when it sits in 4 KiB
+//! pages. Asking the kernel to back it with 2 MiB pages (`MADV_HUGEPAGE`, honoured
+//! when transparent huge pages are in `madvise` or `always` mode) removes those
+//! misses. It is advice only: where the kernel declines, nothing changes.
+//!
+//! FFI module: the `madvise` call is the only `unsafe` here.
+#![allow(unsafe_code)]
+
+/// Size of a transparent huge page on x86-64.
+const HUGE_PAGE: usize = 2 << 20;
+
+/// A vector of `len` copies of `value`, asking for huge pages before the memory
+/// is first touched when it spans at least two of them.
+pub fn filled_vec<T: Copy>(value: T, len: usize) -> Vec<T> {
+    let mut v: Vec<T> = Vec::with_capacity(len);
+    let bytes = v.capacity() * std::mem::size_of::<T>();
+    if bytes >= 2 * HUGE_PAGE {
+        let addr = v.as_mut_ptr() as usize;
+        let start = addr.next_multiple_of(HUGE_PAGE);
+        let end = (addr + bytes) / HUGE_PAGE * HUGE_PAGE;
+        if end > start {
+            // SAFETY: [start, end) lies inside the allocation `v` owns and nothing
+            // else refers to it; MADV_HUGEPAGE only changes how its pages are
+            // backed, never their contents, so no Rust value is affected.
+            let rc = unsafe {
+                libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE)
+            };
+            if rc != 0 {
+                tracing::debug!(
+                    "madvise(MADV_HUGEPAGE) declined: {}",
+                    std::io::Error::last_os_error()
+                );
+            }
+        }
+    }
+    v.resize(len, value);
+    v
+}
