@@ -718,7 +718,10 @@ impl Session {
         for (j, r) in report.results.iter().enumerate() {
             let Err(e) = r else { continue };
             let i = owners[j];
-            if matches!(e.code, Code::Unavailable | Code::PermissionDenied) {
+            // UNAVAILABLE: the connection is gone. (PERMISSION_DENIED, a
+            // deposed primary, is followed by the arbitration update that
+            // takes the session out of the ready state.)
+            if e.code == Code::Unavailable {
                 lost = true;
             }
             if logged < 20 {
