@@ -55,13 +55,54 @@ pub enum Verdict {
     Drop(DropReason),
 }
 
+/// A frame the pipeline can rewrite in place: a `Vec<u8>`, or the data of a
+/// packet buffer owned by the packet I/O layer (a DPDK mbuf), so that frames
+/// need not be copied in and out of the pipeline.
+pub trait Frame {
+    fn bytes(&self) -> &[u8];
+    fn bytes_mut(&mut self) -> &mut [u8];
+    /// Shortens the frame to `len` bytes (nothing when it is not longer).
+    fn truncate(&mut self, len: usize);
+    /// Lengthens the frame to `len` bytes (the new bytes are unspecified);
+    /// `false`, with the frame unchanged, when its buffer has no room.
+    fn grow_to(&mut self, len: usize) -> bool;
+    /// How many bytes the frame can grow by.
+    fn room(&self) -> usize;
+}
+
+impl Frame for Vec<u8> {
+    #[inline]
+    fn bytes(&self) -> &[u8] {
+        self
+    }
+    #[inline]
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        self
+    }
+    #[inline]
+    fn truncate(&mut self, len: usize) {
+        Vec::truncate(self, len)
+    }
+    #[inline]
+    fn grow_to(&mut self, len: usize) -> bool {
+        if len > self.len() {
+            self.resize(len, 0);
+        }
+        true
+    }
+    #[inline]
+    fn room(&self) -> usize {
+        usize::MAX
+    }
+}
+
 /// Runs one frame (as on the wire, with its 802.1Q tag if it had one) received on
 /// `in_port` through the pipeline, rewriting it in place when it is forwarded, and
 /// counts the verdict. A frame that is punted or dropped is left unchanged.
-pub fn process(
+pub fn process<F: Frame + ?Sized>(
     tables: &Tables,
     in_port: PortId,
-    frame: &mut Vec<u8>,
+    frame: &mut F,
     counters: &mut Counters,
 ) -> Verdict {
     let v = match pipeline(tables, in_port, frame) {
@@ -77,9 +118,13 @@ fn drop(r: DropReason) -> Verdict {
 }
 
 /// The pipeline proper; early exits are `Err(verdict)`.
-fn pipeline(t: &Tables, in_port: PortId, frame: &mut Vec<u8>) -> Result<Verdict, Verdict> {
+fn pipeline<F: Frame + ?Sized>(
+    t: &Tables,
+    in_port: PortId,
+    frame: &mut F,
+) -> Result<Verdict, Verdict> {
     // 1. Ethernet, VLAN tag, ingress interface.
-    let eth = parse::ethernet(frame).ok_or(drop(DropReason::Truncated))?;
+    let eth = parse::ethernet(frame.bytes()).ok_or(drop(DropReason::Truncated))?;
     let ing = *t
         // VLAN id 0 is a priority tag: such frames belong to the untagged interface.
         .ingress(in_port, eth.vlan.filter(|v| *v != 0))
@@ -94,7 +139,7 @@ fn pipeline(t: &Tables, in_port: PortId, frame: &mut Vec<u8>) -> Result<Verdict,
     }
 
     // 3. Neighbor discovery, unicast or multicast.
-    let v6 = (eth.ether_type == ETH_IPV6).then(|| parse::ipv6(frame, eth.l3));
+    let v6 = (eth.ether_type == ETH_IPV6).then(|| parse::ipv6(frame.bytes(), eth.l3));
     if let Some(Ok(ip)) = &v6 {
         if ip.is_neighbor_discovery() {
             return Err(Verdict::Punt(PuntReason::NeighborDiscovery));
@@ -112,7 +157,7 @@ fn pipeline(t: &Tables, in_port: PortId, frame: &mut Vec<u8>) -> Result<Verdict,
 
     // 5. IP header.
     let ip: Ip = match (eth.ether_type, v6) {
-        (ETH_IPV4, _) => parse::ipv4(frame, eth.l3).map_err(drop)?,
+        (ETH_IPV4, _) => parse::ipv4(frame.bytes(), eth.l3).map_err(drop)?,
         (_, Some(r)) => r.map_err(drop)?,
         _ => return Err(drop(DropReason::UnknownEthertype)),
     };
@@ -189,14 +234,26 @@ fn pipeline(t: &Tables, in_port: PortId, frame: &mut Vec<u8>) -> Result<Verdict,
         return Err(drop(DropReason::MtuExceeded));
     }
 
-    // 11. Rewrite. Trailing Ethernet padding is cut off first.
-    frame.truncate(eth.l3 + ip.len);
-    if ip.is_ipv6() {
-        parse::ipv6_decrement_hop_limit(frame, eth.l3);
-    } else {
-        parse::ipv4_decrement_ttl(frame, eth.l3);
+    // A tag to push needs 4 bytes more than the frame without its padding.
+    let end = eth.l3 + ip.len;
+    if eth.vlan.is_none()
+        && vlan.is_some()
+        && frame
+            .room()
+            .saturating_add(frame.bytes().len().saturating_sub(end))
+            < 4
+    {
+        return Err(drop(DropReason::MtuExceeded));
     }
-    if let Some(m) = frame.get_mut(0..12) {
+
+    // 11. Rewrite. Trailing Ethernet padding is cut off first.
+    frame.truncate(end);
+    if ip.is_ipv6() {
+        parse::ipv6_decrement_hop_limit(frame.bytes_mut(), eth.l3);
+    } else {
+        parse::ipv4_decrement_ttl(frame.bytes_mut(), eth.l3);
+    }
+    if let Some(m) = frame.bytes_mut().get_mut(0..12) {
         m[..6].copy_from_slice(&dst_mac);
         m[6..].copy_from_slice(&src_mac);
     }
@@ -207,31 +264,34 @@ fn pipeline(t: &Tables, in_port: PortId, frame: &mut Vec<u8>) -> Result<Verdict,
 /// Makes the frame's 802.1Q tag what the egress needs: `have` is the received
 /// tag's TCI (if tagged), `want` the VLAN to send with (if any). A rewritten tag
 /// keeps the received priority bits; a pushed tag has priority 0.
-fn set_vlan_tag(frame: &mut Vec<u8>, have: Option<u16>, want: Option<u16>) {
+fn set_vlan_tag<F: Frame + ?Sized>(frame: &mut F, have: Option<u16>, want: Option<u16>) {
     match (have, want) {
         (None, None) => {}
         (Some(tci), Some(vid)) => {
             let tci = (tci & 0xf000) | (vid & 0x0fff);
-            if let Some(b) = frame.get_mut(TAG_OFFSET + 2..TAG_OFFSET + 4) {
+            if let Some(b) = frame.bytes_mut().get_mut(TAG_OFFSET + 2..TAG_OFFSET + 4) {
                 b.copy_from_slice(&tci.to_be_bytes());
             }
         }
         (None, Some(vid)) => {
-            let len = frame.len();
-            if len < TAG_OFFSET {
+            let len = frame.bytes().len();
+            // The pipeline checked the room before rewriting the frame.
+            if len < TAG_OFFSET || !frame.grow_to(len + 4) {
                 return;
             }
-            frame.resize(len + 4, 0);
-            frame.copy_within(TAG_OFFSET..len, TAG_OFFSET + 4);
-            if let Some(b) = frame.get_mut(TAG_OFFSET..TAG_OFFSET + 4) {
+            let f = frame.bytes_mut();
+            f.copy_within(TAG_OFFSET..len, TAG_OFFSET + 4);
+            if let Some(b) = f.get_mut(TAG_OFFSET..TAG_OFFSET + 4) {
                 b[..2].copy_from_slice(&ETH_VLAN.to_be_bytes());
                 b[2..].copy_from_slice(&(vid & 0x0fff).to_be_bytes());
             }
         }
         (Some(_), None) => {
-            let len = frame.len();
+            let len = frame.bytes().len();
             if len >= TAG_OFFSET + 4 {
-                frame.copy_within(TAG_OFFSET + 4..len, TAG_OFFSET);
+                frame
+                    .bytes_mut()
+                    .copy_within(TAG_OFFSET + 4..len, TAG_OFFSET);
                 frame.truncate(len - 4);
             }
         }
