@@ -517,6 +517,11 @@ pub struct BgpNeighborConfig {
     /// TCP MD5 signature key (RFC 2385), at most 80 bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password: Option<String>,
+    /// Keep the routes the neighbor sends before import policy (the pre-policy
+    /// Adj-RIB-In), so a new import policy applies at once, without asking
+    /// the neighbor to send its routes again. Costs memory per route.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub soft_reconfiguration_inbound: bool,
 }
 
 fn default_hold_time() -> u16 {

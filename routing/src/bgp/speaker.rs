@@ -112,6 +112,9 @@ struct UpInfo {
     hold: u16,
 }
 
+/// Routes as a peer sent them, by (prefix, ADD-PATH path id).
+type PrePolicy = HashMap<(IpNet, Option<u32>), Arc<PathAttrs>>;
+
 struct Peer {
     cfg: PeerConfig,
     description: Option<String>,
@@ -128,6 +131,10 @@ struct Peer {
     /// ADD-PATH (RFC 7911): every path of the peer per prefix, by path id; the
     /// best of them is the one in `adj_in`.
     paths: HashMap<IpNet, Vec<(u32, Arc<PathAttrs>)>>,
+    /// Soft reconfiguration inbound: the pre-policy Adj-RIB-In, every route as
+    /// the peer sent it, by (prefix, ADD-PATH path id). `None` when not
+    /// configured: a new import policy then needs a ROUTE-REFRESH.
+    adj_in_pre: Option<PrePolicy>,
     adj_out: HashMap<IpNet, Arc<PathAttrs>>,
     received: u64,
     last_error: Option<String>,
@@ -142,6 +149,34 @@ struct Peer {
 }
 
 impl Peer {
+    /// Records an UPDATE in the pre-policy Adj-RIB-In, when there is one.
+    fn record_pre_policy(&mut self, u: &Update) {
+        let Some(pre) = self.adj_in_pre.as_mut() else {
+            return;
+        };
+        for w in &u.withdrawn {
+            pre.remove(&(w.prefix, w.path_id));
+        }
+        for n in &u.announced {
+            let key = (n.prefix, n.path_id);
+            match &u.attrs {
+                Some(a) if !u.treat_as_withdraw => {
+                    pre.insert(key, a.clone());
+                }
+                _ => {
+                    pre.remove(&key);
+                }
+            }
+        }
+    }
+
+    /// Forgets `gone` prefixes (every path id) in the pre-policy Adj-RIB-In.
+    fn forget_pre_policy(&mut self, gone: &HashSet<IpNet>) {
+        if let Some(pre) = self.adj_in_pre.as_mut() {
+            pre.retain(|k, _| !gone.contains(&k.0));
+        }
+    }
+
     fn ebgp(&self) -> bool {
         self.cfg.remote_as != self.cfg.local_as
     }
@@ -422,12 +457,24 @@ impl Speaker {
                 .cloned();
             if let Some(p) = self.peers.get_mut(&n.address) {
                 // Same session; policies or description may have changed.
-                let refilter = p.import != import;
+                let mut refilter = p.import != import;
                 p.import = import;
                 p.export = export;
                 p.description = n.description.clone();
                 p.next_hop_self = n.next_hop_self;
-                if refilter {
+                let soft = n.soft_reconfiguration_inbound;
+                let mut replay = refilter && p.adj_in_pre.is_some();
+                if soft != p.adj_in_pre.is_some() {
+                    // Turned on: the pre-policy copy starts empty, so the peer
+                    // is asked for its routes to fill it. Turned off: dropped.
+                    p.adj_in_pre = soft.then(HashMap::new);
+                    refilter |= soft;
+                    replay = false;
+                }
+                if replay {
+                    tracing::info!(peer = %n.address, "import policy changed: applying it to the routes kept before policy (soft reconfiguration inbound)");
+                    self.reimport(n.address, &mut changes, &mut out);
+                } else if refilter && p.up.is_some() {
                     tracing::info!(peer = %n.address, "import policy changed: asking the peer to send its routes again");
                     for f in
                         p.up.as_ref()
@@ -458,6 +505,7 @@ impl Speaker {
                     up: None,
                     adj_in: HashMap::new(),
                     paths: HashMap::new(),
+                    adj_in_pre: n.soft_reconfiguration_inbound.then(HashMap::new),
                     adj_out: HashMap::new(),
                     received: 0,
                     last_error: None,
@@ -681,6 +729,9 @@ impl Speaker {
                     return;
                 };
                 p.paths.clear();
+                if let Some(pre) = p.adj_in_pre.as_mut() {
+                    pre.clear();
+                }
                 let lost: Vec<IpNet> = p.adj_in.drain().map(|(k, _)| k).collect();
                 p.received = 0;
                 for pfx in lost {
@@ -724,6 +775,7 @@ impl Speaker {
         let Some(p) = self.peers.get_mut(&peer) else {
             return;
         };
+        p.record_pre_policy(&u);
         let mut touched = Vec::with_capacity(u.withdrawn.len() + u.announced.len());
         for w in &u.withdrawn {
             match w.path_id {
@@ -848,6 +900,7 @@ impl Speaker {
                         touched.push(*g);
                     }
                 }
+                p.forget_pre_policy(&gone.iter().copied().collect());
                 tracing::info!(%peer, family = ?f, removed = gone.len(), "graceful restart: stale routes swept after End-of-RIB");
                 if p.stale.is_empty() {
                     p.stale_until = None;
@@ -856,6 +909,44 @@ impl Speaker {
         }
         for pfx in touched {
             self.decide(pfx, changes, out);
+        }
+    }
+
+    /// Runs the peer's pre-policy Adj-RIB-In through its (new) import policy, as
+    /// if the peer had sent every route again.
+    fn reimport(&mut self, peer: IpAddr, changes: &mut Vec<BgpRibChange>, out: &mut Outbox) {
+        let Some(p) = self.peers.get(&peer) else {
+            return;
+        };
+        let Some(pre) = &p.adj_in_pre else {
+            return;
+        };
+        // One synthetic UPDATE per attribute set; paths the peer no longer
+        // offers are withdrawn by the policy result (accepted or not) below.
+        let mut by_attrs: HashMap<*const PathAttrs, (Arc<PathAttrs>, Vec<Nlri>)> = HashMap::new();
+        for ((prefix, path_id), a) in pre {
+            by_attrs
+                .entry(Arc::as_ptr(a))
+                .or_insert_with(|| (a.clone(), Vec::new()))
+                .1
+                .push(Nlri {
+                    prefix: *prefix,
+                    path_id: *path_id,
+                });
+        }
+        let (received, stale) = (p.received, p.stale.clone());
+        for (_, (attrs, announced)) in by_attrs {
+            let u = Update {
+                announced,
+                attrs: Some(attrs),
+                ..Default::default()
+            };
+            self.update(peer, u, changes, out);
+        }
+        if let Some(p) = self.peers.get_mut(&peer) {
+            // A replay is not news from the peer.
+            p.received = received;
+            p.stale = stale;
         }
     }
 
@@ -877,7 +968,9 @@ impl Speaker {
         for (a, p) in self.peers.iter_mut() {
             if p.stale_until.is_some_and(|t| now >= t) {
                 tracing::warn!(peer = %a, routes = p.stale.len(), "graceful restart not completed in time: removing the peer's stale routes");
-                for pfx in p.stale.drain() {
+                let stale = std::mem::take(&mut p.stale);
+                p.forget_pre_policy(&stale);
+                for pfx in stale {
                     p.paths.remove(&pfx);
                     if p.adj_in.remove(&pfx).is_some() {
                         gone.push(pfx);
@@ -1824,6 +1917,102 @@ bgp:
                 "order {order:?}"
             );
         }
+    }
+
+    /// ISP1 keeps its routes before policy (soft reconfiguration inbound), ISP2
+    /// does not; both start with an import policy that takes 100.64.1.0/24 only.
+    fn soft_config(policy_takes_all: bool) -> Config {
+        let rules = if policy_takes_all {
+            "[{ action: accept }]"
+        } else {
+            "[{ match: { prefixes: [{ prefix: 100.64.1.0/24 }] }, action: accept }]"
+        };
+        Config::from_yaml(&format!(
+            r#"
+ports: [{{ name: eth2 }}, {{ name: eth3 }}]
+interfaces:
+  - {{ name: eth2, port: eth2, ipv4: [198.51.100.1/24] }}
+  - {{ name: eth3, port: eth3, ipv4: [198.18.1.1/24] }}
+bgp:
+  asn: 64500
+  router_id: 198.51.100.1
+  port: 0
+  neighbors:
+    - {{ address: {ISP1}, remote_as: 64501, import_policy: in, soft_reconfiguration_inbound: true }}
+    - {{ address: {ISP2}, remote_as: 64502, import_policy: in }}
+  policies:
+    - {{ name: in, rules: {rules} }}
+"#
+        ))
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn soft_reconfiguration_inbound_applies_a_new_import_policy_to_kept_routes() {
+        let (ev_tx, _ev_rx) = mpsc::channel(16);
+        let (in_tx, _in_rx) = mpsc::channel(16);
+        let (rib_tx, mut rib_rx) = mpsc::unbounded_channel();
+        let mut s = Speaker::new();
+        s.configure(&soft_config(false), &ev_tx, &in_tx, &rib_tx)
+            .await;
+        let (mut changes, mut out) = (Vec::new(), Outbox::default());
+        s.event(up(ISP1, 64501, "198.51.100.1"), &mut changes, &mut out);
+        s.event(up(ISP2, 64502, "198.18.1.1"), &mut changes, &mut out);
+        for (peer, asn) in [(ISP1, 64501), (ISP2, 64502)] {
+            for prefix in ["100.64.1.0/24", "100.64.2.0/24"] {
+                s.event(announce(peer, vec![asn], prefix), &mut changes, &mut out);
+            }
+        }
+        assert!(last_set(&changes, "100.64.1.0/24").is_some());
+        assert!(
+            last_set(&changes, "100.64.2.0/24").is_none(),
+            "refused by policy"
+        );
+        let isp1: IpAddr = ISP1.parse().unwrap();
+        let kept = s.peers[&isp1].adj_in_pre.as_ref().map(HashMap::len);
+        assert_eq!(kept, Some(2), "both routes kept before policy");
+        assert!(s.peers[&ISP2.parse::<IpAddr>().unwrap()]
+            .adj_in_pre
+            .is_none());
+        let received = s.peers[&isp1].received;
+
+        // The new policy takes everything: ISP1's kept route is accepted at once
+        // (configure hands its Loc-RIB changes to the router channel); ISP2's
+        // needs the route refresh the speaker asks it for.
+        s.configure(&soft_config(true), &ev_tx, &in_tx, &rib_tx)
+            .await;
+        let mut replayed = Vec::new();
+        while let Ok(batch) = rib_rx.try_recv() {
+            replayed.extend(batch);
+        }
+        let r = last_set(&replayed, "100.64.2.0/24").expect("accepted from the kept routes");
+        assert_eq!(r.next_hops, vec![isp1], "only ISP1 kept its routes");
+        assert_eq!(
+            s.peers[&isp1].received, received,
+            "a replay is not counted as received"
+        );
+        assert_eq!(s.peers[&isp1].adj_in.len(), 2);
+        assert_eq!(s.peers[&ISP2.parse::<IpAddr>().unwrap()].adj_in.len(), 1);
+
+        // A withdrawal reaches the kept copy too.
+        s.event(
+            SessionEvent::Update {
+                peer: isp1,
+                update: Update {
+                    withdrawn: vec![Nlri {
+                        prefix: "100.64.2.0/24".parse().unwrap(),
+                        path_id: None,
+                    }],
+                    ..Default::default()
+                },
+            },
+            &mut changes,
+            &mut out,
+        );
+        assert_eq!(
+            s.peers[&isp1].adj_in_pre.as_ref().map(HashMap::len),
+            Some(1)
+        );
     }
 
     #[tokio::test]
