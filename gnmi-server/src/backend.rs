@@ -218,7 +218,7 @@ impl Backend for StoreBackend {
         if head.1 != expected_head {
             return Err(CommitError::Conflict { head: head.1 });
         }
-        config.validate().map_err(CommitError::Invalid)?;
+        // The store validates before it writes (StoreError::Invalid).
         let store = self.store.clone();
         let to_store = config.clone();
         let info = tokio::task::spawn_blocking(move || store.commit(&to_store, Some(&message)))

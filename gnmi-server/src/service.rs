@@ -614,9 +614,7 @@ impl GnmiService {
                 // Nothing changes: no commit.
                 return Ok(done(&ops));
             }
-            if let Err(errors) = new.validate() {
-                return Err(fail(invalid_config(&ops, &new, &errors)));
-            }
+            // The backend validates (and reports CommitError::Invalid).
             match self
                 .backend
                 .commit(new.clone(), message.clone(), head)

@@ -46,7 +46,7 @@ use crate::proto::gnmi::{
     SubscribeRequest, SubscribeResponse, SubscriptionList, SubscriptionMode, TypedValue, Update,
 };
 use crate::service::{json_encoding, response_prefix, use_models};
-use crate::telemetry::{self, in_models, matches, Delta, Hub, HubSlot, Leaf, Leaves};
+use crate::telemetry::{self, Delta, Hub, HubSlot, Key, Leaf, Leaves};
 
 /// The shortest sample and heartbeat interval served; a `sample_interval`
 /// of 0 asks for it.
@@ -77,7 +77,7 @@ struct Entry {
     heartbeat: Option<Duration>,
     /// SAMPLE: what this entry sent last, for suppress_redundant and to
     /// report removed leaves.
-    last: HashMap<String, Arc<Leaf>>,
+    last: HashMap<Key, Arc<Leaf>>,
     next_sample: Option<Instant>,
     next_heartbeat: Option<Instant>,
 }
@@ -209,11 +209,7 @@ impl Subscription {
     }
 
     fn wanted(&self, entry: &Entry, leaf: &Leaf) -> bool {
-        matches(&entry.elems, &leaf.steps)
-            && self
-                .models
-                .as_ref()
-                .is_none_or(|m| in_models(m, &leaf.steps))
+        leaf.matches(&entry.elems) && self.models.as_ref().is_none_or(|m| leaf.in_models(m))
     }
 
     /// The leaves of `leaves` that `entry` covers.
@@ -221,7 +217,7 @@ impl Subscription {
         &'a self,
         entry: &'a Entry,
         leaves: &'a Leaves,
-    ) -> impl Iterator<Item = (&'a String, &'a Arc<Leaf>)> + 'a {
+    ) -> impl Iterator<Item = (&'a Key, &'a Arc<Leaf>)> + 'a {
         leaves.iter().filter(move |(_, l)| self.wanted(entry, l))
     }
 
@@ -301,7 +297,7 @@ impl Subscription {
         let mut out = BTreeMap::new();
         for e in self.entries.iter().filter(|e| which(e)) {
             for (k, l) in self.select(e, leaves) {
-                out.entry(k.as_str()).or_insert((e.origin.as_str(), l));
+                out.entry(&**k).or_insert((e.origin.as_str(), l));
             }
         }
         out
@@ -654,7 +650,7 @@ async fn sleep_until(deadline: Option<Instant>) {
 fn on_change(sub: &Subscription, d: &Delta) -> Vec<SubscribeResponse> {
     fn pick<'a>(
         sub: &'a Subscription,
-        list: &'a [(String, Arc<Leaf>)],
+        list: &'a [(Key, Arc<Leaf>)],
     ) -> BTreeMap<&'a str, (&'a str, &'a Arc<Leaf>)> {
         let mut out = BTreeMap::new();
         for (k, leaf) in list {
@@ -663,7 +659,7 @@ fn on_change(sub: &Subscription, d: &Delta) -> Vec<SubscribeResponse> {
                 .iter()
                 .find(|e| e.is_on_change() && sub.wanted(e, leaf))
             {
-                out.insert(k.as_str(), (e.origin.as_str(), leaf));
+                out.insert(&**k, (e.origin.as_str(), leaf));
             }
         }
         out
@@ -695,9 +691,9 @@ async fn tick(
     let snapshot = hub.map(Hub::snapshot);
 
     let mut responses = Vec::new();
-    let mut sampled_updates: BTreeMap<String, (String, Arc<Leaf>)> = BTreeMap::new();
-    let mut sampled_deletes: BTreeMap<String, (String, Arc<Leaf>)> = BTreeMap::new();
-    let mut beat: BTreeMap<String, (String, Arc<Leaf>)> = BTreeMap::new();
+    let mut sampled_updates: BTreeMap<Key, (String, Arc<Leaf>)> = BTreeMap::new();
+    let mut sampled_deletes: BTreeMap<Key, (String, Arc<Leaf>)> = BTreeMap::new();
+    let mut beat: BTreeMap<Key, (String, Arc<Leaf>)> = BTreeMap::new();
     let mut next = Vec::with_capacity(sub.entries.len());
     for e in &sub.entries {
         let heartbeat = due(e.next_heartbeat);
@@ -707,7 +703,7 @@ async fn tick(
                     next.push(None);
                     continue;
                 };
-                let current: HashMap<String, Arc<Leaf>> = sub
+                let current: HashMap<Key, Arc<Leaf>> = sub
                     .select(e, leaves)
                     .map(|(k, l)| (k.clone(), l.clone()))
                     .collect();
@@ -772,9 +768,9 @@ async fn tick(
     responses
 }
 
-fn borrowed(m: &BTreeMap<String, (String, Arc<Leaf>)>) -> BTreeMap<&str, (&str, &Arc<Leaf>)> {
+fn borrowed(m: &BTreeMap<Key, (String, Arc<Leaf>)>) -> BTreeMap<&str, (&str, &Arc<Leaf>)> {
     m.iter()
-        .map(|(k, (o, l))| (k.as_str(), (o.as_str(), l)))
+        .map(|(k, (o, l))| (&**k, (o.as_str(), l)))
         .collect()
 }
 

@@ -27,33 +27,68 @@ use crate::tree::{entry_keys, Data};
 const DELTA_BACKLOG: usize = 1024;
 
 /// One element of a leaf's path: the schema node and, for a list entry, its
-/// key values in the list's key order.
+/// key values in the list's key order (shared by every leaf of the entry).
 #[derive(Clone, Debug)]
 pub(crate) struct LeafStep {
     pub node: &'static Node,
-    pub keys: Vec<Option<Value>>,
+    keys: Option<Arc<[Option<Value>]>>,
 }
 
-/// A leaf of the data tree: where it is and its value.
+impl LeafStep {
+    fn new(node: &'static Node, keys: Vec<Option<Value>>) -> Self {
+        Self {
+            node,
+            keys: (!keys.is_empty()).then(|| keys.into()),
+        }
+    }
+
+    /// The key values, in the list's key order (none for other nodes).
+    pub(crate) fn keys(&self) -> &[Option<Value>] {
+        self.keys.as_deref().unwrap_or(&[])
+    }
+}
+
+/// A leaf's path text (`/a/b[k=v]/c`), shared between snapshots, deltas
+/// and subscriptions.
+pub(crate) type Key = Arc<str>;
+
+/// A leaf of the data tree: where it is and its value. The steps down to
+/// its container are shared by the container's leaves.
 #[derive(Clone, Debug)]
 pub(crate) struct Leaf {
-    pub steps: Vec<LeafStep>,
+    parent: Arc<[LeafStep]>,
+    node: &'static Node,
     pub value: Value,
 }
 
 impl Leaf {
+    /// The step at depth `i` (the leaf itself at `depth() - 1`).
+    fn step(&self, i: usize) -> Option<LeafStep> {
+        match self.parent.get(i) {
+            Some(s) => Some(s.clone()),
+            None if i == self.parent.len() => Some(LeafStep {
+                node: self.node,
+                keys: None,
+            }),
+            None => None,
+        }
+    }
+
+    fn depth(&self) -> usize {
+        self.parent.len() + 1
+    }
+
     /// The leaf's path as gNMI elements, from `skip` elements on.
     pub(crate) fn elems(&self, skip: usize) -> Vec<PathElem> {
-        self.steps
-            .iter()
-            .skip(skip)
+        (skip..self.depth())
+            .filter_map(|i| self.step(i))
             .map(|s| PathElem {
                 name: s.node.name.to_owned(),
                 key: s
                     .node
                     .keys()
                     .iter()
-                    .zip(&s.keys)
+                    .zip(s.keys())
                     .filter_map(|(k, v)| v.as_ref().map(|v| ((*k).to_owned(), v.key_string())))
                     .collect(),
             })
@@ -62,26 +97,58 @@ impl Leaf {
 
     /// The value in JSON (RFC 7951 with `ietf`).
     pub(crate) fn json(&self, ietf: bool) -> serde_json::Value {
-        match self.steps.last().and_then(|s| s.node.leaf_type()) {
+        match self.node.leaf_type() {
             Some(t) => t.to_json(&self.value, ietf),
             None => serde_json::Value::Null,
         }
     }
+
+    /// Whether the leaf is at or below a node `pattern` matches.
+    pub(crate) fn matches(&self, pattern: &[Elem]) -> bool {
+        self.matches_from(pattern, 0)
+    }
+
+    fn matches_from(&self, pattern: &[Elem], i: usize) -> bool {
+        match pattern.split_first() {
+            None => true,
+            Some((Elem::AnyDepth, rest)) => (i..=self.depth()).any(|j| self.matches_from(rest, j)),
+            Some((elem, rest)) => match self.parent.get(i) {
+                Some(step) => step_matches(elem, step) && self.matches_from(rest, i + 1),
+                None if i == self.parent.len() => {
+                    let leaf = LeafStep {
+                        node: self.node,
+                        keys: None,
+                    };
+                    step_matches(elem, &leaf) && rest.iter().all(|e| *e == Elem::AnyDepth)
+                }
+                None => false,
+            },
+        }
+    }
+
+    /// Whether every node on the leaf's path is in one of `models`.
+    pub(crate) fn in_models(&self, models: &HashSet<String>) -> bool {
+        self.parent.iter().all(|s| models.contains(s.node.module))
+            && models.contains(self.node.module)
+    }
 }
 
 /// Leaves by their canonical path text (`/a/b[k=v]/c`, keys in schema order).
-pub(crate) type Leaves = BTreeMap<String, Arc<Leaf>>;
+pub(crate) type Leaves = BTreeMap<Key, Arc<Leaf>>;
 
 /// Leaves with their path texts, in path order.
-pub(crate) type LeafList = Vec<(String, Arc<Leaf>)>;
+pub(crate) type LeafList = Vec<(Key, Arc<Leaf>)>;
 
 /// Every leaf of `root`.
 pub(crate) fn flatten(root: &Data) -> Leaves {
-    let mut out = Leaves::new();
+    let mut out = Vec::new();
     let mut steps = Vec::new();
     let mut text = String::new();
     flatten_at(&ROOT, root, &mut steps, &mut text, &mut out);
-    out
+    // Mostly in order already: a sort and a bulk build beat one search per
+    // insertion.
+    out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    out.into_iter().collect()
 }
 
 fn flatten_at(
@@ -89,11 +156,13 @@ fn flatten_at(
     data: &Data,
     steps: &mut Vec<LeafStep>,
     text: &mut String,
-    out: &mut Leaves,
+    out: &mut LeafList,
 ) {
     let Some(children) = data.children() else {
         return;
     };
+    // The steps to this node, shared by its leaves (made at the first one).
+    let mut parent: Option<Arc<[LeafStep]>> = None;
     for c in node.children() {
         let Some(d) = children.get(c.name) else {
             continue;
@@ -103,18 +172,17 @@ fn flatten_at(
             (Kind::Leaf(_), Data::Leaf(v)) => {
                 text.push('/');
                 text.push_str(c.name);
-                steps.push(LeafStep {
-                    node: c,
-                    keys: Vec::new(),
-                });
-                out.insert(
-                    text.clone(),
+                let parent = parent
+                    .get_or_insert_with(|| Arc::from(steps.as_slice()))
+                    .clone();
+                out.push((
+                    Key::from(text.as_str()),
                     Arc::new(Leaf {
-                        steps: steps.clone(),
+                        parent,
+                        node: c,
                         value: v.clone(),
                     }),
-                );
-                steps.pop();
+                ));
             }
             (Kind::List { .. }, Data::List(entries)) => {
                 for e in entries {
@@ -127,7 +195,7 @@ fn flatten_at(
                         let v = v.replace('\\', "\\\\").replace(']', "\\]");
                         let _ = write!(text, "[{k}={v}]");
                     }
-                    steps.push(LeafStep { node: c, keys });
+                    steps.push(LeafStep::new(c, keys));
                     flatten_at(c, e, steps, text, out);
                     steps.pop();
                     text.truncate(len);
@@ -136,28 +204,13 @@ fn flatten_at(
             (Kind::Container(_), Data::Container(_)) => {
                 text.push('/');
                 text.push_str(c.name);
-                steps.push(LeafStep {
-                    node: c,
-                    keys: Vec::new(),
-                });
+                steps.push(LeafStep::new(c, Vec::new()));
                 flatten_at(c, d, steps, text, out);
                 steps.pop();
             }
             _ => {}
         }
         text.truncate(len);
-    }
-}
-
-/// Whether the leaf at `steps` is at or below a node `pattern` matches.
-pub(crate) fn matches(pattern: &[Elem], steps: &[LeafStep]) -> bool {
-    match pattern.split_first() {
-        None => true,
-        Some((Elem::AnyDepth, rest)) => (0..=steps.len()).any(|i| matches(rest, &steps[i..])),
-        Some((elem, rest)) => match steps.split_first() {
-            Some((step, below)) => step_matches(elem, step) && matches(rest, below),
-            None => false,
-        },
     }
 }
 
@@ -181,13 +234,8 @@ fn step_matches(elem: &Elem, step: &LeafStep) -> bool {
     }
     node.keys()
         .iter()
-        .zip(&step.keys)
+        .zip(step.keys())
         .all(|(k, v)| key_matches(node, keys, k, v.as_ref()))
-}
-
-/// Whether every node on the leaf's path is in one of `models`.
-pub(crate) fn in_models(models: &HashSet<String>, steps: &[LeafStep]) -> bool {
-    steps.iter().all(|s| models.contains(s.node.module))
 }
 
 /// Nanoseconds since the Unix epoch.
@@ -225,18 +273,42 @@ pub(crate) struct Delta {
     pub removed: LeafList,
 }
 
-/// The leaves new or changed in `new`, and those gone from `old`.
+/// The leaves new or changed in `new`, and those gone from `old`: one walk
+/// over both maps in key order.
 fn diff(old: &Leaves, new: &Leaves) -> (LeafList, LeafList) {
-    let changed = new
-        .iter()
-        .filter(|(k, v)| old.get(*k).is_none_or(|o| o.value != v.value))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    let removed = old
-        .iter()
-        .filter(|(k, _)| !new.contains_key(*k))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
+    use std::cmp::Ordering;
+    let mut changed = Vec::new();
+    let mut removed = Vec::new();
+    let mut o = old.iter().peekable();
+    let mut n = new.iter().peekable();
+    loop {
+        match (o.peek(), n.peek()) {
+            (None, None) => break,
+            (Some(_), None) => {
+                removed.extend(o.by_ref().map(|(k, v)| (k.clone(), v.clone())));
+            }
+            (None, Some(_)) => {
+                changed.extend(n.by_ref().map(|(k, v)| (k.clone(), v.clone())));
+            }
+            (Some((ok, ov)), Some((nk, nv))) => match ok.cmp(nk) {
+                Ordering::Less => {
+                    removed.push(((*ok).clone(), (*ov).clone()));
+                    o.next();
+                }
+                Ordering::Greater => {
+                    changed.push(((*nk).clone(), (*nv).clone()));
+                    n.next();
+                }
+                Ordering::Equal => {
+                    if !Arc::ptr_eq(ov, nv) && ov.value != nv.value {
+                        changed.push(((*nk).clone(), (*nv).clone()));
+                    }
+                    o.next();
+                    n.next();
+                }
+            },
+        }
+    }
     (changed, removed)
 }
 
@@ -383,9 +455,37 @@ mod tests {
         let p = pattern(p);
         leaves()
             .iter()
-            .filter(|(_, l)| matches(&p, &l.steps))
-            .map(|(k, _)| k.clone())
+            .filter(|(_, l)| l.matches(&p))
+            .map(|(k, _)| k.to_string())
             .collect()
+    }
+
+    #[test]
+    fn diff_finds_changed_new_and_removed_leaves() {
+        let leaf = |v: &str| {
+            Arc::new(Leaf {
+                parent: Arc::from(Vec::new()),
+                node: &ROOT,
+                value: Value::Str(v.into()),
+            })
+        };
+        let map = |entries: &[(&str, &str)]| -> Leaves {
+            entries
+                .iter()
+                .map(|(k, v)| (Key::from(*k), leaf(v)))
+                .collect()
+        };
+        let old = map(&[("/a", "1"), ("/b", "2"), ("/c", "3"), ("/e", "5")]);
+        let new = map(&[("/b", "2"), ("/c", "30"), ("/d", "4"), ("/f", "6")]);
+        let (changed, removed) = diff(&old, &new);
+        let keys = |l: &LeafList| l.iter().map(|(k, _)| k.to_string()).collect::<Vec<_>>();
+        assert_eq!(keys(&changed), ["/c", "/d", "/f"]);
+        assert_eq!(keys(&removed), ["/a", "/e"]);
+        assert_eq!(changed[0].1.value, Value::Str("30".into()));
+        let (changed, removed) = diff(&new, &new);
+        assert!(changed.is_empty() && removed.is_empty());
+        let (changed, removed) = diff(&Leaves::new(), &new);
+        assert_eq!((changed.len(), removed.len()), (4, 0));
     }
 
     #[test]
