@@ -24,7 +24,9 @@ fn main() {
         Ok(lib) => lib,
         Err(e) => {
             if required {
-                panic!("DPDK (pkg-config package libdpdk >= 22.11) was not found: {e}\n{INSTALL_HINT}");
+                panic!(
+                    "DPDK (pkg-config package libdpdk >= 22.11) was not found: {e}\n{INSTALL_HINT}"
+                );
             }
             // Declarations only; nothing that links against them is built
             // without the `required` feature.
@@ -74,7 +76,9 @@ fn main() {
     let pmds = pmd_dir(Path::new(&libdir));
     println!(
         "cargo:rustc-env=NOS_DPDK_PMD_DIR={}",
-        pmds.as_ref().map(|p| p.display().to_string()).unwrap_or_default()
+        pmds.as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default()
     );
     println!("cargo:rustc-env=NOS_DPDK_VERSION={}", lib.version);
     println!("cargo:version={}", lib.version);

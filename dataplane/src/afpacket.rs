@@ -20,6 +20,8 @@ const ETH_P_ALL: u16 = 0x0003;
 const PACKET_ADD_MEMBERSHIP: libc::c_int = 1;
 const PACKET_MR_PROMISC: libc::c_ushort = 1;
 const PACKET_AUXDATA: libc::c_int = 8;
+const PACKET_FANOUT: libc::c_int = 18;
+const PACKET_FANOUT_HASH: u32 = 0;
 const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
 const TP_STATUS_CSUMNOTREADY: u32 = 1 << 3;
 const TP_STATUS_VLAN_VALID: u32 = 1 << 4;
@@ -71,6 +73,14 @@ impl PacketSocket {
     /// Opens a promiscuous socket on `ifname` that sees every frame the interface
     /// receives (but not the ones it sends).
     pub fn open(ifname: &str) -> io::Result<Self> {
+        Self::open_in_fanout(ifname, None)
+    }
+
+    /// Like [`PacketSocket::open`]; with `Some(group)` the socket joins that
+    /// fanout group of the interface, and the kernel spreads received frames
+    /// over the group's sockets by a hash of their flow (one socket per
+    /// forwarding worker: the AF_PACKET counterpart of RSS queues).
+    pub fn open_in_fanout(ifname: &str, group: Option<u16>) -> io::Result<Self> {
         let cname = CString::new(ifname).map_err(|_| {
             io::Error::new(io::ErrorKind::InvalidInput, "interface name contains NUL")
         })?;
@@ -129,6 +139,12 @@ impl PacketSocket {
         mreq.mr_type = PACKET_MR_PROMISC;
         if setsockopt(raw, libc::SOL_PACKET, PACKET_ADD_MEMBERSHIP, &mreq) < 0 {
             return Err(last_err("promiscuous mode", ifname));
+        }
+        if let Some(group) = group {
+            let arg: u32 = u32::from(group) | (PACKET_FANOUT_HASH << 16);
+            if setsockopt(raw, libc::SOL_PACKET, PACKET_FANOUT, &arg) < 0 {
+                return Err(last_err("PACKET_FANOUT", ifname));
+            }
         }
         Ok(Self {
             fd,
@@ -277,6 +293,44 @@ impl PacketSocket {
                 format!("sendmmsg on {}: {e}", self.ifname),
             )),
             _ => Ok(sent),
+        }
+    }
+}
+
+impl crate::backend::PacketIo for PacketSocket {
+    fn describe(&self) -> String {
+        format!("AF_PACKET {}", self.ifname)
+    }
+
+    fn readiness_fd(&self) -> Option<RawFd> {
+        Some(self.fd.as_raw_fd())
+    }
+
+    fn receive(
+        &mut self,
+        rx: &mut crate::backend::RxBurst,
+    ) -> io::Result<crate::backend::Received> {
+        self.recv_batch(&mut rx.heap)
+            .map(crate::backend::Received::Heap)
+    }
+
+    fn transmit(&mut self, frames: crate::backend::TxFrames<'_>) -> io::Result<usize> {
+        match frames {
+            crate::backend::TxFrames::Bytes(list) => self.send_batch(list),
+            #[cfg(feature = "dpdk")]
+            crate::backend::TxFrames::Mbufs(burst) => {
+                // The frames stay in their buffers, which the caller frees.
+                use crate::engine::Frame;
+                let mut refs: [&[u8]; BATCH] = [&[]; BATCH];
+                let mut n = 0;
+                for i in 0..burst.len() {
+                    if let Some(m) = burst.get(i) {
+                        refs[n] = m.bytes();
+                        n += 1;
+                    }
+                }
+                self.send_batch(&refs[..n])
+            }
         }
     }
 }

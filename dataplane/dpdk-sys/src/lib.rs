@@ -111,6 +111,7 @@ extern "C" {
     // ethdev (rte_ethdev.h).
     pub fn rte_eth_dev_get_port_by_name(name: *const c_char, port_id: *mut u16) -> c_int;
     pub fn rte_eth_dev_count_avail() -> u16;
+    pub fn rte_eth_dev_stop(port_id: u16) -> c_int;
 
     // mbufs and pools (rte_mbuf.h, rte_mempool.h).
     pub fn rte_pktmbuf_pool_create(
@@ -150,8 +151,7 @@ extern "C" {
         mbufs: *mut *mut rte_mbuf,
         n: c_uint,
     ) -> c_int;
-    pub fn nos_ring_enqueue_burst(r: *mut rte_ring, objs: *const *mut c_void, n: c_uint)
-        -> c_uint;
+    pub fn nos_ring_enqueue_burst(r: *mut rte_ring, objs: *const *mut c_void, n: c_uint) -> c_uint;
     pub fn nos_ring_dequeue_burst(r: *mut rte_ring, objs: *mut *mut c_void, n: c_uint) -> c_uint;
     pub fn nos_ring_count(r: *const rte_ring) -> c_uint;
     pub fn nos_mempool_avail(mp: *const rte_mempool) -> c_uint;
