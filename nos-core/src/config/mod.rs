@@ -97,12 +97,98 @@ fn default_hostname() -> String {
     "nos".into()
 }
 
-/// Which forwarding target `nosd` drives.
+/// Which forwarding target `nosd` drives, and how the x86 dataplane runs.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DataplaneConfig {
     #[serde(default)]
     pub backend: BackendKind,
+    /// Forwarding workers (threads, one per core) of the x86 dataplane,
+    /// 1..=64 (default 1). Each polls its share of every port's queues.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workers: Option<u16>,
+    /// DPDK: its EAL arguments and the ports it carries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dpdk: Option<DpdkConfig>,
+}
+
+impl DataplaneConfig {
+    /// The number of forwarding workers.
+    pub fn worker_count(&self) -> u16 {
+        self.workers.unwrap_or(1)
+    }
+
+    /// The EAL arguments (empty: the dataplane's defaults, which need no
+    /// hugepages and no NICs).
+    pub fn eal_args(&self) -> &[String] {
+        self.dpdk
+            .as_ref()
+            .map(|d| d.eal_args.as_slice())
+            .unwrap_or(&[])
+    }
+}
+
+/// DPDK: how its EAL starts and which ports it carries. A port listed here
+/// gets its packets from a DPDK device; every other port uses an AF_PACKET
+/// socket on its Linux interface. (The choice lives here, not under `ports`,
+/// so that the ports keep the shape the OpenConfig interface model gives them.)
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DpdkConfig {
+    /// Arguments of DPDK's EAL, e.g. `[--no-huge, --no-pci, -m, "512",
+    /// --no-shconf]`. Empty or absent: those plus `--no-telemetry -l 0`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub eal_args: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<DpdkPortConfig>,
+}
+
+/// A port whose packet I/O is a DPDK device.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DpdkPortConfig {
+    /// The port's name (under `ports`).
+    pub port: String,
+    /// The DPDK device string: a virtual device and its arguments
+    /// (`net_af_packet0,iface=veth1`, `net_memif0,role=server`, `net_null0`).
+    /// Default: `net_af_packet<i>,iface=<linux>`, with `<i>` the entry's
+    /// position in this list and `<linux>` the port's Linux interface.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
+}
+
+impl Config {
+    /// The DPDK device string of port `name`, when DPDK carries it.
+    pub fn dpdk_device(&self, name: &str) -> Option<String> {
+        let dpdk = self.dataplane.dpdk.as_ref()?;
+        let i = dpdk.ports.iter().position(|p| p.port == name)?;
+        self.dpdk_entry_device(i)
+    }
+
+    /// The device string of entry `i` of `dataplane.dpdk.ports`.
+    pub fn dpdk_entry_device(&self, i: usize) -> Option<String> {
+        let entry = self.dataplane.dpdk.as_ref()?.ports.get(i)?;
+        Some(match &entry.device {
+            Some(d) => d.clone(),
+            None => {
+                let linux = self
+                    .ports
+                    .iter()
+                    .find(|p| p.name == entry.port)
+                    .map(|p| p.linux_name())
+                    .unwrap_or(&entry.port);
+                format!("net_af_packet{i},iface={linux}")
+            }
+        })
+    }
+
+    /// Whether any port is carried by DPDK.
+    pub fn uses_dpdk(&self) -> bool {
+        self.dataplane
+            .dpdk
+            .as_ref()
+            .is_some_and(|d| !d.ports.is_empty())
+    }
 }
 
 /// The forwarding targets.

@@ -82,6 +82,7 @@ pub(super) fn validate(config: &Config) -> Result<(), ConfigErrors> {
     let mut v = Validator::new(config);
     v.system();
     v.ports();
+    v.dataplane();
     v.vrfs();
     v.vlans();
     v.interfaces();
@@ -104,6 +105,41 @@ const LINUX_IFNAME_MAX: usize = 15;
 const HOSTNAME_MAX: usize = 63;
 const VLAN_MIN: u16 = 1;
 const VLAN_MAX: u16 = 4094;
+/// Forwarding workers of the x86 dataplane.
+const WORKERS_MAX: u16 = 64;
+
+/// Checks a DPDK device string: `name[,key=value...]`, the name starting
+/// with a letter and made of letters, digits, `_`, `-`, `.` and `:`, no spaces.
+fn dpdk_device_ok(device: &str) -> Result<(), String> {
+    if device.is_empty() {
+        return Err("the DPDK device string is empty".into());
+    }
+    if let Some(c) = device.chars().find(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!("DPDK device {device:?} contains {c:?}"));
+    }
+    let mut parts = device.split(',');
+    let name = parts.next().unwrap_or_default();
+    if !name.starts_with(|c: char| c.is_ascii_alphabetic())
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':'))
+    {
+        return Err(format!(
+            "DPDK device name {name:?} must start with a letter and hold only letters, digits, '_', '-', '.' and ':' (e.g. net_af_packet0,iface=veth1)"
+        ));
+    }
+    for kv in parts {
+        match kv.split_once('=') {
+            Some((k, _)) if !k.is_empty() => {}
+            _ => {
+                return Err(format!(
+                    "DPDK device argument {kv:?} in {device:?} is not key=value"
+                ))
+            }
+        }
+    }
+    Ok(())
+}
 
 /// Parses an ACL MAC match: `aa:bb:cc:dd:ee:ff` (every bit must match) or
 /// `aa:bb:cc:dd:ee:ff/ff:ff:ff:00:00:00` (only the bits set in the mask must match).
@@ -371,6 +407,66 @@ impl<'a> Validator<'a> {
                 }
             }
             self.mtu(port.mtu, format!("{p}.mtu"));
+        }
+    }
+
+    fn dataplane(&mut self) {
+        let dp = &self.config.dataplane;
+        if let Some(w) = dp.workers {
+            if !(1..=WORKERS_MAX).contains(&w) {
+                self.err(
+                    "dataplane.workers",
+                    format!("{w} workers is outside 1..={WORKERS_MAX}"),
+                );
+            }
+        }
+        let Some(dpdk) = &dp.dpdk else { return };
+        for (i, a) in dpdk.eal_args.iter().enumerate() {
+            let path = format!("dataplane.dpdk.eal_args[{i}]");
+            if a.is_empty() {
+                self.err(path, "an EAL argument is empty");
+            } else if a.contains('\0') {
+                self.err(path, "an EAL argument contains a NUL character");
+            }
+        }
+        let mut ports: HashMap<&str, usize> = HashMap::new();
+        let mut devices: HashMap<String, usize> = HashMap::new();
+        for (i, entry) in dpdk.ports.iter().enumerate() {
+            let p = format!("dataplane.dpdk.ports[{i}]");
+            let name = entry.port.as_str();
+            if !self.ports.contains_key(name) {
+                let reason = self.missing_port(name);
+                self.err(format!("{p}.port"), reason);
+            } else if let Some(&k) = ports.get(name) {
+                self.err(
+                    format!("{p}.port"),
+                    format!("port {name} is already bound to DPDK by dataplane.dpdk.ports[{k}]"),
+                );
+                continue;
+            } else {
+                ports.insert(name, i);
+            }
+            let device = self.config.dpdk_entry_device(i);
+            let Some(device) = device else { continue };
+            let dpath = if entry.device.is_some() {
+                format!("{p}.device")
+            } else {
+                format!("{p}.port")
+            };
+            if let Err(reason) = dpdk_device_ok(&device) {
+                self.err(dpath, reason);
+                continue;
+            }
+            // DPDK names a device by what comes before the first comma.
+            let dev_name = device.split(',').next().unwrap_or_default().to_string();
+            if let Some(&k) = devices.get(&dev_name) {
+                self.err(
+                    dpath,
+                    format!("DPDK device {dev_name} is already used by dataplane.dpdk.ports[{k}]"),
+                );
+            } else {
+                devices.insert(dev_name, i);
+            }
         }
     }
 
@@ -1555,6 +1651,112 @@ interfaces:
         let errs = validate(&c).unwrap_err().0;
         let paths: Vec<&str> = errs.iter().map(|e| e.path.as_str()).collect();
         assert_eq!(paths, ["system.hostname", "ports[0].mtu", "vlans[1].id"]);
+    }
+
+    // ---- dataplane ------------------------------------------------------------
+
+    #[test]
+    fn dpdk_ports_and_eal_args() {
+        let c = with(
+            "dataplane:
+  workers: 2
+  dpdk:
+    eal_args: [--no-huge, --no-pci, -m, '512', --no-shconf]
+    ports:
+      - port: eth1
+      - port: eth2
+        device: net_null0,size=64
+",
+        );
+        valid(&c);
+        assert_eq!(c.dataplane.worker_count(), 2);
+        assert_eq!(c.dataplane.eal_args()[0], "--no-huge");
+        assert_eq!(
+            c.dpdk_device("eth1").as_deref(),
+            Some("net_af_packet0,iface=eth1")
+        );
+        assert_eq!(c.dpdk_device("eth2").as_deref(), Some("net_null0,size=64"));
+        assert_eq!(c.dpdk_device("eth3"), None);
+        assert!(c.uses_dpdk());
+        assert!(!base().uses_dpdk());
+        // Round trip, and nothing is written for a config without DPDK.
+        let again = Config::from_yaml(&c.to_yaml()).unwrap();
+        assert_eq!(again, c);
+        assert!(!base().to_yaml().contains("dpdk"));
+    }
+
+    #[test]
+    fn dpdk_port_must_exist_once() {
+        let c = with("dataplane: { dpdk: { ports: [{ port: eth9 }] } }\n");
+        expect(
+            &c,
+            "dataplane.dpdk.ports[0].port",
+            "port eth9 does not exist",
+        );
+        let c = with(
+            "dataplane: { dpdk: { ports: [{ port: eth1 }, { port: eth1, device: net_null1 }] } }\n",
+        );
+        expect(
+            &c,
+            "dataplane.dpdk.ports[1].port",
+            "already bound to DPDK by dataplane.dpdk.ports[0]",
+        );
+    }
+
+    #[test]
+    fn dpdk_device_strings() {
+        let dev = |d: &str| {
+            with(&format!(
+                "dataplane: {{ dpdk: {{ ports: [{{ port: eth1, device: '{d}' }}] }} }}\n"
+            ))
+        };
+        valid(&dev("net_memif0,role=server,socket=/run/memif.sock"));
+        expect(&dev(""), "dataplane.dpdk.ports[0].device", "empty");
+        expect(
+            &dev("net_null0, size=64"),
+            "dataplane.dpdk.ports[0].device",
+            "contains ' '",
+        );
+        expect(
+            &dev("0net"),
+            "dataplane.dpdk.ports[0].device",
+            "must start with a letter",
+        );
+        expect(
+            &dev("net_null0,size"),
+            "dataplane.dpdk.ports[0].device",
+            "not key=value",
+        );
+        let c = with(
+            "dataplane: { dpdk: { ports: [{ port: eth1, device: 'net_null0' }, { port: eth2, device: 'net_null0,size=64' }] } }\n",
+        );
+        expect(
+            &c,
+            "dataplane.dpdk.ports[1].device",
+            "DPDK device net_null0 is already used by dataplane.dpdk.ports[0]",
+        );
+    }
+
+    #[test]
+    fn dataplane_workers_and_eal_args() {
+        expect(
+            &with("dataplane: { workers: 0 }\n"),
+            "dataplane.workers",
+            "outside 1..=64",
+        );
+        expect(
+            &with("dataplane: { workers: 65 }\n"),
+            "dataplane.workers",
+            "outside 1..=64",
+        );
+        valid(&with("dataplane: { workers: 64 }\n"));
+        expect(
+            &with("dataplane: { dpdk: { eal_args: [--no-huge, ''] } }\n"),
+            "dataplane.dpdk.eal_args[1]",
+            "empty",
+        );
+        let err = Config::from_yaml("dataplane: { dpdk: { eal: [] } }\n").unwrap_err();
+        assert!(err.to_string().contains("dataplane.dpdk"), "{err}");
     }
 
     // ---- system -------------------------------------------------------------
