@@ -33,6 +33,7 @@ use crate::client::{Client, ClientConfig, ClientError, Mastership, PipelineConfi
 use crate::compile::{undo, CloneSession, CompileError, Compiler};
 use crate::p4info::{P4Names, Schema, SchemaError};
 use crate::packet::{decode_packet_in, encode_packet_out};
+use crate::ports::{PortMap, PortNumbering};
 use crate::reconcile::{compare, Divergence};
 use crate::write::{write_ordered, WriteOptions};
 use nos_core::backend::{BackendErrorKind, Capabilities, PacketInSink, PacketSender};
@@ -61,6 +62,10 @@ pub struct P4RuntimeConfig {
     pub reconnect_max: Duration,
     /// Where packet-ins go.
     pub packet_in: Option<PacketInSink>,
+    /// The P4 port number of each port, by name (`None`: a port's id is
+    /// its P4 port number). With a numbering, deltas, packet-ins,
+    /// packet-outs and reads are translated between the two.
+    pub port_numbers: Option<PortNumbering>,
 }
 
 impl std::fmt::Debug for P4RuntimeConfig {
@@ -89,6 +94,7 @@ impl P4RuntimeConfig {
             reconnect_initial: Duration::from_millis(100),
             reconnect_max: Duration::from_secs(5),
             packet_in: None,
+            port_numbers: None,
         }
     }
 }
@@ -199,6 +205,8 @@ struct Shared {
     state: Mutex<SessionState>,
     /// The stream and schema packet-outs use (set while ready).
     packet_path: Mutex<Option<(Client, Arc<Schema>)>>,
+    /// Port ids ↔ P4 port numbers, when the config has a numbering.
+    ports: Option<Mutex<PortMap>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -294,6 +302,7 @@ impl P4RuntimeBackend {
                 reason: "not connected yet".into(),
             }),
             packet_path: Mutex::new(None),
+            ports: cfg.port_numbers.is_some().then(Mutex::default),
         });
         let (tx, rx) = mpsc::unbounded_channel();
         let session = Session {
@@ -376,8 +385,13 @@ impl Backend for P4RuntimeBackend {
     /// The model of what the target accepted (the session's own record;
     /// [`P4RuntimeBackend::audit`] compares it with the target).
     fn read(&mut self) -> Result<ForwardingState, BackendError> {
-        self.ask(Command::Read)
-            .ok_or_else(|| unavailable("the P4Runtime session has stopped"))
+        let s = self
+            .ask(Command::Read)
+            .ok_or_else(|| unavailable("the P4Runtime session has stopped"))?;
+        Ok(match &self.shared.ports {
+            Some(m) => lock(m).untranslate(&s),
+            None => s,
+        })
     }
 
     fn packet_sender(&self) -> Option<PacketSender> {
@@ -386,6 +400,12 @@ impl Backend for P4RuntimeBackend {
             let path = lock(&shared.packet_path).clone();
             let Some((client, schema)) = path else {
                 return Err(unavailable("no P4Runtime connection for packet-out"));
+            };
+            let p = match &shared.ports {
+                Some(m) => lock(m)
+                    .packet_out(p)
+                    .map_err(|e| BackendError::new(BackendErrorKind::NotFound, e.to_string()))?,
+                None => p,
             };
             let out = encode_packet_out(&schema, p)
                 .map_err(|e| BackendError::new(BackendErrorKind::InvalidArgument, e.to_string()))?;
@@ -532,7 +552,18 @@ impl Session {
                         continue;
                     };
                     match decode_packet_in(&schema, &p) {
-                        Ok(pi) => sink(pi),
+                        Ok(pi) => {
+                            let pi = match &shared.ports {
+                                Some(m) => lock(m).packet_in(pi),
+                                None => Some(pi),
+                            };
+                            match pi {
+                                Some(pi) => sink(pi),
+                                None => tracing::debug!(
+                                    "dropping a packet-in from a port the model does not hold"
+                                ),
+                            }
+                        }
                         Err(e) => {
                             shared
                                 .stats
@@ -676,10 +707,38 @@ impl Session {
             }
         };
         let mut results: Vec<Result<(), BackendError>> = vec![Ok(()); n];
+        // Into P4 port numbers (the model and the target use those).
+        let original = deltas;
+        let translated: Vec<Delta>;
+        let deltas = match (&self.shared.ports, &self.cfg.port_numbers) {
+            (Some(map), Some(numbering)) => {
+                let mut map = lock(map);
+                translated = original
+                    .iter()
+                    .enumerate()
+                    .map(|(i, d)| match map.translate(d, numbering) {
+                        Ok(t) => t,
+                        Err(e) => {
+                            tracing::warn!(delta = ?d, "cannot program this change: {e}");
+                            results[i] = Err(BackendError::new(
+                                BackendErrorKind::InvalidArgument,
+                                e.to_string(),
+                            ));
+                            d.clone()
+                        }
+                    })
+                    .collect();
+                &translated[..]
+            }
+            _ => original,
+        };
         let mut planned = Vec::new();
         let mut owners = Vec::new();
         let mut applied: Vec<(usize, Option<Object>)> = Vec::new();
         for (i, d) in deltas.iter().enumerate() {
+            if results[i].is_err() {
+                continue;
+            }
             match compiler.delta(&mut self.model, d) {
                 Ok(c) => {
                     for u in c.updates {
@@ -751,6 +810,14 @@ impl Session {
                 stands.insert(d.key());
             } else if !stands.contains(&d.key()) {
                 undo(&mut self.model, d, previous);
+            }
+        }
+        if let Some(map) = &self.shared.ports {
+            let mut map = lock(map);
+            for (d, r) in original.iter().zip(&results) {
+                if let (Delta::Delete(ObjectKey::Port(id)), Ok(())) = (d, r) {
+                    map.forget(*id);
+                }
             }
         }
         if lost {

@@ -68,6 +68,9 @@ pub struct ClientConfig {
     /// The lowest election id to use (the clock gives a higher one
     /// normally).
     pub election_id_floor: u128,
+    /// A fixed election id: used as it is, never raised above another
+    /// controller's (`None`: the clock's, see [`initial_election_id`]).
+    pub election_id: Option<u128>,
     pub connect_timeout: Duration,
     /// Deadline of every unary RPC.
     pub rpc_timeout: Duration,
@@ -81,6 +84,7 @@ impl ClientConfig {
             role: String::new(),
             failover: Failover::Primary,
             election_id_floor: 1,
+            election_id: None,
             connect_timeout: Duration::from_secs(5),
             rpc_timeout: Duration::from_secs(600),
         }
@@ -321,6 +325,14 @@ impl StreamTask {
         // Above the reported id, offset by our own id's low bits so that
         // two backups claiming at once rarely pick the same id.
         if self.election_id <= above {
+            if self.cfg.election_id.is_some() {
+                tracing::info!(
+                    election_id = self.election_id,
+                    primary = above,
+                    "another controller holds a higher election id; staying a backup (the election id is fixed by the configuration)"
+                );
+                return;
+            }
             self.election_id = above
                 .saturating_add(1)
                 .saturating_add(self.election_id & 0xffff);
@@ -417,7 +429,9 @@ impl Client {
         let mut rpc = P4RuntimeClient::new(channel)
             .max_decoding_message_size(MAX_MESSAGE)
             .max_encoding_message_size(MAX_MESSAGE);
-        let election_id = initial_election_id(cfg.election_id_floor);
+        let election_id = cfg
+            .election_id
+            .unwrap_or_else(|| initial_election_id(cfg.election_id_floor));
         let (tx, rx) = mpsc::channel(STREAM_QUEUE);
         // A backup announces itself without an election id (so it cannot
         // depose anyone) and claims one only when there is no primary.

@@ -20,6 +20,7 @@
 //! * [`write`]: dependent updates in successive batches.
 //! * [`reconcile`]: target vs model, and the updates that repair it.
 //! * [`packet`]: packet-in/out controller headers.
+//! * [`ports`]: port ids ↔ P4 port numbers.
 //! * [`backend`]: [`P4RuntimeBackend`], the `nos_core::Backend`.
 
 pub mod backend;
@@ -29,6 +30,7 @@ pub mod client;
 pub mod compile;
 pub mod p4info;
 pub mod packet;
+pub mod ports;
 pub mod reconcile;
 pub mod write;
 
