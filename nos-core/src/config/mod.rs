@@ -110,6 +110,48 @@ pub struct DataplaneConfig {
     /// DPDK: its EAL arguments and the ports it carries.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dpdk: Option<DpdkConfig>,
+    /// The P4Runtime target `backend: p4runtime` programs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p4runtime: Option<P4RuntimeTargetConfig>,
+}
+
+/// A P4Runtime target (a P4 switch, bmv2 `simple_switch_grpc`, or
+/// `nos-p4rt-target`) running the nos.p4 program.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct P4RuntimeTargetConfig {
+    /// The target's gRPC server: `host:port` (`[v6]:port` for an IPv6
+    /// address).
+    pub address: String,
+    /// The device id the target serves (default 1).
+    #[serde(default = "default_device_id")]
+    pub device_id: u64,
+    /// A fixed election id (at least 1). Absent: the wall clock in
+    /// microseconds at connect, so a restarted controller's ids keep
+    /// increasing and it takes over from its previous self.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub election_id: Option<u64>,
+    /// The controller's role (absent: the default role, full access).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// P4 port numbers of ports. A port not listed here is P4 port
+    /// 1 + its position under `ports` (the first port is 1).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<P4PortConfig>,
+}
+
+fn default_device_id() -> u64 {
+    1
+}
+
+/// The P4 port number (`standard_metadata.ingress_port`) of a port.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct P4PortConfig {
+    /// The port's name (under `ports`).
+    pub port: String,
+    /// 1..=510; 255 is the CPU port.
+    pub number: u32,
 }
 
 impl DataplaneConfig {
@@ -182,6 +224,24 @@ impl Config {
         })
     }
 
+    /// The P4 port number of port `name` under the P4Runtime backend:
+    /// its `dataplane.p4runtime.ports` entry, or 1 + its position under
+    /// `ports`. `None`: no such port.
+    pub fn p4_port(&self, name: &str) -> Option<u32> {
+        let listed = self
+            .dataplane
+            .p4runtime
+            .as_ref()
+            .and_then(|p| p.ports.iter().find(|e| e.port == name));
+        match listed {
+            Some(e) => Some(e.number),
+            None => {
+                let i = self.ports.iter().position(|p| p.name == name)?;
+                u32::try_from(i + 1).ok()
+            }
+        }
+    }
+
     /// Whether any port is carried by DPDK.
     pub fn uses_dpdk(&self) -> bool {
         self.dataplane
@@ -198,6 +258,11 @@ pub enum BackendKind {
     /// The in-process x86 software dataplane (AF_PACKET packet I/O).
     #[default]
     X86,
+    /// A P4Runtime target (`dataplane.p4runtime`), programmed over gRPC;
+    /// ARP, ND and the router's own traffic reach the control plane by
+    /// packet-in and leave by packet-out.
+    #[serde(rename = "p4runtime")]
+    P4Runtime,
 }
 
 /// A port and the Linux interface it is bound to.

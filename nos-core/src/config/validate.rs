@@ -83,6 +83,7 @@ pub(super) fn validate(config: &Config) -> Result<(), ConfigErrors> {
     v.system();
     v.ports();
     v.dataplane();
+    v.p4runtime();
     v.vrfs();
     v.vlans();
     v.interfaces();
@@ -107,6 +108,51 @@ const VLAN_MIN: u16 = 1;
 const VLAN_MAX: u16 = 4094;
 /// Forwarding workers of the x86 dataplane.
 const WORKERS_MAX: u16 = 64;
+/// P4 port numbers a port may have (nos.p4's ports are 9 bits; 511 is
+/// the drop port of v1model) and the CPU port among them.
+const P4_PORTS: std::ops::RangeInclusive<u32> = 1..=510;
+const P4_CPU_PORT: u32 = 255;
+
+/// Checks a gRPC target address: `host:port` or `[v6]:port`.
+fn grpc_address_ok(addr: &str) -> Result<(), String> {
+    let Some((host, port)) = addr.rsplit_once(':') else {
+        return Err(format!("{addr:?} is not host:port"));
+    };
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 => {}
+        _ => {
+            return Err(format!(
+                "{port:?} in {addr:?} is not a TCP port (1..=65535)"
+            ))
+        }
+    }
+    if let Some(v6) = host.strip_prefix('[') {
+        let Some(v6) = v6.strip_suffix(']') else {
+            return Err(format!("{host:?} in {addr:?} lacks its closing ]"));
+        };
+        return v6
+            .parse::<std::net::Ipv6Addr>()
+            .map(|_| ())
+            .map_err(|_| format!("{v6:?} in {addr:?} is not an IPv6 address"));
+    }
+    if host.is_empty() {
+        return Err(format!("{addr:?} has no host"));
+    }
+    if host.contains(':') {
+        return Err(format!(
+            "{addr:?}: write an IPv6 address in brackets, as [{host}]:{port}"
+        ));
+    }
+    if !host
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '_')
+    {
+        return Err(format!(
+            "{host:?} in {addr:?} is not a host name or address"
+        ));
+    }
+    Ok(())
+}
 
 /// Checks a DPDK device string: `name[,key=value...]`, the name starting
 /// with a letter and made of letters, digits, `_`, `-`, `.` and `:`, no spaces.
@@ -466,6 +512,104 @@ impl<'a> Validator<'a> {
                 );
             } else {
                 devices.insert(dev_name, i);
+            }
+        }
+    }
+
+    fn p4runtime(&mut self) {
+        use super::BackendKind;
+        let config = self.config;
+        let dp = &config.dataplane;
+        let Some(p4) = &dp.p4runtime else {
+            if dp.backend == BackendKind::P4Runtime {
+                self.err(
+                    "dataplane.p4runtime",
+                    "backend p4runtime needs the target: dataplane.p4runtime.address (host:port)",
+                );
+            }
+            return;
+        };
+        if dp.backend != BackendKind::P4Runtime {
+            self.err(
+                "dataplane.p4runtime",
+                "only backend p4runtime uses a P4Runtime target (set dataplane.backend: p4runtime, or remove this section)",
+            );
+        }
+        if let Err(reason) = grpc_address_ok(&p4.address) {
+            self.err("dataplane.p4runtime.address", reason);
+        }
+        if p4.election_id == Some(0) {
+            self.err(
+                "dataplane.p4runtime.election_id",
+                "election id 0 is not an election id (P4Runtime ids start at 1)",
+            );
+        }
+        if let Some(role) = &p4.role {
+            if role.is_empty() || role.chars().any(|c| c.is_control()) {
+                self.err(
+                    "dataplane.p4runtime.role",
+                    "the role name is empty or contains control characters (omit it for the default role)",
+                );
+            }
+        }
+        let mut listed: HashMap<&str, usize> = HashMap::new();
+        for (i, e) in p4.ports.iter().enumerate() {
+            let p = format!("dataplane.p4runtime.ports[{i}]");
+            if !self.ports.contains_key(e.port.as_str()) {
+                let reason = self.missing_port(&e.port);
+                self.err(format!("{p}.port"), reason);
+            } else if let Some(&k) = listed.get(e.port.as_str()) {
+                self.err(
+                    format!("{p}.port"),
+                    format!(
+                        "port {} already has a P4 port number (dataplane.p4runtime.ports[{k}])",
+                        e.port
+                    ),
+                );
+            } else {
+                listed.insert(&e.port, i);
+            }
+            if !P4_PORTS.contains(&e.number) || e.number == P4_CPU_PORT {
+                self.err(
+                    format!("{p}.number"),
+                    format!(
+                        "P4 port {} is outside 1..=510 or is the CPU port {P4_CPU_PORT}",
+                        e.number
+                    ),
+                );
+            }
+        }
+        // Every port's effective number, once.
+        let mut numbers: HashMap<u32, &str> = HashMap::new();
+        for (i, port) in config.ports.iter().enumerate() {
+            let Some(n) = config.p4_port(&port.name) else {
+                continue;
+            };
+            let path = match listed.get(port.name.as_str()) {
+                Some(k) => format!("dataplane.p4runtime.ports[{k}].number"),
+                None => {
+                    if !P4_PORTS.contains(&n) || n == P4_CPU_PORT {
+                        self.err(
+                            format!("ports[{i}].name"),
+                            format!("port {} would be P4 port {n} (1 + its position), which is outside 1..=510 or the CPU port; give it a number under dataplane.p4runtime.ports", port.name),
+                        );
+                        continue;
+                    }
+                    format!("ports[{i}].name")
+                }
+            };
+            if let Some(other) = numbers.get(&n) {
+                if *other != port.name {
+                    self.err(
+                        path,
+                        format!(
+                            "port {} would be P4 port {n}, which port {other} is already (a port not listed under dataplane.p4runtime.ports is 1 + its position under ports)",
+                            port.name
+                        ),
+                    );
+                }
+            } else {
+                numbers.insert(n, &port.name);
             }
         }
     }
@@ -1760,6 +1904,127 @@ interfaces:
     }
 
     // ---- system -------------------------------------------------------------
+
+    #[test]
+    fn p4runtime_target() {
+        let c = with(
+            "dataplane:
+  backend: p4runtime
+  p4runtime:
+    address: 127.0.0.1:9559
+    device_id: 3
+    election_id: 10
+    role: nos
+    ports: [{ port: eth2, number: 7 }]
+",
+        );
+        valid(&c);
+        let p4 = c.dataplane.p4runtime.as_ref().unwrap();
+        assert_eq!((p4.device_id, p4.election_id), (3, Some(10)));
+        assert_eq!(c.p4_port("eth2"), Some(7));
+        assert_eq!(c.p4_port(&c.ports[0].name), Some(1));
+        assert_eq!(c.p4_port("nope"), None);
+        valid(&with(
+            "dataplane: { backend: p4runtime, p4runtime: { address: '[2001:db8::1]:9559' } }\n",
+        ));
+        assert_eq!(
+            with("dataplane: { backend: p4runtime, p4runtime: { address: 'sw1:9559' } }\n")
+                .dataplane
+                .p4runtime
+                .unwrap()
+                .device_id,
+            1
+        );
+    }
+
+    #[test]
+    fn p4runtime_needs_its_section_and_only_with_its_backend() {
+        expect(
+            &with("dataplane: { backend: p4runtime }\n"),
+            "dataplane.p4runtime",
+            "needs the target",
+        );
+        expect(
+            &with("dataplane: { p4runtime: { address: 'sw:1' } }\n"),
+            "dataplane.p4runtime",
+            "only backend p4runtime",
+        );
+        let err = Config::from_yaml("dataplane: { backend: p4rt }\n").unwrap_err();
+        assert!(err.to_string().contains("dataplane.backend"), "{err}");
+    }
+
+    #[test]
+    fn p4runtime_fields() {
+        let p4 = |extra: &str| {
+            with(&format!(
+                "dataplane: {{ backend: p4runtime, p4runtime: {{ {extra} }} }}\n"
+            ))
+        };
+        for (addr, needle) in [
+            ("sw", "not host:port"),
+            ("sw:0", "not a TCP port"),
+            ("sw:x", "not a TCP port"),
+            (":9559", "no host"),
+            ("2001:db8::1:9559", "in brackets"),
+            ("[2001:db8::g]:1", "not an IPv6 address"),
+            ("a b:1", "not a host name"),
+        ] {
+            expect(
+                &p4(&format!("address: '{addr}'")),
+                "dataplane.p4runtime.address",
+                needle,
+            );
+        }
+        expect(
+            &p4("address: 'sw:1', election_id: 0"),
+            "dataplane.p4runtime.election_id",
+            "election id 0",
+        );
+        expect(
+            &p4("address: 'sw:1', role: ''"),
+            "dataplane.p4runtime.role",
+            "empty",
+        );
+        let err = Config::from_yaml(
+            "dataplane: { backend: p4runtime, p4runtime: { address: 'sw:1', device: 2 } }\n",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("dataplane.p4runtime"), "{err}");
+    }
+
+    #[test]
+    fn p4runtime_port_numbers() {
+        let p4 = |ports: &str| {
+            with(&format!(
+                "dataplane: {{ backend: p4runtime, p4runtime: {{ address: 'sw:1', ports: [{ports}] }} }}\n"
+            ))
+        };
+        expect(
+            &p4("{ port: eth9, number: 5 }"),
+            "dataplane.p4runtime.ports[0].port",
+            "does not exist",
+        );
+        expect(
+            &p4("{ port: eth2, number: 20 }, { port: eth2, number: 21 }"),
+            "dataplane.p4runtime.ports[1].port",
+            "already has a P4 port number",
+        );
+        for n in [0, 255, 511] {
+            expect(
+                &p4(&format!("{{ port: eth2, number: {n} }}")),
+                "dataplane.p4runtime.ports[0].number",
+                "outside 1..=510",
+            );
+        }
+        // eth1 is P4 port 1 by default (the first port).
+        let c = p4("{ port: eth2, number: 1 }");
+        expect(
+            &c,
+            "dataplane.p4runtime.ports[0].number",
+            "port eth2 would be P4 port 1, which port eth1 is already",
+        );
+        valid(&p4("{ port: eth2, number: 1 }, { port: eth1, number: 2 }"));
+    }
 
     #[test]
     fn hostname_not_empty() {
