@@ -10,7 +10,7 @@
 
 use crate::api::*;
 use anyhow::{bail, Context};
-use dataplane::{PortResolver, X86Backend};
+use dataplane::{IoOptions, PortBinder, PortBinding, X86Backend};
 use nos_core::backend::{PacketIn, PacketInSink};
 use nos_core::config::Config;
 use nos_core::driver::{Driver, DriverEvent, DriverHandle};
@@ -127,6 +127,20 @@ pub async fn run(opts: Options) -> anyhow::Result<Exit> {
     };
     tracing::info!(hostname = %config.system.hostname, backend = ?config.dataplane.backend, "starting");
 
+    // How the dataplane's workers and ports run, fixed at start.
+    let io = IoOptions {
+        workers: config.dataplane.worker_count(),
+        eal_args: config.dataplane.eal_args().to_vec(),
+        start_dpdk: config.uses_dpdk() && dataplane::DPDK_BUILT,
+    };
+    if config.uses_dpdk() && !dataplane::DPDK_BUILT {
+        tracing::error!(
+            "ports are bound to DPDK devices (dataplane.dpdk.ports), but this nosd was built \
+             without DPDK support; those ports will be refused. Rebuild with \
+             `--features dataplane/dpdk` (libdpdk-dev installed) or remove them from dataplane.dpdk.ports"
+        );
+    }
+
     // The newest commit with its number, for the gNMI server.
     let (head_tx, head_rx) = watch::channel(crate::gnmi::Head {
         config: config.clone(),
@@ -143,14 +157,22 @@ pub async fn run(opts: Options) -> anyhow::Result<Exit> {
         }
     });
     let cfg = config_rx.clone();
-    let resolver: PortResolver = Arc::new(move |port: &Port| {
-        cfg.borrow()
-            .ports
-            .iter()
-            .find(|p| p.name == port.name)
-            .map(|p| p.linux_name().to_string())
+    let binder: PortBinder = Arc::new(move |port: &Port| {
+        let c = cfg.borrow();
+        let p = c.ports.iter().find(|p| p.name == port.name)?;
+        Some(match c.dpdk_device(&p.name) {
+            Some(device) => PortBinding::Dpdk(device),
+            None => PortBinding::AfPacket(p.linux_name().to_string()),
+        })
     });
-    let backend = X86Backend::start(resolver, punt).context("cannot start the x86 dataplane")?;
+    let workers = io.workers;
+    let backend =
+        X86Backend::start_with(binder, punt, io).context("cannot start the x86 dataplane")?;
+    tracing::info!(
+        workers,
+        dpdk = dataplane::DPDK_BUILT,
+        "x86 dataplane started"
+    );
     let Some(sender) = backend.packet_sender() else {
         bail!("the x86 dataplane started without packet I/O");
     };

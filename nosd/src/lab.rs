@@ -301,6 +301,18 @@ impl TwoHosts {
     /// the router namespace with the static routes configured; waits until its
     /// management socket answers.
     pub fn start(prefix: &str, nosd: &Path, acl: &str) -> anyhow::Result<Self> {
+        Self::start_with(prefix, nosd, acl, |_| String::new())
+    }
+
+    /// Like [`TwoHosts::start`], with a `dataplane:` section in the router's
+    /// configuration: `dataplane` gets the router's three port interfaces
+    /// (to A, B and C) and returns the section (empty for the defaults).
+    pub fn start_with(
+        prefix: &str,
+        nosd: &Path,
+        acl: &str,
+        dataplane: impl Fn([&str; 3]) -> String,
+    ) -> anyhow::Result<Self> {
         let mut lab = Lab::new(prefix)?;
         let host_a = lab.netns("a")?;
         let host_b = lab.netns("b")?;
@@ -368,8 +380,15 @@ impl TwoHosts {
 
         let with = lab.dir.join("router.yaml");
         let without = lab.dir.join("router-no-static.yaml");
-        std::fs::write(&with, two_hosts_config(&ra, &rb, &rc, true, acl))?;
-        std::fs::write(&without, two_hosts_config(&ra, &rb, &rc, false, acl))?;
+        let dp = dataplane([&ra, &rb, &rc]);
+        std::fs::write(
+            &with,
+            format!("{dp}{}", two_hosts_config(&ra, &rb, &rc, true, acl)),
+        )?;
+        std::fs::write(
+            &without,
+            format!("{dp}{}", two_hosts_config(&ra, &rb, &rc, false, acl)),
+        )?;
         let socket = lab.dir.join("nosd.sock");
         let state = lab.dir.join("state");
         let log = lab.dir.join("nosd.log");

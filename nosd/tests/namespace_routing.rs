@@ -103,8 +103,48 @@ fn wait_size(path: &Path, size: u64, within: Duration) -> bool {
 #[test]
 fn routes_real_packets_through_the_x86_dataplane() {
     let prefix = format!("nt{}", std::process::id() % 10000);
-    let mut lab = TwoHosts::start(&prefix, Path::new(NOSD), ACL).expect("build the lab");
+    let lab = TwoHosts::start(&prefix, Path::new(NOSD), ACL).expect("build the lab");
+    scenarios(lab);
+}
 
+/// The same scenarios with the router's ports on DPDK `net_af_packet`
+/// devices bound to its veths, and two forwarding workers. Needs nosd built
+/// with DPDK (`cargo test -p nosd --features dataplane/dpdk`, as
+/// scripts/test.sh runs it); without it, it says so and checks nothing.
+#[test]
+fn routes_real_packets_through_dpdk_af_packet_ports() {
+    if !dataplane::DPDK_BUILT {
+        eprintln!("built without DPDK: run with --features dataplane/dpdk");
+        return;
+    }
+    let prefix = format!("nd{}", std::process::id() % 10000);
+    let lab = TwoHosts::start_with(&prefix, Path::new(NOSD), ACL, |[a, b, _c]| {
+        format!(
+            "dataplane:
+  workers: 2
+  dpdk:
+    eal_args: [--no-huge, --no-pci, -m, '512', --no-shconf, --no-telemetry, -l, '0']
+    ports:
+      - {{ port: eth1, device: 'net_af_packet0,iface={a}' }}
+      - {{ port: eth2, device: 'net_af_packet1,iface={b}' }}
+      - {{ port: eth3 }}
+"
+        )
+    })
+    .expect("build the lab");
+    let start = Instant::now();
+    while lab.log().matches("DPDK port started").count() < 3 {
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "nosd did not start its three DPDK ports:\n{}",
+            lab.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    scenarios(lab);
+}
+
+fn scenarios(mut lab: TwoHosts) {
     // Kernel forwarding is off in the router namespace.
     for key in ["net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding"] {
         let out = lab.lab.must(&lab.router, &["sysctl", "-n", key]).unwrap();
