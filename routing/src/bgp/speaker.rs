@@ -135,6 +135,11 @@ struct Peer {
     /// the peer sent it, by (prefix, ADD-PATH path id). `None` when not
     /// configured: a new import policy then needs a ROUTE-REFRESH.
     adj_in_pre: Option<PrePolicy>,
+    /// Whether `adj_in_pre` holds everything the peer sent this session (it
+    /// existed when the session came up). A copy started mid-session is filled
+    /// only by a ROUTE-REFRESH answer, so until the next session a new import
+    /// policy still asks the peer for its routes.
+    pre_complete: bool,
     adj_out: HashMap<IpNet, Arc<PathAttrs>>,
     received: u64,
     last_error: Option<String>,
@@ -378,6 +383,7 @@ impl Speaker {
             .collect();
         let mut changes = Vec::new();
         let mut out = Outbox::default();
+        let mut replays = Vec::new();
         // Peers whose session parameters changed are restarted; removed ones stop.
         let wanted: HashMap<IpAddr, PeerConfig> = bgp
             .neighbors
@@ -463,18 +469,19 @@ impl Speaker {
                 p.description = n.description.clone();
                 p.next_hop_self = n.next_hop_self;
                 let soft = n.soft_reconfiguration_inbound;
-                let mut replay = refilter && p.adj_in_pre.is_some();
                 if soft != p.adj_in_pre.is_some() {
                     // Turned on: the pre-policy copy starts empty, so the peer
                     // is asked for its routes to fill it. Turned off: dropped.
                     p.adj_in_pre = soft.then(HashMap::new);
+                    p.pre_complete = soft && p.up.is_none();
                     refilter |= soft;
-                    replay = false;
+                } else if refilter && p.pre_complete {
+                    // Replayed once the rest of the configuration (upstream
+                    // roles, which set LOCAL_PREF) is in place, below.
+                    replays.push(n.address);
+                    continue;
                 }
-                if replay {
-                    tracing::info!(peer = %n.address, "import policy changed: applying it to the routes kept before policy (soft reconfiguration inbound)");
-                    self.reimport(n.address, &mut changes, &mut out);
-                } else if refilter && p.up.is_some() {
+                if refilter && p.up.is_some() {
                     tracing::info!(peer = %n.address, "import policy changed: asking the peer to send its routes again");
                     for f in
                         p.up.as_ref()
@@ -506,6 +513,7 @@ impl Speaker {
                     adj_in: HashMap::new(),
                     paths: HashMap::new(),
                     adj_in_pre: n.soft_reconfiguration_inbound.then(HashMap::new),
+                    pre_complete: n.soft_reconfiguration_inbound,
                     adj_out: HashMap::new(),
                     received: 0,
                     last_error: None,
@@ -572,6 +580,10 @@ impl Speaker {
         for p in gone.into_iter().chain(added) {
             self.decide(p, &mut changes, &mut out);
         }
+        for peer in replays {
+            tracing::info!(%peer, "import policy changed: applying it to the routes kept before policy (soft reconfiguration inbound)");
+            self.reimport(peer, &mut changes, &mut out);
+        }
         if reachability_changed {
             // Next hops may have become (un)reachable: decide every prefix again.
             let mut all: Vec<IpNet> = self
@@ -632,6 +644,7 @@ impl Speaker {
                 let Some(p) = self.peers.get_mut(&peer) else {
                     return;
                 };
+                p.pre_complete = p.adj_in_pre.is_some();
                 let peer_restarts =
                     peer_open.has(|c| matches!(c, Capability::GracefulRestart { .. }));
                 if !p.stale.is_empty() {
@@ -693,6 +706,9 @@ impl Speaker {
                     // ADD-PATH ids do not survive a restart: the stale routes are
                     // the peer's best paths, replaced as new paths arrive.
                     p.paths.clear();
+                    if let Some(pre) = p.adj_in_pre.as_mut() {
+                        pre.retain(|k, _| k.1.is_none());
+                    }
                     p.stale_until = Some(Instant::now() + Duration::from_secs(u64::from(secs)));
                     tracing::info!(%peer, routes = p.stale.len(), restart_time_s = secs, "peer restarting gracefully: keeping its routes");
                     self.refresh_default(out);
@@ -1994,6 +2010,23 @@ bgp:
         assert_eq!(s.peers[&isp1].adj_in.len(), 2);
         assert_eq!(s.peers[&ISP2.parse::<IpAddr>().unwrap()].adj_in.len(), 1);
 
+        // And back: the stricter policy drops the route it no longer takes,
+        // from the kept copy again.
+        s.configure(&soft_config(false), &ev_tx, &in_tx, &rib_tx)
+            .await;
+        let mut replayed = Vec::new();
+        while let Ok(batch) = rib_rx.try_recv() {
+            replayed.extend(batch);
+        }
+        assert!(
+            replayed.iter().any(|c| matches!(c, BgpRibChange::Remove(p) if *p == "100.64.2.0/24".parse::<IpNet>().unwrap())),
+            "{replayed:?}"
+        );
+        assert_eq!(s.peers[&isp1].adj_in.len(), 1);
+        s.configure(&soft_config(true), &ev_tx, &in_tx, &rib_tx)
+            .await;
+        assert_eq!(s.peers[&isp1].adj_in.len(), 2);
+
         // A withdrawal reaches the kept copy too.
         s.event(
             SessionEvent::Update {
@@ -2013,6 +2046,42 @@ bgp:
             s.peers[&isp1].adj_in_pre.as_ref().map(HashMap::len),
             Some(1)
         );
+    }
+
+    #[tokio::test]
+    async fn soft_reconfiguration_turned_on_mid_session_does_not_replay_a_partial_copy() {
+        let (ev_tx, _ev_rx) = mpsc::channel(16);
+        let (in_tx, _in_rx) = mpsc::channel(16);
+        let (rib_tx, _rib_rx) = mpsc::unbounded_channel();
+        let mut s = Speaker::new();
+        // ISP2 (no soft reconfiguration) is up with both routes, one refused.
+        s.configure(&soft_config(false), &ev_tx, &in_tx, &rib_tx)
+            .await;
+        let (mut changes, mut out) = (Vec::new(), Outbox::default());
+        s.event(up(ISP2, 64502, "198.18.1.1"), &mut changes, &mut out);
+        for prefix in ["100.64.1.0/24", "100.64.2.0/24"] {
+            s.event(announce(ISP2, vec![64502], prefix), &mut changes, &mut out);
+        }
+        let isp2: IpAddr = ISP2.parse().unwrap();
+        assert_eq!(s.peers[&isp2].adj_in.len(), 1);
+        // Turned on for ISP2 now: its copy is empty and incomplete, so a new
+        // policy must not be "applied" to it (that would change nothing and
+        // leave the peer's routes as the old policy judged them).
+        let mut cfg = soft_config(false);
+        cfg.bgp.as_mut().unwrap().neighbors[1].soft_reconfiguration_inbound = true;
+        s.configure(&cfg, &ev_tx, &in_tx, &rib_tx).await;
+        assert!(s.peers[&isp2].adj_in_pre.is_some());
+        assert!(!s.peers[&isp2].pre_complete);
+        cfg.bgp.as_mut().unwrap().policies[0].rules.clear();
+        s.configure(&cfg, &ev_tx, &in_tx, &rib_tx).await;
+        assert_eq!(
+            s.peers[&isp2].adj_in.len(),
+            1,
+            "no replay of a partial copy: the peer is asked to send its routes again"
+        );
+        // After the session comes up again the copy is complete.
+        s.event(up(ISP2, 64502, "198.18.1.1"), &mut changes, &mut out);
+        assert!(s.peers[&isp2].pre_complete);
     }
 
     #[tokio::test]
