@@ -11,8 +11,8 @@
 use crate::api::*;
 use anyhow::{bail, Context};
 use dataplane::{IoOptions, PortBinder, PortBinding, X86Backend};
-use nos_core::backend::{PacketIn, PacketInSink};
-use nos_core::config::Config;
+use nos_core::backend::{PacketIn, PacketInSink, PacketSender};
+use nos_core::config::{BackendKind, Config};
 use nos_core::driver::{Driver, DriverEvent, DriverHandle};
 use nos_core::store::{ConfigStore, StoreError};
 use nos_core::{Backend, ForwardingState, ObjectKey, Port, RifKind, RouteAction};
@@ -156,31 +156,68 @@ pub async fn run(opts: Options) -> anyhow::Result<Exit> {
             tracing::trace!("punt queue full: packet to the control plane dropped");
         }
     });
-    let cfg = config_rx.clone();
-    let binder: PortBinder = Arc::new(move |port: &Port| {
-        let c = cfg.borrow();
-        let p = c.ports.iter().find(|p| p.name == port.name)?;
-        Some(match c.dpdk_device(&p.name) {
-            Some(device) => PortBinding::Dpdk(device),
-            None => PortBinding::AfPacket(p.linux_name().to_string()),
-        })
-    });
-    let workers = io.workers;
-    let backend =
-        X86Backend::start_with(binder, punt, io).context("cannot start the x86 dataplane")?;
-    tracing::info!(
-        workers,
-        dpdk = dataplane::DPDK_BUILT,
-        "x86 dataplane started"
-    );
-    let Some(sender) = backend.packet_sender() else {
-        bail!("the x86 dataplane started without packet I/O");
+    let initial = config_rx.borrow().clone();
+    let mut p4_session = None;
+    let (backend, sender): (Box<dyn Backend>, PacketSender) = match initial.dataplane.backend {
+        BackendKind::P4Runtime => {
+            // Packet-ins to the host stack, its packets out by packet-out.
+            let backend = crate::p4rt::start(&initial, config_rx.clone(), punt)?;
+            if let Some(t) = &initial.dataplane.p4runtime {
+                p4_session = Some((t.address.clone(), backend.monitor()));
+            }
+            let Some(sender) = backend.packet_sender() else {
+                bail!("the P4Runtime backend started without packet I/O");
+            };
+            (Box::new(backend), sender)
+        }
+        BackendKind::X86 => {
+            let cfg = config_rx.clone();
+            let binder: PortBinder = Arc::new(move |port: &Port| {
+                let c = cfg.borrow();
+                let p = c.ports.iter().find(|p| p.name == port.name)?;
+                Some(match c.dpdk_device(&p.name) {
+                    Some(device) => PortBinding::Dpdk(device),
+                    None => PortBinding::AfPacket(p.linux_name().to_string()),
+                })
+            });
+            let workers = io.workers;
+            let backend = X86Backend::start_with(binder, punt, io)
+                .context("cannot start the x86 dataplane")?;
+            tracing::info!(
+                workers,
+                dpdk = dataplane::DPDK_BUILT,
+                "x86 dataplane started"
+            );
+            let Some(sender) = backend.packet_sender() else {
+                bail!("the x86 dataplane started without packet I/O");
+            };
+            (Box::new(backend), sender)
+        }
     };
+    let p4_watch = p4_session.map(|(address, monitor)| {
+        tokio::spawn(crate::p4rt::watch_session(
+            address,
+            monitor,
+            shutdown_rx.clone(),
+        ))
+    });
 
     let (installed_tx, installed_rx) = mpsc::unbounded_channel();
     // Counts ports entering and leaving the target (their oper-status, for gNMI).
     let (port_events_tx, port_events_rx) = watch::channel(0u64);
-    let driver = Driver::spawn(Box::new(backend), Duration::from_secs(5), move |e| {
+    // Changes the target refused (and the driver retries), for `show fib`;
+    // only the driver thread touches it (events and queries run there).
+    let refused: Refused = Arc::default();
+    let refused_events = refused.clone();
+    let driver = Driver::spawn(backend, Duration::from_secs(5), move |e| {
+        match &e {
+            DriverEvent::Failed { key, error } => {
+                lock(&refused_events).insert(*key, error.to_string());
+            }
+            DriverEvent::Installed(k) | DriverEvent::Removed(k) => {
+                lock(&refused_events).remove(k);
+            }
+        }
         if let DriverEvent::Installed(ObjectKey::Port(_))
         | DriverEvent::Removed(ObjectKey::Port(_)) = e
         {
@@ -288,6 +325,7 @@ pub async fn run(opts: Options) -> anyhow::Result<Exit> {
         bgp: bgp_q_tx,
         driver: dh,
         config_rx,
+        refused,
     });
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -318,6 +356,9 @@ pub async fn run(opts: Options) -> anyhow::Result<Exit> {
     drop(ctx);
     let _ = std::fs::remove_file(&opts.socket);
     let _ = tokio::join!(router, host, config_task, speaker);
+    if let Some(w) = p4_watch {
+        let _ = w.await;
+    }
     if let Some(g) = gnmi {
         let _ = g.await;
     }
@@ -488,6 +529,14 @@ struct Mgmt {
     bgp: mpsc::Sender<BgpQuery>,
     driver: DriverHandle,
     config_rx: watch::Receiver<Config>,
+    refused: Refused,
+}
+
+/// Objects whose last change the target refused, with the error.
+type Refused = Arc<std::sync::Mutex<HashMap<ObjectKey, String>>>;
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 async fn serve(ctx: Arc<Mgmt>, stream: UnixStream) {
@@ -636,10 +685,26 @@ async fn handle(ctx: &Mgmt, req: Request) -> Response {
                 Err(_) => Response::error(GONE),
             }
         }
-        Request::ShowFib => match driver_query(&ctx.driver, |s, _| fib_rows(s)).await {
-            Some(rows) => Response::ok(&rows),
-            None => Response::error(GONE),
-        },
+        Request::ShowFib => {
+            let refused = ctx.refused.clone();
+            let (tx, rx) = oneshot::channel();
+            if ctx.router.send(RouterQuery::Rib(tx)).await.is_err() {
+                return Response::error(GONE);
+            }
+            let Ok(rib) = rx.await else {
+                return Response::error(GONE);
+            };
+            match driver_query(&ctx.driver, move |s, _| {
+                let mut rows = fib_rows(s, &lock(&refused));
+                rows.extend(refused_routes(s, &lock(&refused), &rib));
+                rows
+            })
+            .await
+            {
+                Some(rows) => Response::ok(&rows),
+                None => Response::error(GONE),
+            }
+        }
         Request::ShowCounters => match driver_query(&ctx.driver, |_, b| b.drop_counters()).await {
             Some(c) => Response::ok(&c),
             None => Response::error(GONE),
@@ -691,7 +756,46 @@ fn route_row(e: routing::compile::RibEntry) -> RouteRow {
     }
 }
 
-fn fib_rows(s: &ForwardingState) -> Vec<FibRow> {
+/// Routes the target refused and does not hold: `not installed`, with the
+/// target's error and the RIB's next hops.
+fn refused_routes(
+    s: &ForwardingState,
+    refused: &HashMap<ObjectKey, String>,
+    rib: &[routing::compile::RibEntry],
+) -> Vec<FibRow> {
+    let mut rows: Vec<FibRow> = refused
+        .iter()
+        .filter_map(|(k, error)| {
+            let ObjectKey::Route(rk) = k else {
+                return None;
+            };
+            if s.routes().contains_key(rk) {
+                return None;
+            }
+            let vrf = s
+                .vrfs()
+                .get(&rk.vrf)
+                .map(|v| v.name.clone())
+                .unwrap_or_else(|| format!("#{}", rk.vrf.0));
+            let mut next_hops: Vec<String> = rib
+                .iter()
+                .filter(|e| e.vrf == vrf && e.prefix == rk.prefix)
+                .flat_map(|e| route_row(e.clone()).next_hops)
+                .collect();
+            next_hops.push(format!("refused: {error}"));
+            Some(FibRow {
+                vrf,
+                prefix: rk.prefix.to_string(),
+                action: "not installed".into(),
+                next_hops,
+            })
+        })
+        .collect();
+    rows.sort_by(|a, b| (&a.vrf, &a.prefix).cmp(&(&b.vrf, &b.prefix)));
+    rows
+}
+
+fn fib_rows(s: &ForwardingState, refused: &HashMap<ObjectKey, String>) -> Vec<FibRow> {
     let nh = |id| -> String {
         let Some(n) = s.next_hops().get(&id) else {
             return format!("next-hop {id} missing");
@@ -722,6 +826,10 @@ fn fib_rows(s: &ForwardingState) -> Vec<FibRow> {
                 RouteAction::Drop => ("drop", vec![]),
                 RouteAction::ToCpu => ("cpu", vec![]),
             };
+            let mut next_hops = next_hops;
+            if let Some(e) = refused.get(&ObjectKey::Route(*k)) {
+                next_hops.push(format!("change refused: {e}"));
+            }
             FibRow {
                 vrf: s
                     .vrfs()

@@ -99,6 +99,9 @@ impl P4RuntimeConfig {
     }
 }
 
+/// The reason of the session's state before its first connection attempt.
+pub const NOT_CONNECTED_YET: &str = "not connected yet";
+
 /// Why the backend could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -299,7 +302,7 @@ impl P4RuntimeBackend {
         let shared = Arc::new(Shared {
             stats: Stats::default(),
             state: Mutex::new(SessionState::Disconnected {
-                reason: "not connected yet".into(),
+                reason: NOT_CONNECTED_YET.into(),
             }),
             packet_path: Mutex::new(None),
             ports: cfg.port_numbers.is_some().then(Mutex::default),
@@ -343,6 +346,14 @@ impl P4RuntimeBackend {
         self.shared.stats.snapshot()
     }
 
+    /// A handle on the session's state and counters that stays usable
+    /// after the backend moved into a driver.
+    pub fn monitor(&self) -> Monitor {
+        Monitor {
+            shared: self.shared.clone(),
+        }
+    }
+
     /// Waits until the session is ready (or `timeout` passes).
     pub fn wait_ready(&self, timeout: Duration) -> bool {
         let end = Instant::now() + timeout;
@@ -355,6 +366,52 @@ impl P4RuntimeBackend {
             }
             std::thread::sleep(Duration::from_millis(10));
         }
+    }
+}
+
+/// The session's state and counters, readable from anywhere
+/// ([`P4RuntimeBackend::monitor`]).
+#[derive(Clone)]
+pub struct Monitor {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Monitor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Monitor")
+            .field("state", &self.state())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Monitor {
+    pub fn state(&self) -> SessionState {
+        lock(&self.shared.state).clone()
+    }
+
+    pub fn stats(&self) -> StatsSnapshot {
+        self.shared.stats.snapshot()
+    }
+}
+
+impl StatsSnapshot {
+    /// The counters by name (`p4runtime_<counter>`).
+    pub fn named(&self) -> Vec<(String, u64)> {
+        [
+            ("connects", self.connects),
+            ("pipeline_pushes", self.pipeline_pushes),
+            ("reconciles", self.reconciles),
+            ("audits", self.audits),
+            ("updates_written", self.updates_written),
+            ("write_rpcs", self.write_rpcs),
+            ("updates_failed", self.updates_failed),
+            ("adopted", self.adopted),
+            ("packet_ins", self.packet_ins),
+            ("packet_ins_undecodable", self.packet_ins_undecodable),
+        ]
+        .into_iter()
+        .map(|(n, v)| (format!("p4runtime_{n}"), v))
+        .collect()
     }
 }
 
@@ -392,6 +449,12 @@ impl Backend for P4RuntimeBackend {
             Some(m) => lock(m).untranslate(&s),
             None => s,
         })
+    }
+
+    /// The session's counters (P4Runtime keeps the target's own counters
+    /// in counter entities, which nos.p4 does not have).
+    fn drop_counters(&mut self) -> Vec<(String, u64)> {
+        self.stats().named()
     }
 
     fn packet_sender(&self) -> Option<PacketSender> {

@@ -34,7 +34,7 @@ pub mod ports;
 pub mod reconcile;
 pub mod write;
 
-pub use backend::{AuditReport, P4RuntimeBackend, P4RuntimeConfig, SessionState};
+pub use backend::{AuditReport, Monitor, P4RuntimeBackend, P4RuntimeConfig, SessionState};
 pub use client::{Client, ClientConfig, ClientError, Failover, Mastership, PipelineConfig};
 pub use compile::{CloneSession, CompileError, Compiler};
 pub use p4info::{P4Names, Schema, SchemaError};

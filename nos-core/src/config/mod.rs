@@ -134,6 +134,15 @@ pub struct P4RuntimeTargetConfig {
     /// The controller's role (absent: the default role, full access).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
+    /// A P4Info file (text format) to push instead of the nos.p4 P4Info
+    /// built into nosd; nosd refuses to start when it lacks anything the
+    /// compiler needs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p4info: Option<String>,
+    /// The device config file pushed with the P4Info (bmv2: p4c's JSON);
+    /// absent: empty (`nos-p4rt-target` needs none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_config: Option<String>,
     /// P4 port numbers of ports. A port not listed here is P4 port
     /// 1 + its position under `ports` (the first port is 1).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

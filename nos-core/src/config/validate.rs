@@ -552,6 +552,17 @@ impl<'a> Validator<'a> {
                 );
             }
         }
+        for (field, path) in [("p4info", &p4.p4info), ("device_config", &p4.device_config)] {
+            if path
+                .as_deref()
+                .is_some_and(|p| p.is_empty() || p.contains('\0'))
+            {
+                self.err(
+                    format!("dataplane.p4runtime.{field}"),
+                    "the file name is empty or contains a NUL character",
+                );
+            }
+        }
         let mut listed: HashMap<&str, usize> = HashMap::new();
         for (i, e) in p4.ports.iter().enumerate() {
             let p = format!("dataplane.p4runtime.ports[{i}]");
@@ -1975,6 +1986,11 @@ interfaces:
                 needle,
             );
         }
+        expect(
+            &p4("address: 'sw:1', p4info: ''"),
+            "dataplane.p4runtime.p4info",
+            "empty",
+        );
         expect(
             &p4("address: 'sw:1', election_id: 0"),
             "dataplane.p4runtime.election_id",
