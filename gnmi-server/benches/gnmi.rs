@@ -84,6 +84,7 @@ fn state(ports: usize, n: u64) -> State {
     State {
         interfaces,
         boot_time_ns: Some(1),
+        ..Default::default()
     }
 }
 

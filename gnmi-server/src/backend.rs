@@ -5,6 +5,9 @@
 //! it knows nothing of how the daemon programs a forwarding target.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
 use std::fmt;
 use std::sync::Mutex;
 
@@ -96,8 +99,92 @@ pub struct InterfaceState {
     pub counters: Option<InterfaceCounters>,
 }
 
-/// The operational state the server shows (read-only paths). Fields are
-/// added as more paths are served (BGP neighbors, the installed routes).
+/// A BGP session's state (RFC 4271's FSM; openconfig-bgp `session-state`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SessionState {
+    #[default]
+    Idle,
+    Connect,
+    Active,
+    OpenSent,
+    OpenConfirm,
+    Established,
+}
+
+impl SessionState {
+    /// The OpenConfig enumeration value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionState::Idle => "IDLE",
+            SessionState::Connect => "CONNECT",
+            SessionState::Active => "ACTIVE",
+            SessionState::OpenSent => "OPENSENT",
+            SessionState::OpenConfirm => "OPENCONFIRM",
+            SessionState::Established => "ESTABLISHED",
+        }
+    }
+}
+
+/// A BGP address family (openconfig-bgp-types `AFI_SAFI_TYPE`, the ones
+/// the speaker carries).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum BgpFamily {
+    Ipv4Unicast,
+    Ipv6Unicast,
+}
+
+/// Prefix counts of one neighbor and family (openconfig-bgp
+/// `afi-safi/state/prefixes`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BgpPrefixes {
+    /// Accepted by import policy (the post-policy Adj-RIB-In).
+    pub received: u64,
+    /// Advertised to the neighbor (Adj-RIB-Out).
+    pub sent: u64,
+    /// Selected as best into the Loc-RIB.
+    pub installed: u64,
+}
+
+/// The state of one BGP neighbor.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BgpNeighborState {
+    pub session_state: SessionState,
+    /// The hold time agreed with the peer, while the session is up.
+    pub negotiated_hold_time: Option<u16>,
+    /// The families negotiated with the peer (`active`), with their counts.
+    pub families: BTreeMap<BgpFamily, BgpPrefixes>,
+}
+
+/// The BGP speaker's state.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BgpState {
+    /// Prefixes in the Loc-RIB.
+    pub total_prefixes: u64,
+    pub neighbors: BTreeMap<IpAddr, BgpNeighborState>,
+}
+
+/// A next hop of the installed forwarding table.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AftNextHop {
+    pub ip_address: Option<IpAddr>,
+    /// The resolved neighbor's MAC address, when resolved.
+    pub mac_address: Option<String>,
+    /// The port and subinterface index it leaves through, when the router
+    /// interface is on a port (not a VLAN interface).
+    pub interface: Option<(String, u32)>,
+}
+
+/// The installed forwarding table of one VRF (openconfig-aft).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Aft {
+    /// Prefix → its next-hop group (`None` for drop and to-CPU routes).
+    pub entries: BTreeMap<IpNet, Option<u64>>,
+    /// Group id → next-hop index → weight.
+    pub next_hop_groups: BTreeMap<u64, BTreeMap<u64, u64>>,
+    pub next_hops: BTreeMap<u64, AftNextHop>,
+}
+
+/// The operational state the server shows (read-only paths).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct State {
     /// By port name (the config's `ports[].name`).
@@ -105,6 +192,11 @@ pub struct State {
     /// When the NOS started, in nanoseconds since the Unix epoch
     /// (openconfig-system `boot-time`).
     pub boot_time_ns: Option<u64>,
+    /// `None` when BGP does not run (or does not answer).
+    pub bgp: Option<BgpState>,
+    /// The installed forwarding table, by VRF name (`default` for the
+    /// default VRF).
+    pub afts: BTreeMap<String, Aft>,
 }
 
 /// Where the data the server shows stands; the backend publishes a new one

@@ -26,10 +26,14 @@ pub struct Model {
 /// the matching YANG `revision` date, both read from copies of the module
 /// text (openconfig/public `release/models/...`).
 ///
-/// The nodes served today (see `schema.rs`) have the same names, keys and
-/// types in these releases and in the newer ones. openconfig-routing-policy
-/// and openconfig-aft are advertised for the paths still to come and serve
-/// nothing yet.
+/// The nodes served (see `schema.rs`) have the same names, keys and types
+/// in these releases and in the newer ones. BGP (openconfig-bgp) and the
+/// forwarding table (openconfig-aft) are served inside
+/// openconfig-network-instance, whose namespace their nodes take;
+/// openconfig-aft is listed for the AFT structure those nodes follow.
+/// `/routing-policy` is openconfig-routing-policy, its
+/// `bgp-defined-sets` and BGP conditions and actions
+/// openconfig-bgp-policy (6.2.0, read from openconfig/public).
 ///
 /// Only openconfig-interfaces is known to be the latest release. For the
 /// others, newer revisions exist than the newest copy that could be read
@@ -58,6 +62,11 @@ pub const SUPPORTED_MODELS: &[Model] = &[
         name: "openconfig-routing-policy",
         version: "3.4.3",
         revision: "2023-11-09",
+    },
+    Model {
+        name: "openconfig-bgp-policy",
+        version: "6.2.0",
+        revision: "2023-08-03",
     },
     Model {
         name: "openconfig-system",

@@ -123,6 +123,7 @@ mod capabilities;
 mod error;
 pub mod gnoi;
 mod mapping;
+mod mapping_bgp;
 mod path;
 mod schema;
 pub mod security;
@@ -132,8 +133,8 @@ mod telemetry;
 mod tree;
 
 pub use backend::{
-    Backend, CommitError, Generation, InterfaceCounters, InterfaceState, OperStatus, State,
-    StoreBackend,
+    Aft, AftNextHop, Backend, BgpFamily, BgpNeighborState, BgpPrefixes, BgpState, CommitError,
+    Generation, InterfaceCounters, InterfaceState, OperStatus, SessionState, State, StoreBackend,
 };
 pub use capabilities::{
     capability_response, Model, GNMI_VERSION, OPENCONFIG_ORGANIZATION, SUPPORTED_ENCODINGS,

@@ -32,7 +32,8 @@ use tonic::Code;
 use crate::backend::{OperStatus, State};
 use crate::error::Failure;
 use crate::schema::{
-    Value, DEFAULT_INSTANCE, DEFAULT_NI, DROP, ETHERNET_CSMACD, L3VRF, STATIC, STATIC_PROTOCOL,
+    Value, BGP, BGP_PROTOCOL, DEFAULT_INSTANCE, DEFAULT_NI, DROP, ETHERNET_CSMACD, L3VRF, STATIC,
+    STATIC_PROTOCOL,
 };
 use crate::tree::{Children, Data};
 
@@ -46,7 +47,7 @@ const VLAN_MAX: u32 = 4094;
 // ---------------------------------------------------------------- paths
 
 /// Escapes a key value for a path string.
-fn esc(v: &str) -> String {
+pub(crate) fn esc(v: &str) -> String {
     v.replace('\\', "\\\\").replace(']', "\\]")
 }
 
@@ -163,23 +164,23 @@ fn split_indexed(s: &str) -> Option<(&str, usize, &str)> {
 
 // ---------------------------------------------------------------- rendering
 
-fn s(v: impl Into<String>) -> Data {
+pub(crate) fn s(v: impl Into<String>) -> Data {
     Data::Leaf(Value::Str(v.into()))
 }
 
-fn u(v: u64) -> Data {
+pub(crate) fn u(v: u64) -> Data {
     Data::Leaf(Value::Uint(v))
 }
 
-fn b(v: bool) -> Data {
+pub(crate) fn b(v: bool) -> Data {
     Data::Leaf(Value::Bool(v))
 }
 
-fn id(v: &'static crate::schema::Ident) -> Data {
+pub(crate) fn id(v: &'static crate::schema::Ident) -> Data {
     Data::Leaf(Value::Ident(v))
 }
 
-fn obj(members: Vec<(&'static str, Data)>) -> Data {
+pub(crate) fn obj(members: Vec<(&'static str, Data)>) -> Data {
     Data::Container(members.into_iter().collect())
 }
 
@@ -216,9 +217,9 @@ pub(crate) fn render(config: &Config, state: Option<&StateView<'_>>) -> Data {
         obj(vec![("interface", Data::List(interfaces))]),
     );
 
-    let mut instances = vec![render_instance(config, DEFAULT_VRF, state.is_some())];
+    let mut instances = vec![render_instance(config, DEFAULT_VRF, state)];
     for v in &config.vrfs {
-        instances.push(render_instance(config, &v.name, state.is_some()));
+        instances.push(render_instance(config, &v.name, state));
     }
     root.insert(
         "network-instances",
@@ -238,6 +239,10 @@ pub(crate) fn render(config: &Config, state: Option<&StateView<'_>>) -> Data {
         system.push(("state", obj(st)));
     }
     root.insert("system", obj(system));
+    root.insert(
+        "routing-policy",
+        crate::mapping_bgp::render_routing_policy(config, state.is_some()),
+    );
     Data::Container(root)
 }
 
@@ -353,7 +358,8 @@ fn render_subinterface(itf: &InterfaceConfig, port_oper: Option<OperStatus>) -> 
     obj(members)
 }
 
-fn render_instance(config: &Config, vrf: &str, with_state: bool) -> Data {
+fn render_instance(config: &Config, vrf: &str, state: Option<&StateView<'_>>) -> Data {
+    let with_state = state.is_some();
     let name = instance_name(vrf);
     let ty = if vrf == DEFAULT_VRF {
         &DEFAULT_INSTANCE
@@ -382,10 +388,19 @@ fn render_instance(config: &Config, vrf: &str, with_state: bool) -> Data {
     if !routes.is_empty() {
         protocol.push(("static-routes", obj(vec![("static", Data::List(routes))])));
     }
-    members.push((
-        "protocols",
-        obj(vec![("protocol", Data::List(vec![obj(protocol)]))]),
-    ));
+    let mut protocols = vec![obj(protocol)];
+    if vrf == DEFAULT_VRF {
+        if let Some(bgp) = &config.bgp {
+            protocols.push(crate::mapping_bgp::render_bgp(
+                bgp,
+                state.map(|sv| sv.state),
+            ));
+        }
+    }
+    members.push(("protocols", obj(vec![("protocol", Data::List(protocols))])));
+    if let Some(aft) = state.and_then(|sv| sv.state.afts.get(vrf)) {
+        members.push(("afts", crate::mapping_bgp::render_aft(aft)));
+    }
     obj(members)
 }
 
@@ -449,43 +464,43 @@ fn render_route(config: &Config, r: &StaticRouteConfig, with_state: bool) -> Dat
 
 // ---------------------------------------------------------------- back to the document
 
-fn get<'a>(c: &'a Children, name: &str) -> Option<&'a Data> {
+pub(crate) fn get<'a>(c: &'a Children, name: &str) -> Option<&'a Data> {
     c.get(name)
 }
 
-fn container<'a>(c: &'a Children, name: &str) -> Option<&'a Children> {
+pub(crate) fn container<'a>(c: &'a Children, name: &str) -> Option<&'a Children> {
     get(c, name).and_then(Data::children)
 }
 
-fn entries<'a>(c: &'a Children, name: &str) -> &'a [Data] {
+pub(crate) fn entries<'a>(c: &'a Children, name: &str) -> &'a [Data] {
     match get(c, name) {
         Some(Data::List(e)) => e,
         _ => &[],
     }
 }
 
-fn leaf<'a>(c: &'a Children, name: &str) -> Option<&'a Value> {
+pub(crate) fn leaf<'a>(c: &'a Children, name: &str) -> Option<&'a Value> {
     match get(c, name) {
         Some(Data::Leaf(v)) => Some(v),
         _ => None,
     }
 }
 
-fn str_leaf<'a>(c: &'a Children, name: &str) -> Option<&'a str> {
+pub(crate) fn str_leaf<'a>(c: &'a Children, name: &str) -> Option<&'a str> {
     match leaf(c, name) {
         Some(Value::Str(s)) => Some(s),
         _ => None,
     }
 }
 
-fn uint_leaf(c: &Children, name: &str) -> Option<u64> {
+pub(crate) fn uint_leaf(c: &Children, name: &str) -> Option<u64> {
     match leaf(c, name) {
         Some(Value::Uint(n)) => Some(*n),
         _ => None,
     }
 }
 
-fn bool_leaf(c: &Children, name: &str) -> Option<bool> {
+pub(crate) fn bool_leaf(c: &Children, name: &str) -> Option<bool> {
     match leaf(c, name) {
         Some(Value::Bool(b)) => Some(*b),
         _ => None,
@@ -494,16 +509,16 @@ fn bool_leaf(c: &Children, name: &str) -> Option<bool> {
 
 /// Collects the problems found while turning a tree back into a document.
 #[derive(Default)]
-struct Problems(Vec<Failure>);
+pub(crate) struct Problems(pub(crate) Vec<Failure>);
 
 impl Problems {
-    fn add(&mut self, path: &str, reason: impl Into<String>) {
+    pub(crate) fn add(&mut self, path: &str, reason: impl Into<String>) {
         self.0
             .push(Failure::new(Code::InvalidArgument, path, reason));
     }
 
     /// `config/<key>`, when present, must equal the list key it mirrors.
-    fn mirror(&mut self, entry: &Children, key: &str, path: &str) {
+    pub(crate) fn mirror(&mut self, entry: &Children, key: &str, path: &str) {
         if let (Some(cfg), Some(k)) = (container(entry, "config"), leaf(entry, key)) {
             if let Some(v) = leaf(cfg, key) {
                 if v != k {
@@ -548,9 +563,12 @@ pub(crate) fn to_config(tree: &Data, old: &Config) -> Result<Config, Vec<Failure
     let (ports, subs) = ports_from(root, old, &mut p);
     new.ports = ports;
     new.interfaces = router_interfaces(subs, old);
-    let (vrfs, routes) = instances_from(root, old, &new.interfaces, &mut p);
+    let mut bgp_entry = None;
+    let (vrfs, routes) = instances_from(root, old, &new.interfaces, &mut bgp_entry, &mut p);
     new.vrfs = vrfs;
     new.static_routes = routes;
+    new.bgp = crate::mapping_bgp::bgp_from(bgp_entry, DEFAULT_NI, old.bgp.as_ref(), &mut p);
+    crate::mapping_bgp::check_routing_policy(root, old, &mut p);
 
     if p.0.is_empty() {
         Ok(new)
@@ -718,10 +736,11 @@ fn router_interfaces(subs: Vec<Sub>, old: &Config) -> Vec<InterfaceConfig> {
     out
 }
 
-fn instances_from(
-    root: &Children,
+fn instances_from<'a>(
+    root: &'a Children,
     old: &Config,
     interfaces: &[InterfaceConfig],
+    bgp_entry: &mut Option<&'a Children>,
     p: &mut Problems,
 ) -> (Vec<VrfConfig>, Vec<StaticRouteConfig>) {
     let mut vrf_names: Vec<String> = Vec::new();
@@ -762,6 +781,27 @@ fn instances_from(
         for pe in protocols {
             let Some(pc) = pe.children() else { continue };
             let name = str_leaf(pc, "name").unwrap_or_default();
+            if matches!(leaf(pc, "identifier"), Some(Value::Ident(i)) if **i == BGP) {
+                let ppath = format!(
+                    "{path}/protocols/protocol[identifier={}][name={}]",
+                    BGP.name,
+                    esc(name)
+                );
+                p.mirror(pc, "identifier", &ppath);
+                p.mirror(pc, "name", &ppath);
+                if !is_default || name != BGP_PROTOCOL {
+                    p.add(
+                        &ppath,
+                        format!(
+                            "BGP is protocol [identifier=BGP][name={BGP_PROTOCOL}] of the \
+                             default network instance; {ni}/{name} is not served"
+                        ),
+                    );
+                } else if bgp_entry.replace(pc).is_some() {
+                    p.add(&ppath, "BGP is given twice");
+                }
+                continue;
+            }
             let ppath = format!(
                 "{path}/protocols/protocol[identifier={}][name={}]",
                 STATIC.name,

@@ -18,6 +18,8 @@ pub(crate) const IF: &str = "openconfig-interfaces";
 pub(crate) const IP: &str = "openconfig-if-ip";
 pub(crate) const NI: &str = "openconfig-network-instance";
 pub(crate) const SYS: &str = "openconfig-system";
+pub(crate) const RP: &str = "openconfig-routing-policy";
+pub(crate) const BGP_POL: &str = "openconfig-bgp-policy";
 
 /// A YANG identity: the module defining it and its name.
 #[derive(Debug, PartialEq, Eq)]
@@ -33,6 +35,18 @@ pub(crate) const ETHERNET_CSMACD: Ident = Ident {
 pub(crate) const STATIC: Ident = Ident {
     module: "openconfig-policy-types",
     name: "STATIC",
+};
+pub(crate) const BGP: Ident = Ident {
+    module: "openconfig-policy-types",
+    name: "BGP",
+};
+pub(crate) const IPV4_UNICAST: Ident = Ident {
+    module: "openconfig-bgp-types",
+    name: "IPV4_UNICAST",
+};
+pub(crate) const IPV6_UNICAST: Ident = Ident {
+    module: "openconfig-bgp-types",
+    name: "IPV6_UNICAST",
 };
 pub(crate) const DEFAULT_INSTANCE: Ident = Ident {
     module: "openconfig-network-instance-types",
@@ -52,6 +66,8 @@ pub(crate) const DROP: Ident = Ident {
 pub(crate) const DEFAULT_NI: &str = "DEFAULT";
 /// The name of the one static-routes protocol instance of a network instance.
 pub(crate) const STATIC_PROTOCOL: &str = "STATIC";
+/// The name of the one BGP protocol instance (of the default instance).
+pub(crate) const BGP_PROTOCOL: &str = "BGP";
 
 /// The type of a leaf, as far as parsing and encoding need it.
 #[derive(Debug)]
@@ -79,8 +95,17 @@ pub(crate) enum Type {
     /// A network-instance name: `default` in any case means [`DEFAULT_NI`].
     InstanceName,
     /// A protocol instance name: `static` in any case means
-    /// [`STATIC_PROTOCOL`].
+    /// [`STATIC_PROTOCOL`], `bgp` [`BGP_PROTOCOL`].
     ProtocolName,
+    /// `inet:ip-address`, IPv4 or IPv6.
+    IpAddress,
+    /// `decimal64 { fraction-digits 2; }` seconds, holding whole seconds
+    /// (the configuration document keeps integer seconds) up to `max`.
+    Seconds {
+        max: u64,
+    },
+    /// A `leaf-list` of strings (encoded as a JSON array).
+    StrList,
 }
 
 const fn uint(bits: u32) -> Type {
@@ -110,6 +135,8 @@ pub(crate) enum Value {
     Bool(bool),
     Uint(u64),
     Ident(&'static Ident),
+    /// A leaf-list's values, in order.
+    Strs(Vec<String>),
 }
 
 impl Value {
@@ -121,6 +148,7 @@ impl Value {
             Value::Bool(b) => b.to_string(),
             Value::Uint(n) => n.to_string(),
             Value::Ident(i) => i.name.to_owned(),
+            Value::Strs(v) => v.join(","),
         }
     }
 }
@@ -209,10 +237,28 @@ impl Type {
             Type::ProtocolName => {
                 if s.eq_ignore_ascii_case(STATIC_PROTOCOL) {
                     Ok(Value::Str(STATIC_PROTOCOL.to_owned()))
+                } else if s.eq_ignore_ascii_case(BGP_PROTOCOL) {
+                    Ok(Value::Str(BGP_PROTOCOL.to_owned()))
                 } else {
                     Ok(Value::Str(s.to_owned()))
                 }
             }
+            Type::IpAddress => s
+                .parse::<IpAddr>()
+                .map(|a| Value::Str(a.to_string()))
+                .map_err(|_| format!("{s:?} is not an IP address")),
+            Type::Seconds { max } => {
+                let (int, frac) = s.split_once('.').unwrap_or((s, ""));
+                let whole = frac.len() <= 2 && frac.bytes().all(|c| c == b'0');
+                match int.parse::<u64>() {
+                    Ok(n) if whole && n <= *max && !int.starts_with('+') => Ok(Value::Uint(n)),
+                    _ => Err(format!(
+                        "{s:?} is not a whole number of seconds in 0..={max} \
+                         (decimal64, 2 fraction digits)"
+                    )),
+                }
+            }
+            Type::StrList => Ok(Value::Strs(vec![s.to_owned()])),
         }
     }
 
@@ -239,6 +285,25 @@ impl Type {
                     )),
                 }
             }
+            (Type::Seconds { max }, serde_json::Value::Number(n)) => match n.as_f64() {
+                Some(f) if f >= 0.0 && f.fract() == 0.0 && f <= *max as f64 => {
+                    Ok(Value::Uint(f as u64))
+                }
+                _ => Err(format!(
+                    "expected a whole number of seconds in 0..={max}, got {n}"
+                )),
+            },
+            (Type::StrList, serde_json::Value::Array(items)) => items
+                .iter()
+                .map(|i| match i {
+                    serde_json::Value::String(s) => Ok(s.clone()),
+                    other => Err(format!(
+                        "expected an array of strings, got {} in it",
+                        json_kind(other)
+                    )),
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map(Value::Strs),
             (_, serde_json::Value::String(s)) => self.parse_str(s),
             (_, other) => Err(format!("expected a string, got {}", json_kind(other))),
         }
@@ -250,8 +315,12 @@ impl Type {
         match v {
             Value::Str(s) => serde_json::Value::String(s.clone()),
             Value::Bool(b) => serde_json::Value::Bool(*b),
+            Value::Strs(v) => serde_json::Value::from(v.clone()),
             Value::Uint(n) => match self {
                 Type::Uint { wide: true, .. } if ietf => serde_json::Value::String(n.to_string()),
+                // RFC 7951: decimal64 as a string; canonical form.
+                Type::Seconds { .. } if ietf => serde_json::Value::String(format!("{n}.0")),
+                Type::Seconds { .. } => serde_json::Value::from(*n as f64),
                 _ => serde_json::Value::from(*n),
             },
             Value::Ident(i) if ietf => {
@@ -285,6 +354,9 @@ pub(crate) struct Node {
     /// Operational data (OpenConfig's `oc-ext:operational`): what a Get of
     /// type OPERATIONAL returns. Inherited by everything below.
     pub operational: bool,
+    /// Write-only (a password): settable by Set, never returned by Get or
+    /// Subscribe.
+    pub secret: bool,
 }
 
 impl Node {
@@ -337,6 +409,7 @@ const fn leaf(name: &'static str, module: &'static str, ty: Type) -> Node {
         kind: Kind::Leaf(ty),
         state: false,
         operational: false,
+        secret: false,
     }
 }
 
@@ -347,6 +420,7 @@ const fn container(name: &'static str, module: &'static str, children: &'static 
         kind: Kind::Container(children),
         state: false,
         operational: false,
+        secret: false,
     }
 }
 
@@ -362,6 +436,7 @@ const fn list(
         kind: Kind::List { keys, children },
         state: false,
         operational: false,
+        secret: false,
     }
 }
 
@@ -370,6 +445,13 @@ const fn state(module: &'static str, children: &'static [Node]) -> Node {
     Node {
         state: true,
         ..container("state", module, children)
+    }
+}
+
+const fn secret(node: Node) -> Node {
+    Node {
+        secret: true,
+        ..node
     }
 }
 
@@ -529,7 +611,7 @@ const ADDRESS_V6: Node = list(
 // ---- openconfig-network-instance (static routes from openconfig-local-routing) ----
 
 const NI_TYPE: Type = Type::Identity(&[DEFAULT_INSTANCE, L3VRF]);
-const PROTOCOL_ID: Type = Type::Identity(&[STATIC]);
+const PROTOCOL_ID: Type = Type::Identity(&[STATIC, BGP]);
 
 const NEXT_HOP: Node = list(
     "next-hop",
@@ -613,6 +695,11 @@ const PROTOCOL: Node = list(
             ],
         ),
         container("static-routes", NI, &[STATIC_ROUTE]),
+        container(
+            "bgp",
+            NI,
+            &[BGP_GLOBAL, container("neighbors", NI, &[BGP_NEIGHBOR])],
+        ),
     ],
 );
 
@@ -638,6 +725,463 @@ const NETWORK_INSTANCE: Node = list(
             ],
         ),
         container("protocols", NI, &[PROTOCOL]),
+        AFTS,
+    ],
+);
+
+// ---- openconfig-bgp (as used by openconfig-network-instance) ----
+
+const SESSION_STATE: Type = Type::Enum(&[
+    "IDLE",
+    "CONNECT",
+    "ACTIVE",
+    "OPENSENT",
+    "OPENCONFIRM",
+    "ESTABLISHED",
+]);
+const AFI_SAFI: Type = Type::Identity(&[IPV4_UNICAST, IPV6_UNICAST]);
+/// BGP hold time: 0 or 3..=65535 seconds (RFC 4271); the document checks
+/// the lower bound.
+const HOLD_TIME: Type = Type::Seconds { max: 65535 };
+
+const BGP_GLOBAL_LEAVES: [Node; 2] = [leaf("as", NI, uint(32)), leaf("router-id", NI, Type::Ipv4)];
+
+const BGP_GLOBAL: Node = container(
+    "global",
+    NI,
+    &[
+        container("config", NI, &BGP_GLOBAL_LEAVES),
+        state(
+            NI,
+            &[
+                leaf("as", NI, uint(32)),
+                leaf("router-id", NI, Type::Ipv4),
+                operational(leaf("total-prefixes", NI, uint(32))),
+            ],
+        ),
+    ],
+);
+
+const NEIGHBOR_PREFIXES: Node = operational(container(
+    "prefixes",
+    NI,
+    &[
+        leaf("received", NI, uint(32)),
+        leaf("sent", NI, uint(32)),
+        leaf("installed", NI, uint(32)),
+    ],
+));
+
+const NEIGHBOR_AFI_SAFI: Node = list(
+    "afi-safi",
+    NI,
+    &["afi-safi-name"],
+    &[
+        leaf("afi-safi-name", NI, AFI_SAFI),
+        container(
+            "config",
+            NI,
+            &[
+                leaf("afi-safi-name", NI, AFI_SAFI),
+                leaf("enabled", NI, Type::Bool),
+            ],
+        ),
+        state(
+            NI,
+            &[
+                leaf("afi-safi-name", NI, AFI_SAFI),
+                leaf("enabled", NI, Type::Bool),
+                operational(leaf("active", NI, Type::Bool)),
+                NEIGHBOR_PREFIXES,
+            ],
+        ),
+    ],
+);
+
+const BGP_NEIGHBOR: Node = list(
+    "neighbor",
+    NI,
+    &["neighbor-address"],
+    &[
+        leaf("neighbor-address", NI, Type::IpAddress),
+        container(
+            "config",
+            NI,
+            &[
+                leaf("neighbor-address", NI, Type::IpAddress),
+                leaf("peer-as", NI, uint(32)),
+                leaf("description", NI, Type::String),
+                leaf("enabled", NI, Type::Bool),
+                secret(leaf("auth-password", NI, Type::String)),
+            ],
+        ),
+        state(
+            NI,
+            &[
+                leaf("neighbor-address", NI, Type::IpAddress),
+                leaf("peer-as", NI, uint(32)),
+                leaf("description", NI, Type::String),
+                leaf("enabled", NI, Type::Bool),
+                operational(leaf("session-state", NI, SESSION_STATE)),
+            ],
+        ),
+        container(
+            "timers",
+            NI,
+            &[
+                container("config", NI, &[leaf("hold-time", NI, HOLD_TIME)]),
+                state(
+                    NI,
+                    &[
+                        leaf("hold-time", NI, HOLD_TIME),
+                        operational(leaf("negotiated-hold-time", NI, HOLD_TIME)),
+                    ],
+                ),
+            ],
+        ),
+        container(
+            "transport",
+            NI,
+            &[
+                container("config", NI, &[leaf("passive-mode", NI, Type::Bool)]),
+                state(NI, &[leaf("passive-mode", NI, Type::Bool)]),
+            ],
+        ),
+        container(
+            "ebgp-multihop",
+            NI,
+            &[
+                container("config", NI, &MULTIHOP_LEAVES),
+                state(NI, &MULTIHOP_LEAVES),
+            ],
+        ),
+        container(
+            "apply-policy",
+            NI,
+            &[
+                container("config", NI, &APPLY_POLICY_LEAVES),
+                state(NI, &APPLY_POLICY_LEAVES),
+            ],
+        ),
+        container("afi-safis", NI, &[NEIGHBOR_AFI_SAFI]),
+    ],
+);
+
+const MULTIHOP_LEAVES: [Node; 2] = [
+    leaf("enabled", NI, Type::Bool),
+    leaf("multihop-ttl", NI, uint(8)),
+];
+
+const APPLY_POLICY_LEAVES: [Node; 2] = [
+    leaf("import-policy", NI, Type::StrList),
+    leaf("export-policy", NI, Type::StrList),
+];
+
+// ---- openconfig-aft (as used by openconfig-network-instance; all state) ----
+
+const AFT_ENTRY_V4: Node = list(
+    "ipv4-entry",
+    NI,
+    &["prefix"],
+    &[
+        leaf("prefix", NI, Type::IpPrefix),
+        state(
+            NI,
+            &[
+                leaf("prefix", NI, Type::IpPrefix),
+                leaf("next-hop-group", NI, uint(64)),
+            ],
+        ),
+    ],
+);
+
+const AFT_ENTRY_V6: Node = list(
+    "ipv6-entry",
+    NI,
+    &["prefix"],
+    &[
+        leaf("prefix", NI, Type::IpPrefix),
+        state(
+            NI,
+            &[
+                leaf("prefix", NI, Type::IpPrefix),
+                leaf("next-hop-group", NI, uint(64)),
+            ],
+        ),
+    ],
+);
+
+const AFT_NHG: Node = list(
+    "next-hop-group",
+    NI,
+    &["id"],
+    &[
+        leaf("id", NI, uint(64)),
+        state(NI, &[leaf("id", NI, uint(64))]),
+        container(
+            "next-hops",
+            NI,
+            &[list(
+                "next-hop",
+                NI,
+                &["index"],
+                &[
+                    leaf("index", NI, uint(64)),
+                    state(
+                        NI,
+                        &[leaf("index", NI, uint(64)), leaf("weight", NI, uint(64))],
+                    ),
+                ],
+            )],
+        ),
+    ],
+);
+
+const AFT_NH: Node = list(
+    "next-hop",
+    NI,
+    &["index"],
+    &[
+        leaf("index", NI, uint(64)),
+        state(
+            NI,
+            &[
+                leaf("index", NI, uint(64)),
+                leaf("ip-address", NI, Type::IpAddress),
+                leaf("mac-address", NI, Type::String),
+            ],
+        ),
+        container(
+            "interface-ref",
+            NI,
+            &[state(
+                NI,
+                &[
+                    leaf("interface", NI, Type::String),
+                    leaf("subinterface", NI, uint(32)),
+                ],
+            )],
+        ),
+    ],
+);
+
+/// The installed forwarding table (`config false` as a whole).
+const AFTS: Node = Node {
+    state: true,
+    operational: true,
+    ..container(
+        "afts",
+        NI,
+        &[
+            container("ipv4-unicast", NI, &[AFT_ENTRY_V4]),
+            container("ipv6-unicast", NI, &[AFT_ENTRY_V6]),
+            container("next-hop-groups", NI, &[AFT_NHG]),
+            container("next-hops", NI, &[AFT_NH]),
+        ],
+    )
+};
+
+// ---- openconfig-routing-policy (+ openconfig-bgp-policy) ----
+
+const PREFIX_SET_MODE: Type = Type::Enum(&["IPV4", "IPV6", "MIXED"]);
+const MATCH_SET_OPTIONS: Type = Type::Enum(&["ANY", "ALL", "INVERT"]);
+const MATCH_SET_OPTIONS_RESTRICTED: Type = Type::Enum(&["ANY", "INVERT"]);
+const POLICY_RESULT: Type = Type::Enum(&["ACCEPT_ROUTE", "REJECT_ROUTE"]);
+const SET_COMMUNITY_METHOD: Type = Type::Enum(&["INLINE", "REFERENCE"]);
+const SET_COMMUNITY_OPTIONS: Type = Type::Enum(&["ADD", "REMOVE", "REPLACE"]);
+
+const PREFIX_SET_LEAVES: [Node; 2] = [
+    leaf("name", RP, Type::String),
+    leaf("mode", RP, PREFIX_SET_MODE),
+];
+const PREFIX_LEAVES: [Node; 2] = [
+    leaf("ip-prefix", RP, Type::IpPrefix),
+    leaf("masklength-range", RP, Type::String),
+];
+
+const PREFIX_SET: Node = list(
+    "prefix-set",
+    RP,
+    &["name"],
+    &[
+        leaf("name", RP, Type::String),
+        container("config", RP, &PREFIX_SET_LEAVES),
+        state(RP, &PREFIX_SET_LEAVES),
+        container(
+            "prefixes",
+            RP,
+            &[list(
+                "prefix",
+                RP,
+                &["ip-prefix", "masklength-range"],
+                &[
+                    leaf("ip-prefix", RP, Type::IpPrefix),
+                    leaf("masklength-range", RP, Type::String),
+                    container("config", RP, &PREFIX_LEAVES),
+                    state(RP, &PREFIX_LEAVES),
+                ],
+            )],
+        ),
+    ],
+);
+
+const COMMUNITY_SET_LEAVES: [Node; 3] = [
+    leaf("community-set-name", BGP_POL, Type::String),
+    leaf("community-member", BGP_POL, Type::StrList),
+    leaf("match-set-options", BGP_POL, MATCH_SET_OPTIONS),
+];
+const AS_PATH_SET_LEAVES: [Node; 2] = [
+    leaf("as-path-set-name", BGP_POL, Type::String),
+    leaf("as-path-set-member", BGP_POL, Type::StrList),
+];
+
+const BGP_DEFINED_SETS: Node = container(
+    "bgp-defined-sets",
+    BGP_POL,
+    &[
+        container(
+            "community-sets",
+            BGP_POL,
+            &[list(
+                "community-set",
+                BGP_POL,
+                &["community-set-name"],
+                &[
+                    leaf("community-set-name", BGP_POL, Type::String),
+                    container("config", BGP_POL, &COMMUNITY_SET_LEAVES),
+                    state(BGP_POL, &COMMUNITY_SET_LEAVES),
+                ],
+            )],
+        ),
+        container(
+            "as-path-sets",
+            BGP_POL,
+            &[list(
+                "as-path-set",
+                BGP_POL,
+                &["as-path-set-name"],
+                &[
+                    leaf("as-path-set-name", BGP_POL, Type::String),
+                    container("config", BGP_POL, &AS_PATH_SET_LEAVES),
+                    state(BGP_POL, &AS_PATH_SET_LEAVES),
+                ],
+            )],
+        ),
+    ],
+);
+
+const NAME_LEAF: [Node; 1] = [leaf("name", RP, Type::String)];
+const MATCH_PREFIX_SET_LEAVES: [Node; 2] = [
+    leaf("prefix-set", RP, Type::String),
+    leaf("match-set-options", RP, MATCH_SET_OPTIONS_RESTRICTED),
+];
+const BGP_CONDITION_LEAVES: [Node; 1] = [leaf("community-set", BGP_POL, Type::String)];
+const MATCH_AS_PATH_SET_LEAVES: [Node; 2] = [
+    leaf("as-path-set", BGP_POL, Type::String),
+    leaf("match-set-options", BGP_POL, MATCH_SET_OPTIONS),
+];
+const POLICY_RESULT_LEAVES: [Node; 1] = [leaf("policy-result", RP, POLICY_RESULT)];
+const BGP_ACTION_LEAVES: [Node; 3] = [
+    leaf("set-local-pref", BGP_POL, uint(32)),
+    leaf("set-med", BGP_POL, uint(32)),
+    leaf("set-next-hop", BGP_POL, Type::IpAddress),
+];
+const PREPEND_LEAVES: [Node; 1] = [leaf("repeat-n", BGP_POL, uint_range(1, 255))];
+const SET_COMMUNITY_LEAVES: [Node; 2] = [
+    leaf("method", BGP_POL, SET_COMMUNITY_METHOD),
+    leaf("options", BGP_POL, SET_COMMUNITY_OPTIONS),
+];
+const INLINE_LEAVES: [Node; 1] = [leaf("communities", BGP_POL, Type::StrList)];
+
+const fn cs(module: &'static str, leaves: &'static [Node]) -> [Node; 2] {
+    [container("config", module, leaves), state(module, leaves)]
+}
+
+const MATCH_PREFIX_SET_CS: [Node; 2] = cs(RP, &MATCH_PREFIX_SET_LEAVES);
+const MATCH_AS_PATH_SET_CS: [Node; 2] = cs(BGP_POL, &MATCH_AS_PATH_SET_LEAVES);
+const PREPEND_CS: [Node; 2] = cs(BGP_POL, &PREPEND_LEAVES);
+const INLINE_CS: [Node; 2] = cs(BGP_POL, &INLINE_LEAVES);
+
+const STATEMENT: Node = list(
+    "statement",
+    RP,
+    &["name"],
+    &[
+        leaf("name", RP, Type::String),
+        container("config", RP, &NAME_LEAF),
+        state(RP, &NAME_LEAF),
+        container(
+            "conditions",
+            RP,
+            &[
+                container("match-prefix-set", RP, &MATCH_PREFIX_SET_CS),
+                container(
+                    "bgp-conditions",
+                    BGP_POL,
+                    &[
+                        container("config", BGP_POL, &BGP_CONDITION_LEAVES),
+                        state(BGP_POL, &BGP_CONDITION_LEAVES),
+                        container("match-as-path-set", BGP_POL, &MATCH_AS_PATH_SET_CS),
+                    ],
+                ),
+            ],
+        ),
+        container(
+            "actions",
+            RP,
+            &[
+                container("config", RP, &POLICY_RESULT_LEAVES),
+                state(RP, &POLICY_RESULT_LEAVES),
+                container(
+                    "bgp-actions",
+                    BGP_POL,
+                    &[
+                        container("config", BGP_POL, &BGP_ACTION_LEAVES),
+                        state(BGP_POL, &BGP_ACTION_LEAVES),
+                        container("set-as-path-prepend", BGP_POL, &PREPEND_CS),
+                        container(
+                            "set-community",
+                            BGP_POL,
+                            &[
+                                container("config", BGP_POL, &SET_COMMUNITY_LEAVES),
+                                state(BGP_POL, &SET_COMMUNITY_LEAVES),
+                                container("inline", BGP_POL, &INLINE_CS),
+                            ],
+                        ),
+                    ],
+                ),
+            ],
+        ),
+    ],
+);
+
+const ROUTING_POLICY: Node = container(
+    "routing-policy",
+    RP,
+    &[
+        container(
+            "defined-sets",
+            RP,
+            &[
+                container("prefix-sets", RP, &[PREFIX_SET]),
+                BGP_DEFINED_SETS,
+            ],
+        ),
+        container(
+            "policy-definitions",
+            RP,
+            &[list(
+                "policy-definition",
+                RP,
+                &["name"],
+                &[
+                    leaf("name", RP, Type::String),
+                    container("config", RP, &NAME_LEAF),
+                    state(RP, &NAME_LEAF),
+                    container("statements", RP, &[STATEMENT]),
+                ],
+            )],
+        ),
     ],
 );
 
@@ -666,6 +1210,7 @@ pub(crate) static ROOT: Node = container(
     &[
         container("interfaces", IF, &[INTERFACE]),
         container("network-instances", NI, &[NETWORK_INSTANCE]),
+        ROUTING_POLICY,
         SYSTEM,
     ],
 );

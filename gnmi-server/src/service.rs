@@ -593,7 +593,14 @@ impl GnmiService {
                 Err(problems) => {
                     let paths: Vec<String> = problems.iter().map(|p| p.path.clone()).collect();
                     let text: Vec<String> = problems.iter().map(Failure::message).collect();
-                    let failure = Failure::new(Code::InvalidArgument, "", text.join("; "));
+                    // UNIMPLEMENTED when a problem is a path served
+                    // read-only, else INVALID_ARGUMENT.
+                    let code = if problems.iter().any(|p| p.code == Code::Unimplemented) {
+                        Code::Unimplemented
+                    } else {
+                        Code::InvalidArgument
+                    };
+                    let failure = Failure::new(code, "", text.join("; "));
                     return Err(fail(SetFailure::overall(&ops, failure, &paths)));
                 }
             };

@@ -167,6 +167,10 @@ fn flatten_at(
         let Some(d) = children.get(c.name) else {
             continue;
         };
+        if c.secret {
+            // Write-only leaves are never sent.
+            continue;
+        }
         let len = text.len();
         match (&c.kind, d) {
             (Kind::Leaf(_), Data::Leaf(v)) => {

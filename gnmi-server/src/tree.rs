@@ -115,6 +115,10 @@ impl Render<'_> {
     /// JSON_IETF, as RFC 7951 requires of a top-level object). `None` when
     /// the filter leaves nothing.
     pub(crate) fn value(&self, hit: &Hit<'_>) -> Option<Json> {
+        if hit.node.secret {
+            // Write-only: never returned.
+            return None;
+        }
         match (&hit.node.kind, hit.data) {
             (Kind::Leaf(t), Data::Leaf(v)) => self
                 .keep(hit.in_state, hit.operational)
@@ -147,7 +151,7 @@ impl Render<'_> {
         let keys = node.keys();
         let mut out = Map::new();
         for c in node.children() {
-            if keys.contains(&c.name) || !self.allowed(c) {
+            if keys.contains(&c.name) || !self.allowed(c) || c.secret {
                 continue;
             }
             let Some(d) = children.get(c.name) else {

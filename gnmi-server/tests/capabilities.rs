@@ -35,6 +35,7 @@ async fn capabilities_over_grpc() {
             "openconfig-if-ip",
             "openconfig-network-instance",
             "openconfig-routing-policy",
+            "openconfig-bgp-policy",
             "openconfig-system",
             "openconfig-aft",
         ]

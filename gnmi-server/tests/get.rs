@@ -40,6 +40,7 @@ fn with_state(server: &Running) {
     server.backend.set_state(State {
         interfaces,
         boot_time_ns: Some(1_700_000_000_000_000_000),
+        ..Default::default()
     });
 }
 

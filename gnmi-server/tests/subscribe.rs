@@ -215,6 +215,7 @@ fn state(oper: OperStatus, n: u64) -> State {
     State {
         interfaces,
         boot_time_ns: Some(1_700_000_000_000_000_000),
+        ..Default::default()
     }
 }
 

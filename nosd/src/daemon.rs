@@ -292,6 +292,7 @@ pub async fn run(opts: Options) -> anyhow::Result<Exit> {
                 cfg_cmd_tx.clone(),
                 head_rx.clone(),
                 dh.clone(),
+                bgp_q_tx.clone(),
                 port_events_rx,
                 shutdown_rx.clone(),
             );

@@ -35,10 +35,13 @@ use anyhow::Context;
 use gnmi_server::gnoi::{RebootHook, RebootOrder, SystemService};
 use gnmi_server::security::{Authenticator, ClientCa, ServerIdentity, User, Users, WithoutUsers};
 use gnmi_server::{
-    CommitError, Generation, GnmiService, InterfaceCounters, InterfaceState, OperStatus, State,
+    Aft, AftNextHop, BgpFamily, BgpNeighborState, BgpPrefixes, BgpState, CommitError, Generation,
+    GnmiService, InterfaceCounters, InterfaceState, OperStatus, SessionState, State,
 };
-use nos_core::config::Config;
+use nos_core::config::{Config, DEFAULT_VRF};
 use nos_core::driver::DriverHandle;
+use nos_core::model::{ForwardingState, RifKind, RouteAction, VrfId};
+use routing::bgp::speaker::{BgpQuery, Summary};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tonic::transport::server::TcpIncoming;
@@ -68,6 +71,8 @@ pub struct DaemonBackend {
     config: mpsc::Sender<ConfigCmd>,
     head: watch::Receiver<Head>,
     driver: DriverHandle,
+    /// The BGP speaker's queries (session state, prefix counts).
+    bgp: mpsc::Sender<BgpQuery>,
     boot_time_ns: u64,
     changes: watch::Receiver<Generation>,
 }
@@ -81,6 +86,7 @@ impl DaemonBackend {
         config: mpsc::Sender<ConfigCmd>,
         head: watch::Receiver<Head>,
         driver: DriverHandle,
+        bgp: mpsc::Sender<BgpQuery>,
         port_events: watch::Receiver<u64>,
         shutdown: watch::Receiver<bool>,
     ) -> Self {
@@ -97,6 +103,7 @@ impl DaemonBackend {
             config,
             head,
             driver,
+            bgp,
             boot_time_ns,
             changes,
         }
@@ -223,22 +230,159 @@ impl gnmi_server::Backend for DaemonBackend {
                     )
                 })
                 .collect();
-            let _ = tx.send(interfaces);
+            let afts = afts(installed);
+            let _ = tx.send((interfaces, afts));
         });
-        let interfaces = if queued {
+        let (interfaces, afts) = if queued {
             rx.await.unwrap_or_default()
         } else {
-            BTreeMap::new()
+            Default::default()
+        };
+        let bgp = if self.head.borrow().config.bgp.is_some() {
+            let (tx, rx) = oneshot::channel();
+            match self.bgp.send(BgpQuery::Summary(tx)).await {
+                Ok(()) => rx.await.ok().flatten().map(|s| bgp_state(&s)),
+                Err(_) => None,
+            }
+        } else {
+            None
         };
         State {
             interfaces,
             boot_time_ns: Some(self.boot_time_ns),
+            bgp,
+            afts,
         }
     }
 
     fn changes(&self) -> watch::Receiver<Generation> {
         self.changes.clone()
     }
+}
+
+/// The speaker's summary as the gNMI server's BGP state.
+fn bgp_state(s: &Summary) -> BgpState {
+    let neighbors = s
+        .neighbors
+        .iter()
+        .map(|n| {
+            let session_state = match n.state.as_str() {
+                "Connect" => SessionState::Connect,
+                "Active" => SessionState::Active,
+                "OpenSent" => SessionState::OpenSent,
+                "OpenConfirm" => SessionState::OpenConfirm,
+                "Established" => SessionState::Established,
+                _ => SessionState::Idle,
+            };
+            let families = n
+                .prefixes
+                .iter()
+                .filter_map(|p| {
+                    let f = match p.family.as_str() {
+                        "ipv4-unicast" => BgpFamily::Ipv4Unicast,
+                        "ipv6-unicast" => BgpFamily::Ipv6Unicast,
+                        _ => return None,
+                    };
+                    Some((
+                        f,
+                        BgpPrefixes {
+                            received: p.received,
+                            sent: p.sent,
+                            installed: p.installed,
+                        },
+                    ))
+                })
+                .collect();
+            (
+                n.address,
+                BgpNeighborState {
+                    session_state,
+                    negotiated_hold_time: n.hold_time_s,
+                    families,
+                },
+            )
+        })
+        .collect();
+    BgpState {
+        total_prefixes: s.loc_rib_prefixes,
+        neighbors,
+    }
+}
+
+/// The id given to the one-member next-hop group of a route that forwards
+/// to a single next hop (the model has no group for it): above every
+/// group id of the model, which are 32-bit.
+fn single_hop_group(next_hop: u32) -> u64 {
+    (1u64 << 32) | u64::from(next_hop)
+}
+
+/// The installed forwarding table by VRF name, as `nosctl show fib` sees
+/// it: routes with their next-hop groups (the model's weighted groups, and
+/// one per single next hop), next hops with their resolved MAC address and
+/// the port and subinterface they leave through.
+fn afts(s: &ForwardingState) -> BTreeMap<String, Aft> {
+    let mut out: BTreeMap<String, Aft> = BTreeMap::new();
+    let vrf_name = |id: VrfId| -> String {
+        match s.vrfs().get(&id) {
+            Some(v) => v.name.clone(),
+            None if id == VrfId::DEFAULT => DEFAULT_VRF.to_owned(),
+            None => id.to_string(),
+        }
+    };
+    let next_hop = |id: nos_core::model::NextHopId| -> AftNextHop {
+        let Some(n) = s.next_hops().get(&id) else {
+            return AftNextHop::default();
+        };
+        let rif = s.rifs().get(&n.rif);
+        let interface = rif.and_then(|r| {
+            let (port, sub) = match r.kind {
+                RifKind::Port { port } => (port, 0),
+                RifKind::SubPort { port, vlan } => (port, u32::from(vlan)),
+                RifKind::Vlan { .. } => return None,
+            };
+            Some((s.ports().get(&port)?.name.clone(), sub))
+        });
+        AftNextHop {
+            ip_address: Some(n.ip),
+            mac_address: s
+                .neighbors()
+                .get(&(n.rif, n.ip))
+                .map(|nb| nb.mac.to_string()),
+            interface,
+        }
+    };
+    for (k, a) in s.routes() {
+        let aft = out.entry(vrf_name(k.vrf)).or_default();
+        let group = match a {
+            RouteAction::NextHop(id) => {
+                let g = single_hop_group(id.0);
+                aft.next_hop_groups
+                    .entry(g)
+                    .or_default()
+                    .insert(u64::from(id.0), 1);
+                aft.next_hops
+                    .entry(u64::from(id.0))
+                    .or_insert_with(|| next_hop(*id));
+                Some(g)
+            }
+            RouteAction::Group(g) => {
+                let gid = u64::from(g.0);
+                if let Some(group) = s.groups().get(g) {
+                    let members = aft.next_hop_groups.entry(gid).or_default();
+                    for m in &group.members {
+                        members.insert(u64::from(m.next_hop.0), u64::from(m.weight));
+                        aft.next_hops
+                            .entry(u64::from(m.next_hop.0))
+                            .or_insert_with(|| next_hop(m.next_hop));
+                    }
+                }
+                Some(gid)
+            }
+            RouteAction::Drop | RouteAction::ToCpu => None,
+        };
+        aft.entries.insert(k.prefix, group);
+    }
+    out
 }
 
 /// How the management server protects its connections.

@@ -66,6 +66,20 @@ pub struct NeighborSummary {
     pub import_policy: Option<String>,
     pub export_policy: Option<String>,
     pub last_error: Option<String>,
+    /// Per negotiated family: prefixes in Adj-RIB-In (after import policy),
+    /// in Adj-RIB-Out, and selected as best into the Loc-RIB.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub prefixes: Vec<FamilyPrefixes>,
+}
+
+/// Prefix counts of one neighbor in one address family.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct FamilyPrefixes {
+    /// `ipv4-unicast`, `ipv6-unicast`.
+    pub family: String,
+    pub received: u64,
+    pub sent: u64,
+    pub installed: u64,
 }
 
 /// `show bgp summary`.
@@ -1403,6 +1417,17 @@ impl Speaker {
 
     fn summary(&self) -> Option<Summary> {
         let c = self.config.as_ref()?;
+        // Best paths per peer and family (IPv4, IPv6), in one pass.
+        let mut installed: HashMap<IpAddr, [u64; 2]> = HashMap::new();
+        for (pfx, sel) in &self.loc {
+            if let Some(Source::Peer(a)) = sel.first() {
+                installed.entry(*a).or_default()[usize::from(!pfx.addr().is_ipv4())] += 1;
+            }
+        }
+        let count = |m: &HashMap<IpNet, Arc<PathAttrs>>| -> [u64; 2] {
+            let v4 = m.keys().filter(|p| p.addr().is_ipv4()).count() as u64;
+            [v4, m.len() as u64 - v4]
+        };
         Some(Summary {
             asn: c.asn,
             router_id: c.router_id.to_string(),
@@ -1429,6 +1454,30 @@ impl Speaker {
                     import_policy: p.import.as_ref().map(|x| x.name.clone()),
                     export_policy: p.export.as_ref().map(|x| x.name.clone()),
                     last_error: p.last_error.clone(),
+                    prefixes: {
+                        let (rx, tx) = (count(&p.adj_in), count(&p.adj_out));
+                        let best = installed.get(&p.cfg.address).copied().unwrap_or_default();
+                        p.up.as_ref()
+                            .map(|u| {
+                                u.families
+                                    .iter()
+                                    .filter_map(|f| {
+                                        let i = match *f {
+                                            IPV4_UNICAST => 0,
+                                            IPV6_UNICAST => 1,
+                                            _ => return None,
+                                        };
+                                        Some(FamilyPrefixes {
+                                            family: family_name(*f),
+                                            received: rx[i],
+                                            sent: tx[i],
+                                            installed: best[i],
+                                        })
+                                    })
+                                    .collect()
+                            })
+                            .unwrap_or_default()
+                    },
                 })
                 .collect(),
         })

@@ -1,0 +1,394 @@
+//! BGP (openconfig-network-instance's `bgp`), the installed forwarding
+//! table (`afts`) and routing policy over real gRPC on a real store.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::*;
+use gnmi_server::proto::gnmi::{get_request::DataType, Encoding};
+use gnmi_server::{
+    Aft, AftNextHop, Backend, BgpFamily, BgpNeighborState, BgpPrefixes, BgpState, SessionState,
+    State,
+};
+use nos_core::config::Config;
+use serde_json::json;
+use tonic::Code;
+
+const BGP: &str = "/network-instances/network-instance[name=default]/protocols/protocol[identifier=BGP][name=BGP]/bgp";
+const NEIGHBOR: &str = "/network-instances/network-instance[name=default]/protocols/protocol[identifier=BGP][name=BGP]/bgp/neighbors/neighbor[neighbor-address=192.0.2.2]";
+
+const WITH_BGP: &str = r#"
+bgp:
+  asn: 65000
+  router_id: 192.0.2.1
+  neighbors:
+    - address: 192.0.2.2
+      remote_as: 65001
+      description: transit
+      hold_time: 30
+      families: [ipv4_unicast]
+      import_policy: in
+      ebgp_multihop: 2
+      password: s3cret-key
+  policies:
+    - name: in
+      rules:
+        - match:
+            prefixes: [{prefix: 198.18.0.0/15, ge: 16, le: 24}]
+            community: "65000:100"
+            as_path_contains: 65001
+          set: {local_pref: 200, communities_add: ["65000:7"]}
+          action: accept
+        - action: reject
+"#;
+
+/// Commits BASE with the `bgp:` section above and sets BGP and AFT state.
+async fn with_bgp() -> Running {
+    let server = common::start().await;
+    let (_, head) = server.backend.config().await;
+    let config = Config::from_yaml(&format!("{BASE}{WITH_BGP}")).expect("config");
+    server
+        .backend
+        .commit(config, "bgp".into(), head)
+        .await
+        .expect("commit");
+    let mut families = BTreeMap::new();
+    families.insert(
+        BgpFamily::Ipv4Unicast,
+        BgpPrefixes {
+            received: 5,
+            sent: 2,
+            installed: 4,
+        },
+    );
+    let mut neighbors = BTreeMap::new();
+    neighbors.insert(
+        "192.0.2.2".parse().expect("ip"),
+        BgpNeighborState {
+            session_state: SessionState::Established,
+            negotiated_hold_time: Some(30),
+            families,
+        },
+    );
+    let mut aft = Aft::default();
+    aft.entries
+        .insert("198.18.0.0/16".parse().expect("prefix"), Some(7));
+    aft.entries
+        .insert("192.0.2.1/32".parse().expect("prefix"), None);
+    aft.next_hop_groups
+        .insert(7, [(3u64, 1u64), (4, 2)].into_iter().collect());
+    aft.next_hops.insert(
+        3,
+        AftNextHop {
+            ip_address: Some("192.0.2.2".parse().expect("ip")),
+            mac_address: Some("02:00:00:00:00:02".into()),
+            interface: Some(("eth1".into(), 0)),
+        },
+    );
+    server.backend.set_state(State {
+        bgp: Some(BgpState {
+            total_prefixes: 4,
+            neighbors,
+        }),
+        afts: [("default".to_owned(), aft)].into_iter().collect(),
+        ..Default::default()
+    });
+    server
+}
+
+#[tokio::test]
+async fn bgp_config_and_state_are_served() {
+    let server = with_bgp().await;
+    let mut c = server.client().await;
+    assert_eq!(
+        get_one(&mut c, &format!("{BGP}/global/config/as")).await,
+        json!(65000)
+    );
+    assert_eq!(
+        get_one(&mut c, &format!("{BGP}/global/state/router-id")).await,
+        json!("192.0.2.1")
+    );
+    let cfg = get_one(&mut c, &format!("{NEIGHBOR}/config")).await;
+    assert_eq!(cfg["peer-as"], json!(65001));
+    assert_eq!(cfg["description"], json!("transit"));
+    assert_eq!(cfg["enabled"], json!(true));
+    assert!(cfg.get("auth-password").is_none(), "{cfg}");
+    assert_eq!(
+        get_one(&mut c, &format!("{NEIGHBOR}/state/session-state")).await,
+        json!("ESTABLISHED")
+    );
+    assert_eq!(
+        get_one(&mut c, &format!("{NEIGHBOR}/timers/config/hold-time")).await,
+        json!(30.0)
+    );
+    let ietf = get_typed(
+        &mut c,
+        &format!("{NEIGHBOR}/timers/state/hold-time"),
+        DataType::All,
+        Encoding::JsonIetf,
+    )
+    .await;
+    assert_eq!(ietf[0].1, json!("30.0"));
+    assert_eq!(
+        get_one(
+            &mut c,
+            &format!("{NEIGHBOR}/ebgp-multihop/config/multihop-ttl")
+        )
+        .await,
+        json!(2)
+    );
+    assert_eq!(
+        get_one(
+            &mut c,
+            &format!("{NEIGHBOR}/apply-policy/config/import-policy")
+        )
+        .await,
+        json!(["in"])
+    );
+    let prefixes = get_one(
+        &mut c,
+        &format!("{NEIGHBOR}/afi-safis/afi-safi[afi-safi-name=IPV4_UNICAST]/state/prefixes"),
+    )
+    .await;
+    assert_eq!(prefixes, json!({"received": 5, "sent": 2, "installed": 4}));
+
+    // Wildcards.
+    let states = get(
+        &mut c,
+        "/network-instances/network-instance[name=*]/protocols/protocol[identifier=*][name=*]/bgp/neighbors/neighbor[neighbor-address=*]/state/session-state",
+    )
+    .await;
+    assert_eq!(states.len(), 1, "{states:?}");
+    assert!(states[0].0.contains("neighbor[neighbor-address=192.0.2.2]"));
+
+    // The password is never returned, whatever is asked.
+    let everything = get(&mut c, "/").await;
+    let text = format!("{everything:?}");
+    assert!(!text.contains("s3cret-key"), "the password leaked");
+    assert!(get(&mut c, &format!("{NEIGHBOR}/config/auth-password"))
+        .await
+        .is_empty());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_installed_forwarding_table_is_served() {
+    let server = with_bgp().await;
+    let mut c = server.client().await;
+    let afts = "/network-instances/network-instance[name=DEFAULT]/afts";
+    assert_eq!(
+        get_one(
+            &mut c,
+            &format!("{afts}/ipv4-unicast/ipv4-entry[prefix=198.18.0.0/16]/state/next-hop-group")
+        )
+        .await,
+        json!(7)
+    );
+    let weights = get(
+        &mut c,
+        &format!(
+            "{afts}/next-hop-groups/next-hop-group[id=7]/next-hops/next-hop[index=*]/state/weight"
+        ),
+    )
+    .await;
+    let w: Vec<serde_json::Value> = weights.into_iter().map(|(_, v)| v).collect();
+    assert_eq!(w, [json!(1), json!(2)]);
+    let hop = get_one(&mut c, &format!("{afts}/next-hops/next-hop[index=3]")).await;
+    assert_eq!(hop["state"]["ip-address"], json!("192.0.2.2"));
+    assert_eq!(hop["state"]["mac-address"], json!("02:00:00:00:00:02"));
+    assert_eq!(hop["interface-ref"]["state"]["interface"], json!("eth1"));
+    // A to-CPU entry has no next-hop group.
+    let local = get_one(
+        &mut c,
+        &format!("{afts}/ipv4-unicast/ipv4-entry[prefix=192.0.2.1/32]/state"),
+    )
+    .await;
+    assert_eq!(local, json!({"prefix": "192.0.2.1/32"}));
+    // The table is state: a CONFIG Get of it finds nothing.
+    let config_only = get_typed(&mut c, afts, DataType::Config, Encoding::Json).await;
+    assert!(config_only.is_empty(), "{config_only:?}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn routing_policy_follows_the_policy_model() {
+    let server = with_bgp().await;
+    let mut c = server.client().await;
+    let stmt = "/routing-policy/policy-definitions/policy-definition[name=in]/statements/statement[name=1]";
+    assert_eq!(
+        get_one(
+            &mut c,
+            &format!("{stmt}/conditions/match-prefix-set/config/prefix-set")
+        )
+        .await,
+        json!("in/1")
+    );
+    assert_eq!(
+        get_one(&mut c, &format!("{stmt}/actions/config/policy-result")).await,
+        json!("ACCEPT_ROUTE")
+    );
+    assert_eq!(
+        get_one(
+            &mut c,
+            &format!("{stmt}/actions/bgp-actions/config/set-local-pref")
+        )
+        .await,
+        json!(200)
+    );
+    assert_eq!(
+        get_one(
+            &mut c,
+            "/routing-policy/policy-definitions/policy-definition[name=in]/statements/statement[name=2]/actions/config/policy-result"
+        )
+        .await,
+        json!("REJECT_ROUTE")
+    );
+    let ranges = get(
+        &mut c,
+        "/routing-policy/defined-sets/prefix-sets/prefix-set[name=*]/prefixes/prefix[ip-prefix=*][masklength-range=*]/config/masklength-range",
+    )
+    .await;
+    assert_eq!(ranges.len(), 1);
+    assert_eq!(ranges[0].1, json!("16..24"));
+    let members = get(
+        &mut c,
+        "/routing-policy/defined-sets/bgp-defined-sets/community-sets/community-set[community-set-name=*]/config/community-member",
+    )
+    .await;
+    assert_eq!(members[0].1, json!(["65000:100"]));
+    let as_paths = get(
+        &mut c,
+        "/routing-policy/defined-sets/bgp-defined-sets/as-path-sets/as-path-set[as-path-set-name=*]/config/as-path-set-member",
+    )
+    .await;
+    assert_eq!(as_paths[0].1, json!(["(^|_)65001(_|$)"]));
+
+    // Set on routing policy: UNIMPLEMENTED, nothing committed.
+    let before = server.history().len();
+    let err = c
+        .set(set_request(
+            &[],
+            vec![],
+            vec![json_update(
+                "/routing-policy/policy-definitions/policy-definition[name=out]/config/name",
+                json!("out"),
+            )],
+        ))
+        .await
+        .expect_err("routing policy is read-only");
+    assert_eq!(err.code(), Code::Unimplemented, "{}", err.message());
+    assert!(
+        err.message().contains("/routing-policy"),
+        "{}",
+        err.message()
+    );
+    assert_eq!(server.history().len(), before);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn set_changes_bgp_in_one_commit() {
+    let server = with_bgp().await;
+    let mut c = server.client().await;
+    let before = server.history().len();
+    c.set(set_request(
+        &[],
+        vec![],
+        vec![
+            json_update(&format!("{NEIGHBOR}/config/peer-as"), json!(65010)),
+            json_update(
+                &format!("{NEIGHBOR}/config/auth-password"),
+                json!("new-key"),
+            ),
+            json_update(
+                &format!("{NEIGHBOR}/transport/config/passive-mode"),
+                json!(true),
+            ),
+            json_update(
+                &format!("{BGP}/neighbors/neighbor[neighbor-address=2001:db8:1::2]/config"),
+                json!({"neighbor-address": "2001:db8:1::2", "peer-as": 65020}),
+            ),
+        ],
+    ))
+    .await
+    .expect("Set");
+    assert_eq!(server.history().len(), before + 1, "one commit");
+    let bgp = server.config().await.bgp.expect("bgp");
+    let n = &bgp.neighbors[0];
+    assert_eq!(n.remote_as, 65010);
+    assert_eq!(n.password.as_deref(), Some("new-key"));
+    assert!(n.passive);
+    assert_eq!(n.import_policy.as_deref(), Some("in"), "kept");
+    assert_eq!(bgp.neighbors[1].remote_as, 65020);
+    assert_eq!(bgp.policies.len(), 1, "policies kept");
+    let cfg = get_one(&mut c, &format!("{NEIGHBOR}/config")).await;
+    assert!(cfg.get("auth-password").is_none());
+
+    // Deleting the password removes it.
+    c.set(set_request(
+        &[&format!("{NEIGHBOR}/config/auth-password")],
+        vec![],
+        vec![],
+    ))
+    .await
+    .expect("delete");
+    let bgp = server.config().await.bgp.expect("bgp");
+    assert_eq!(bgp.neighbors[0].password, None);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn bad_bgp_input_is_refused_naming_the_path() {
+    let server = with_bgp().await;
+    let mut c = server.client().await;
+    let before = server.history().len();
+    let cases = [
+        (format!("{NEIGHBOR}/config/peer-as"), json!("many")),
+        (
+            format!("{BGP}/neighbors/neighbor[address=192.0.2.2]/config/peer-as"),
+            json!(1),
+        ),
+        (
+            format!("{BGP}/neighbors/neighbor[neighbor-address=not-an-ip]/config/peer-as"),
+            json!(1),
+        ),
+        (format!("{NEIGHBOR}/timers/config/hold-time"), json!(1.5)),
+        (format!("{NEIGHBOR}/config/enabled"), json!(false)),
+        (
+            format!("{NEIGHBOR}/apply-policy/config/import-policy"),
+            json!(["in", "in"]),
+        ),
+        (
+            format!("{NEIGHBOR}/apply-policy/config/export-policy"),
+            json!(["nope"]),
+        ),
+    ];
+    for (p, v) in cases {
+        let err = c
+            .set(set_request(&[], vec![], vec![json_update(&p, v.clone())]))
+            .await
+            .expect_err(&p);
+        assert_eq!(
+            err.code(),
+            Code::InvalidArgument,
+            "{p} {v}: {}",
+            err.message()
+        );
+        assert!(err.message().contains("neighbor"), "{p}: {}", err.message());
+    }
+    // An unknown node is NOT_FOUND (as everywhere in the served tree).
+    let p = format!("{NEIGHBOR}/config/colour");
+    let err = c
+        .set(set_request(
+            &[],
+            vec![],
+            vec![json_update(&p, json!("red"))],
+        ))
+        .await
+        .expect_err("unknown leaf");
+    assert_eq!(err.code(), Code::NotFound, "{}", err.message());
+    assert!(err.message().contains(&p), "{}", err.message());
+    assert_eq!(server.history().len(), before, "nothing applied");
+    server.stop().await;
+}
