@@ -361,6 +361,53 @@ async fn nosd_serves_gnmi_on_its_config_store() {
     assert_eq!(get_leaf(&mut client, hostname.clone()).await, "from-nosctl");
     assert_eq!(history(&nosd).len(), after.len() + 1);
 
+    // BGP committed with nosctl: its neighbor is visible over gNMI, with
+    // the speaker's session state, and without its password.
+    std::fs::write(
+        &file,
+        "system:\n  hostname: from-nosctl\nbgp:\n  asn: 65000\n  router_id: 192.0.2.1\n  \
+         neighbors:\n    - address: 192.0.2.2\n      remote_as: 65001\n      \
+         description: transit\n      password: e2e-secret\n",
+    )
+    .expect("write");
+    nosd.nosctl(&["config", "commit", file.to_str().expect("utf-8 path")]);
+    let neighbor = |leaf: &[&str]| {
+        let mut p = path(&["network-instances"]);
+        let keyed = |name: &str, keys: &[(&str, &str)]| PathElem {
+            name: name.to_owned(),
+            key: keys
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        };
+        p.elem
+            .push(keyed("network-instance", &[("name", "default")]));
+        p.elem.push(keyed("protocols", &[]));
+        p.elem
+            .push(keyed("protocol", &[("identifier", "BGP"), ("name", "BGP")]));
+        p.elem.extend(path(&["bgp", "neighbors"]).elem);
+        p.elem
+            .push(keyed("neighbor", &[("neighbor-address", "192.0.2.2")]));
+        p.elem.extend(path(leaf).elem);
+        p
+    };
+    assert_eq!(
+        get_leaf(&mut client, neighbor(&["config", "peer-as"])).await,
+        Json::from(65001)
+    );
+    let config = get_leaf(&mut client, neighbor(&["config"])).await;
+    assert_eq!(config["description"], "transit", "{config}");
+    assert!(
+        !config.to_string().contains("e2e-secret"),
+        "the password is returned: {config}"
+    );
+    let state = get_leaf(&mut client, neighbor(&["state", "session-state"])).await;
+    assert!(
+        ["IDLE", "CONNECT", "ACTIVE", "OPENSENT", "OPENCONFIRM"]
+            .contains(&state.as_str().unwrap_or_default()),
+        "no session can come up without a host interface: {state}"
+    );
+
     // SIGTERM with the subscription still open: nosd still stops cleanly.
     nosd.stop();
     drop((stream, requests, client));
