@@ -15,6 +15,22 @@ const HUGE_PAGE: usize = 2 << 20;
 /// A vector of `len` copies of `value`, asking for huge pages before the memory
 /// is first touched when it spans at least two of them.
 pub fn filled_vec<T: Copy>(value: T, len: usize) -> Vec<T> {
+    let mut v = advised::<T>(len);
+    v.resize(len, value);
+    v
+}
+
+/// A copy of `src`, with huge pages asked for as in [`filled_vec`] (a plain
+/// `clone` would land in ordinary pages).
+pub fn copied_vec<T: Copy>(src: &[T]) -> Vec<T> {
+    let mut v = advised::<T>(src.len());
+    v.extend_from_slice(src);
+    v
+}
+
+/// An empty vector with room for `len` elements, its memory advised to use
+/// huge pages.
+fn advised<T>(len: usize) -> Vec<T> {
     let mut v: Vec<T> = Vec::with_capacity(len);
     let bytes = v.capacity() * std::mem::size_of::<T>();
     if bytes >= 2 * HUGE_PAGE {
@@ -36,6 +52,5 @@ pub fn filled_vec<T: Copy>(value: T, len: usize) -> Vec<T> {
             }
         }
     }
-    v.resize(len, value);
     v
 }

@@ -124,8 +124,7 @@ struct Node {
 /// prefix length and the value a lookup returns for addresses it covers.
 pub type Prefix<K> = (K, u8, u32);
 
-/// An immutable longest-prefix-match table from prefixes of `K` to `u32` values.
-#[derive(Clone)]
+/// A longest-prefix-match table from prefixes of `K` to `u32` values.
 pub struct Lpm<K> {
     direct_bits: u32,
     /// Leaf (`LEAF | stored`) or node index, per top `direct_bits` bits. Empty when
@@ -156,6 +155,22 @@ impl<K: Key> fmt::Debug for Lpm<K> {
             .field("leaves", &self.leaves.len())
             .field("memory_bytes", &self.memory_bytes())
             .finish()
+    }
+}
+
+impl<K> Clone for Lpm<K> {
+    /// A copy whose direct array gets huge pages like the original's.
+    fn clone(&self) -> Self {
+        Lpm {
+            direct_bits: self.direct_bits,
+            direct: crate::hugepages::copied_vec(&self.direct),
+            nodes: self.nodes.clone(),
+            leaves: self.leaves.clone(),
+            prefixes: self.prefixes,
+            garbage_nodes: self.garbage_nodes,
+            garbage_leaves: self.garbage_leaves,
+            _key: PhantomData,
+        }
     }
 }
 
@@ -203,6 +218,30 @@ impl<K: Key> Lpm<K> {
     /// Bulk-loads the prefixes of `map`.
     pub fn from_map(map: &PrefixMap<K>) -> Self {
         Self::build(map.to_vec())
+    }
+
+    /// Bulk-loads the prefixes of `map` (the table's own, after updates) with
+    /// this table's direct-array width, unless its size has moved far enough
+    /// to call for another (see [`Lpm::needs_compaction`]).
+    pub fn reloaded(&self, map: &PrefixMap<K>) -> Self {
+        let bits = if self.resize_due(map.len()) {
+            Self::direct_bits_for(map.len())
+        } else {
+            self.direct_bits
+        };
+        Self::build_with_direct_bits(map.to_vec(), bits)
+    }
+
+    /// Whether a table of `n` prefixes should change its direct-array width:
+    /// at once when it grows past a threshold, but only well below one when it
+    /// shrinks, so a table near a threshold does not flip back and forth.
+    fn resize_due(&self, n: usize) -> bool {
+        let wanted = Self::direct_bits_for(n);
+        if self.direct.is_empty() {
+            return wanted != self.direct_bits;
+        }
+        wanted > self.direct_bits
+            || (wanted < self.direct_bits && Self::direct_bits_for(n * 2) < self.direct_bits)
     }
 
     /// Bulk-loads a table with a direct array of `2^bits` entries (`bits` is
@@ -294,13 +333,17 @@ impl<K: Key> Lpm<K> {
             // Repaint the direct entries the prefix spans: the covering value
             // first, then every more specific prefix up to the direct depth, in
             // (address, length) order so the most specific is painted last.
+            // Slots a more specific prefix paints keep their value: the change
+            // cannot reach them (nor the trie nodes below them).
             let first = addr.bits(0, d);
             let mut vals = vec![map.covering(addr, len); 1 << (d - len)];
+            let mut shadowed = vec![false; vals.len()];
             for (a, l, v) in map.within(addr, len as u8) {
                 let l = u32::from(l);
                 if l > len && l <= d {
                     let at = a.bits(0, d) - first;
                     vals[at..at + (1 << (d - l))].fill(v + 1);
+                    shadowed[at..at + (1 << (d - l))].fill(true);
                 }
             }
             for (i, &val) in vals.iter().enumerate() {
@@ -308,7 +351,7 @@ impl<K: Key> Lpm<K> {
                 let entry = self.direct[slot];
                 if entry & LEAF != 0 {
                     self.direct[slot] = LEAF | val;
-                } else {
+                } else if !shadowed[i] {
                     let region = key_of_slot::<K>(slot, d);
                     self.rebuild(map, Some(slot), entry as usize, region, d, val);
                 }
@@ -340,6 +383,20 @@ impl<K: Key> Lpm<K> {
             let rank = (node.vector & (u64::MAX >> (63 - v))).count_ones() as usize;
             idx = node.base1 as usize + rank - 1;
             off += STRIDE;
+        }
+        if off > d && map.get(addr, len as u8).is_none() {
+            // A removal may leave the slot with nothing deeper than the direct
+            // array: its whole subtree then goes, not only the node below.
+            let slot_region = addr.truncate(d as u8);
+            if !map
+                .within(slot_region, d as u8)
+                .iter()
+                .any(|p| u32::from(p.1) > d)
+            {
+                let default = map.covering(slot_region, d);
+                self.rebuild(map, Some(slot), entry as usize, slot_region, d, default);
+                return;
+            }
         }
         let region = addr.truncate(off as u8);
         let default = map.covering(region, off);
@@ -407,15 +464,9 @@ impl<K: Key> Lpm<K> {
     pub fn needs_compaction(&self) -> bool {
         let live_nodes = self.nodes.len() - self.garbage_nodes.min(self.nodes.len());
         let live_leaves = self.leaves.len() - self.garbage_leaves.min(self.leaves.len());
-        let wanted = Self::direct_bits_for(self.prefixes);
-        let resize = if wanted > self.direct_bits {
-            true
-        } else {
-            // Shrink only well below the threshold, so a table near it does not
-            // flip back and forth.
-            wanted < self.direct_bits && Self::direct_bits_for(self.prefixes * 2) < self.direct_bits
-        };
-        resize || self.garbage_nodes > live_nodes + 1024 || self.garbage_leaves > live_leaves + 4096
+        self.resize_due(self.prefixes)
+            || self.garbage_nodes > live_nodes + 1024
+            || self.garbage_leaves > live_leaves + 4096
     }
 
     /// The value of the longest prefix containing `key`, if any.
@@ -966,6 +1017,61 @@ mod tests {
                 prop_assert_eq!(t.lookup(k), naive(&table, k), "key {:#034x}", k);
             }
         }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// As the dataplane's writer does for a copy of the table that missed a
+        /// batch: several prefixes change in the map first, then the table is
+        /// patched for each of them against the final map.
+        #[test]
+        fn patching_after_several_map_changes_matches_naive(
+            initial in v4_table(),
+            ops in v4_ops(),
+            random in proptest::collection::vec(any::<u32>(), 64),
+            bits in 1u32..=16,
+        ) {
+            let mut map = PrefixMap::default();
+            for p in &initial {
+                map.insert(p.0, p.1, p.2).unwrap();
+            }
+            let mut t = Lpm4::build_with_direct_bits(map.to_vec(), bits);
+            // Apply every change to the map with a throwaway table, then patch
+            // the real one for each changed prefix.
+            let mut scratch = Lpm4::build_with_direct_bits(Vec::new(), bits);
+            apply_ops(&mut map, &mut scratch, &initial, &ops);
+            for &(kind, idx, fresh) in &ops {
+                let (addr, len) = match (kind % 3, initial.is_empty()) {
+                    (0 | 1, false) => {
+                        let p = initial[idx.index(initial.len())];
+                        (p.0, p.1)
+                    }
+                    _ => (fresh.0, fresh.1),
+                };
+                t.update(&map, addr, len);
+            }
+            let table = map.to_vec();
+            let mut keys = probes!(u32, table, random);
+            keys.extend(probes!(u32, initial, random));
+            for k in keys {
+                prop_assert_eq!(t.lookup(k), naive(&table, k), "key {:#010x}", k);
+            }
+        }
+    }
+
+    #[test]
+    fn removing_the_last_deep_prefix_of_a_slot_frees_its_subtree() {
+        let mut map = PrefixMap::default();
+        map.insert(0x0100_0000u32, 16, 1).unwrap();
+        map.insert(0x0100_0081, 32, 2).unwrap();
+        let mut t = Lpm4::build_with_direct_bits(map.to_vec(), 24);
+        assert!(t.node_count() > 1, "a chain of nodes down to the /32");
+        map.remove(0x0100_0081, 32);
+        t.update(&map, 0x0100_0081, 32);
+        assert_eq!(t.lookup(0x0100_0081), Some(1));
+        let (nodes, garbage) = (t.node_count(), t.garbage_nodes);
+        assert_eq!(garbage, nodes, "every node of the slot is garbage now");
     }
 
     #[test]

@@ -1415,8 +1415,8 @@ proptest! {
         batches in proptest::collection::vec(
             (
                 proptest::collection::vec((0usize..20, 0usize..7, any::<bool>()), 0..30),
-                0u8..6,
-                any::<bool>(),
+                0u8..8,
+                0u8..3,
             ),
             1..8,
         )
@@ -1425,9 +1425,18 @@ proptest! {
         let mut state = ForwardingState::new();
         let mut w = TableWriter::new();
         let target = arc_swap::ArcSwap::from_pointee(Tables::empty());
-        let initial = nos_core::diff(&ForwardingState::new(), &state_with(vec![]));
+        // Enough other routes that batches are patched in, not bulk-loaded.
+        let filler: Vec<Object> = (0..400u32)
+            .map(|i| {
+                let p = format!("10.50.{}.{}/{}", i / 2, (i % 2) * 128, 24 + i % 2);
+                route(VrfId::DEFAULT, &p, RouteAction::NextHop(NextHopId(1 + i % 3)))
+            })
+            .collect();
+        let initial = nos_core::diff(&ForwardingState::new(), &state_with(filler));
         commit(&mut w, &mut state, &target, &initial);
         assert_like_full_build(&target.load(), &state, &pool);
+        // Readers holding a published copy across commits (0, 1 or 2 of them).
+        let mut readers: Vec<(u8, std::sync::Arc<Tables>)> = Vec::new();
         for (ops, object_change, hold) in batches {
             let mut deltas = Vec::new();
             let mut scratch = state.clone();
@@ -1454,17 +1463,28 @@ proptest! {
                 scratch.apply(&d).unwrap();
                 deltas.push(d);
             }
+            let green = VrfId(7);
             match object_change {
                 0 => deltas.push(nos_core::Delta::Modify(Object::Group(NextHopGroup {
                     id: GroupId(1),
                     members: vec![GroupMember { next_hop: NextHopId(12), weight: 2 }],
                 }))),
                 1 => deltas.push(nos_core::Delta::Modify(nbr(2, "10.0.2.2", 99, None))),
+                // A VRF created or deleted between batches of route changes.
+                2 if !scratch.vrfs().contains_key(&green) => {
+                    deltas.push(nos_core::Delta::Create(Object::Vrf(Vrf { id: green, name: "green".into() })))
+                }
+                2 => deltas.push(nos_core::Delta::Delete(nos_core::ObjectKey::Vrf(green))),
                 _ => {}
             }
-            let reader = hold.then(|| target.load_full());
+            if hold > 0 {
+                readers.push((hold, target.load_full()));
+            }
             commit(&mut w, &mut state, &target, &deltas);
-            std::mem::drop(reader);
+            readers.retain_mut(|(left, _)| {
+                *left -= 1;
+                *left > 0
+            });
             assert_like_full_build(&target.load(), &state, &pool);
         }
     }

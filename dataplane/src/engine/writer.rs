@@ -38,6 +38,9 @@ use std::time::{Duration, Instant};
 /// the wait run out.
 const STANDBY_WAIT: Duration = Duration::from_millis(5);
 
+/// Prefixes shorter than this are not patched: the table is bulk-loaded.
+const SHORT_PREFIX: u8 = 8;
+
 /// Group slots above which a commit that compiles new actions recompiles all of
 /// them, dropping slots of actions that are gone.
 const GROUP_SLOT_SLACK: usize = 1 << 20;
@@ -188,7 +191,15 @@ impl TableWriter {
             || !self.vrf_index.keys().eq(state.vrfs().keys());
         if vrfs_changed {
             let t = self.compile(state);
+            // The standby starts as a copy: cheaper than compiling twice, and
+            // the published tables are never written to.
+            let copy = t.clone();
             target.store(Arc::new(t));
+            self.standby = Some(Standby {
+                tables: Arc::new(copy),
+                missed: Vec::new(),
+                objects: self.published_objects,
+            });
             return;
         }
         let mut changes = Vec::new();
@@ -209,10 +220,10 @@ impl TableWriter {
             self.nh_index = next_hop_index(state);
         }
 
-        // The standby, or (at the first commit after a full compile) a copy of
-        // the published tables, which are up to date until this batch.
+        // The standby, or (on a writer that has compiled nothing yet) a copy
+        // of the published tables, which are up to date until this batch.
         let mut standby = self.standby.take().unwrap_or_else(|| Standby {
-            tables: target.load_full(),
+            tables: Arc::new(Tables::clone(&target.load())),
             missed: Vec::new(),
             objects: self.published_objects,
         });
@@ -362,16 +373,18 @@ fn patch<K: super::lpm::Key>(lpm: &mut Lpm<K>, map: &PrefixMap<K>, changed: &[(K
     if changed.is_empty() {
         return;
     }
-    // A bulk load costs about as much as patching a quarter of the table.
-    if changed.len() * 4 >= map.len() {
-        *lpm = Lpm::from_map(map);
+    // A bulk load costs about as much as patching a quarter of the table, or
+    // as changing a prefix that covers a large part of the address space (a
+    // default route: every trie node below it holds its value).
+    if changed.len() * 4 >= map.len() || changed.iter().any(|c| c.1 < SHORT_PREFIX) {
+        *lpm = lpm.reloaded(map);
         return;
     }
     for &(addr, len) in changed {
         lpm.update(map, addr, len);
     }
     if lpm.needs_compaction() {
-        *lpm = Lpm::from_map(map);
+        *lpm = lpm.reloaded(map);
     }
 }
 
