@@ -688,3 +688,137 @@ fn a_p4info_lacking_a_table_stops_nosd_at_start_naming_it() {
         "the error does not name the table:\n{err}"
     );
 }
+
+/// Removes a test's bgpd files (the lab kills the process with its namespace).
+struct FrrFiles(String);
+
+impl Drop for FrrFiles {
+    fn drop(&mut self) {
+        let run = format!("/var/run/frr/{}", self.0);
+        if let Ok(pid) = std::fs::read_to_string(format!("{run}/bgpd.pid")) {
+            let _ = Command::new("kill").args(["-KILL", pid.trim()]).status();
+        }
+        let _ = std::fs::remove_dir_all(&run);
+        let _ = std::fs::remove_dir_all(format!("/etc/frr/{}", self.0));
+    }
+}
+
+#[test]
+fn bgp_with_frr_runs_over_packet_in_and_packet_out() {
+    if !can_run() {
+        return;
+    }
+    if !have("vtysh") || !Path::new("/usr/lib/frr/bgpd").exists() {
+        eprintln!("SKIPPED: needs FRR (vtysh, /usr/lib/frr/bgpd)");
+        return;
+    }
+    let mut lab = P4Lab::new(
+        "g",
+        r#"bgp:
+  asn: 64500
+  router_id: 192.0.2.1
+  networks: [192.0.2.0/24]
+  neighbors:
+    - { address: 198.51.100.2, remote_as: 64501, hold_time: 9, import_policy: in, export_policy: out }
+  policies:
+    - name: in
+      rules: [{ action: accept }]
+    - name: out
+      rules:
+        - match: { prefixes: [{ prefix: 192.0.2.0/24 }] }
+          action: accept
+"#,
+    );
+    // FRR's bgpd alone in host B (see shared/TESTING-NOTES.md), announcing
+    // B's loopback network.
+    let ns = lab.b.clone();
+    let _frr = FrrFiles(ns.clone());
+    lab.lab
+        .must(&ns, &["ip", "addr", "add", "203.0.113.1/32", "dev", "lo"])
+        .expect("loopback address");
+    let etc = PathBuf::from(format!("/etc/frr/{ns}"));
+    let run = PathBuf::from(format!("/var/run/frr/{ns}"));
+    std::fs::create_dir_all(&etc).expect("frr etc");
+    std::fs::create_dir_all(&run).expect("frr run");
+    std::fs::write(
+        etc.join("bgpd.conf"),
+        format!(
+            "frr defaults traditional\nhostname {ns}\nlog file {}/bgpd.log debugging\n!\n\
+router bgp 64501\n bgp router-id 198.51.100.2\n no bgp ebgp-requires-policy\n no bgp network import-check\n\
+ neighbor 198.51.100.1 remote-as 64500\n neighbor 198.51.100.1 timers 3 9\n neighbor 198.51.100.1 timers connect 1\n\
+ address-family ipv4 unicast\n  network 203.0.113.0/24\n exit-address-family\n!\n",
+            lab.lab.dir.display()
+        ),
+    )
+    .expect("bgpd.conf");
+    std::fs::write(etc.join("vtysh.conf"), "").expect("vtysh.conf");
+    let dir = lab.lab.dir.to_string_lossy().into_owned();
+    let _ = Command::new("chown")
+        .args([
+            "-R",
+            "frr:frr",
+            "/var/run/frr",
+            &etc.to_string_lossy(),
+            &dir,
+        ])
+        .status();
+    let _ = Command::new("chmod").args(["a+rwx", &dir]).status();
+    lab.start_target();
+    lab.start_nosd();
+    let conf = format!("/etc/frr/{ns}/bgpd.conf");
+    let pid = format!("/var/run/frr/{ns}/bgpd.pid");
+    lab.lab
+        .must(
+            &ns,
+            &[
+                "/usr/lib/frr/bgpd",
+                "-N",
+                &ns,
+                "-Z",
+                "-n",
+                "-S",
+                "-f",
+                &conf,
+                "-d",
+                "-i",
+                &pid,
+            ],
+        )
+        .expect("bgpd starts");
+
+    lab.wait(
+        "the BGP session is established",
+        Duration::from_secs(60),
+        |l| match call(&l.socket, &Request::ShowBgpSummary) {
+            Ok(Response::Ok { data }) => data.to_string().contains("Established"),
+            _ => false,
+        },
+    );
+    lab.wait("FRR's route is installed", Duration::from_secs(20), |l| {
+        l.fib()
+            .iter()
+            .any(|r| r.prefix == "203.0.113.0/24" && r.action != "not installed")
+    });
+    assert!(
+        lab.ping_until(&lab.a, "203.0.113.1", Duration::from_secs(10)),
+        "A cannot reach B's loopback along the BGP route"
+    );
+    let routes = lab
+        .lab
+        .must(
+            &ns,
+            &["vtysh", "-N", &ns, "-c", "show bgp ipv4 unicast json"],
+        )
+        .expect("vtysh");
+    let routes = String::from_utf8_lossy(&routes.stdout);
+    assert!(
+        routes.contains("192.0.2.0/24"),
+        "FRR did not receive nosd's network: {routes}"
+    );
+    let c = lab.counters();
+    eprintln!(
+        "BGP over P4Runtime: {} packet-ins, {} updates written",
+        c["p4runtime_packet_ins"], c["p4runtime_updates_written"]
+    );
+    assert!(c["p4runtime_packet_ins"] > 5, "{c:?}");
+}
