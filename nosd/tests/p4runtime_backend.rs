@@ -580,6 +580,29 @@ static_routes:
             lab.lab.name("pc")
         ),
     );
+    // nosd reaches the target through a Unix socket here (socat carries it
+    // to the target's TCP port), when socat is installed.
+    let sock = lab.lab.dir.join("grpc.sock");
+    let _socat = have("socat").then(|| {
+        Proc::start(
+            Some(&lab.sw),
+            Path::new("socat"),
+            &[
+                &format!("UNIX-LISTEN:{},fork,unlink-early", sock.display()),
+                &format!("TCP:{GRPC}"),
+            ],
+            &lab.lab.dir.join("socat.log"),
+        )
+    });
+    let text = if have("socat") {
+        text.replace(
+            &format!("address: \"{GRPC}\""),
+            &format!("address: \"unix:{}\"", sock.display()),
+        )
+    } else {
+        eprintln!("socat is not installed: nosd uses TCP");
+        text
+    };
     std::fs::write(&lab.config, text).expect("config");
     lab.start_target();
     lab.start_nosd();
@@ -622,6 +645,12 @@ static_routes:
     assert!(refusal.contains("delta="), "{refusal}");
     assert!(refusal.contains("entry="), "{refusal}");
     assert!(lab.counters()["p4runtime_updates_failed"] > 0);
+    if have("socat") {
+        assert!(
+            log.contains("addr=unix:"),
+            "not connected by the Unix socket:\n{log}"
+        );
+    }
 }
 
 /// Writes the nos.p4 P4Info without the table named `table`.

@@ -465,9 +465,11 @@ impl Backend for P4RuntimeBackend {
                 return Err(unavailable("no P4Runtime connection for packet-out"));
             };
             let p = match &shared.ports {
+                // A port not programmed yet (the session is still
+                // connecting, or the port was refused).
                 Some(m) => lock(m)
                     .packet_out(p)
-                    .map_err(|e| BackendError::new(BackendErrorKind::NotFound, e.to_string()))?,
+                    .map_err(|e| unavailable(format!("{e} in the target yet")))?,
                 None => p,
             };
             let out = encode_packet_out(&schema, p)

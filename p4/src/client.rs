@@ -59,7 +59,8 @@ pub enum Failover {
 /// Where and how to connect.
 #[derive(Clone, Debug)]
 pub struct ClientConfig {
-    /// `host:port` or a URI (`http://host:port`).
+    /// `host:port`, a URI (`http://host:port`), or `unix:/path` for a Unix
+    /// socket.
     pub addr: String,
     pub device_id: u64,
     /// The role; empty for the default role (full access).
@@ -409,23 +410,41 @@ impl Client {
     /// returns once the target has answered it.
     pub async fn connect(cfg: ClientConfig) -> Result<Client, ClientError> {
         let cfg = Arc::new(cfg);
-        let endpoint = Endpoint::from_shared(uri(&cfg.addr)).map_err(|e| ClientError::Address {
+        let unix = cfg.addr.strip_prefix("unix:").map(str::to_string);
+        // A Unix socket's endpoint URI is not used, but must parse.
+        let target = match &unix {
+            Some(_) => "http://localhost".to_string(),
+            None => uri(&cfg.addr),
+        };
+        let endpoint = Endpoint::from_shared(target).map_err(|e| ClientError::Address {
             addr: cfg.addr.clone(),
             reason: e.to_string(),
         })?;
-        let channel = endpoint
+        let endpoint = endpoint
             .connect_timeout(cfg.connect_timeout)
             .tcp_nodelay(true)
-            .http2_adaptive_window(true)
-            .connect()
-            .await
-            .map_err(|e| ClientError::Connect {
-                addr: cfg.addr.clone(),
-                reason: format!(
-                    "{e}: {}",
-                    std::error::Error::source(&e).map_or(String::new(), |s| s.to_string())
-                ),
-            })?;
+            .http2_adaptive_window(true);
+        let connected = match unix {
+            Some(path) => {
+                endpoint
+                    .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
+                        let path = path.clone();
+                        async move {
+                            let s = tokio::net::UnixStream::connect(path).await?;
+                            Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(s))
+                        }
+                    }))
+                    .await
+            }
+            None => endpoint.connect().await,
+        };
+        let channel = connected.map_err(|e| ClientError::Connect {
+            addr: cfg.addr.clone(),
+            reason: format!(
+                "{e}: {}",
+                std::error::Error::source(&e).map_or(String::new(), |s| s.to_string())
+            ),
+        })?;
         let mut rpc = P4RuntimeClient::new(channel)
             .max_decoding_message_size(MAX_MESSAGE)
             .max_encoding_message_size(MAX_MESSAGE);

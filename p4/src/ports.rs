@@ -35,7 +35,7 @@ pub enum PortMapError {
         number: u32,
         other: u32,
     },
-    #[error("port id {0} is not a known port")]
+    #[error("port id {0} is not programmed")]
     Unknown(u32),
 }
 

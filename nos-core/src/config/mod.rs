@@ -121,7 +121,7 @@ pub struct DataplaneConfig {
 #[serde(deny_unknown_fields)]
 pub struct P4RuntimeTargetConfig {
     /// The target's gRPC server: `host:port` (`[v6]:port` for an IPv6
-    /// address).
+    /// address) or `unix:/path` (a Unix socket).
     pub address: String,
     /// The device id the target serves (default 1).
     #[serde(default = "default_device_id")]

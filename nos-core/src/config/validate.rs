@@ -113,8 +113,16 @@ const WORKERS_MAX: u16 = 64;
 const P4_PORTS: std::ops::RangeInclusive<u32> = 1..=510;
 const P4_CPU_PORT: u32 = 255;
 
-/// Checks a gRPC target address: `host:port` or `[v6]:port`.
+/// Checks a gRPC target address: `host:port`, `[v6]:port` or `unix:/path`.
 fn grpc_address_ok(addr: &str) -> Result<(), String> {
+    if let Some(path) = addr.strip_prefix("unix:") {
+        if !path.starts_with('/') || path.len() < 2 || path.contains('\0') {
+            return Err(format!(
+                "{addr:?}: a Unix socket is written unix:/absolute/path"
+            ));
+        }
+        return Ok(());
+    }
     let Some((host, port)) = addr.rsplit_once(':') else {
         return Err(format!("{addr:?} is not host:port"));
     };
@@ -1938,6 +1946,9 @@ interfaces:
         valid(&with(
             "dataplane: { backend: p4runtime, p4runtime: { address: '[2001:db8::1]:9559' } }\n",
         ));
+        valid(&with(
+            "dataplane: { backend: p4runtime, p4runtime: { address: 'unix:/run/p4rt.sock' } }\n",
+        ));
         assert_eq!(
             with("dataplane: { backend: p4runtime, p4runtime: { address: 'sw1:9559' } }\n")
                 .dataplane
@@ -1979,6 +1990,8 @@ interfaces:
             ("2001:db8::1:9559", "in brackets"),
             ("[2001:db8::g]:1", "not an IPv6 address"),
             ("a b:1", "not a host name"),
+            ("unix:run/p4rt.sock", "unix:/absolute/path"),
+            ("unix:/", "unix:/absolute/path"),
         ] {
             expect(
                 &p4(&format!("address: '{addr}'")),
