@@ -537,7 +537,21 @@ impl<'a> Validator<'a> {
             }
             return;
         };
-        if dp.backend != BackendKind::P4Runtime {
+        if dp.backend == BackendKind::P4Runtime {
+            // Settings of the x86 dataplane would be silently ignored.
+            if dp.workers.is_some() {
+                self.err(
+                    "dataplane.workers",
+                    "only the x86 backend has forwarding workers (the P4Runtime target forwards)",
+                );
+            }
+            if dp.dpdk.is_some() {
+                self.err(
+                    "dataplane.dpdk",
+                    "only the x86 backend uses DPDK (the P4Runtime target owns the ports)",
+                );
+            }
+        } else {
             self.err(
                 "dataplane.p4runtime",
                 "only backend p4runtime uses a P4Runtime target (set dataplane.backend: p4runtime, or remove this section)",
@@ -1970,6 +1984,18 @@ interfaces:
             &with("dataplane: { p4runtime: { address: 'sw:1' } }\n"),
             "dataplane.p4runtime",
             "only backend p4runtime",
+        );
+        expect(
+            &with(
+                "dataplane: { backend: p4runtime, workers: 2, p4runtime: { address: 'sw:1' } }\n",
+            ),
+            "dataplane.workers",
+            "only the x86 backend",
+        );
+        expect(
+            &with("dataplane: { backend: p4runtime, dpdk: { eal_args: [--no-huge] }, p4runtime: { address: 'sw:1' } }\n"),
+            "dataplane.dpdk",
+            "only the x86 backend uses DPDK",
         );
         let err = Config::from_yaml("dataplane: { backend: p4rt }\n").unwrap_err();
         assert!(err.to_string().contains("dataplane.backend"), "{err}");
