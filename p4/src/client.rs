@@ -325,15 +325,8 @@ impl StreamTask {
     async fn claim(&mut self, above: u128) {
         // Above the reported id, offset by our own id's low bits so that
         // two backups claiming at once rarely pick the same id.
-        if self.election_id <= above {
-            if self.cfg.election_id.is_some() {
-                tracing::info!(
-                    election_id = self.election_id,
-                    primary = above,
-                    "another controller holds a higher election id; staying a backup (the election id is fixed by the configuration)"
-                );
-                return;
-            }
+        // A fixed election id is claimed as it is.
+        if self.election_id <= above && self.cfg.election_id.is_none() {
             self.election_id = above
                 .saturating_add(1)
                 .saturating_add(self.election_id & 0xffff);
@@ -361,7 +354,12 @@ impl StreamTask {
                     }
                     Code::AlreadyExists => {
                         let _ = self.state.send(Mastership::Backup { primary: reported });
-                        if self.cfg.failover == Failover::Primary && !self.was_primary {
+                        // A fixed election id is not raised above another
+                        // controller's: it stays a backup.
+                        if self.cfg.failover == Failover::Primary
+                            && !self.was_primary
+                            && self.cfg.election_id.is_none()
+                        {
                             self.claim(reported.unwrap_or(self.election_id)).await;
                         } else {
                             tracing::info!(primary = ?reported, "backup controller");
@@ -369,7 +367,18 @@ impl StreamTask {
                     }
                     Code::NotFound => {
                         let _ = self.state.send(Mastership::NoPrimary { highest: reported });
-                        self.claim(reported.unwrap_or(self.election_id)).await;
+                        let above = reported.unwrap_or(self.election_id);
+                        if self.cfg.election_id.is_some() && self.election_id < above {
+                            // The target wants at least the highest id it
+                            // has seen; a fixed id below it cannot win.
+                            tracing::warn!(
+                                election_id = self.election_id,
+                                highest = above,
+                                "no primary, but the fixed election id is below the highest the target has seen: not claiming"
+                            );
+                        } else {
+                            self.claim(above).await;
+                        }
                     }
                     other => tracing::warn!(
                         "arbitration answered {other:?}: {}",

@@ -352,3 +352,51 @@ async fn connecting_retries_with_backoff_until_the_target_is_up() {
     assert!(is_primary(&c.mastership()));
     starter.await.unwrap().stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fixed_election_id_is_used_as_it_is_and_never_raised() {
+    init_logs();
+    let t = Target::start().await;
+    // A clock-based controller is primary with a far higher id.
+    let b = Client::connect(t.client_config()).await.unwrap();
+    let Mastership::Primary { election_id: b_id } = b.mastership() else {
+        panic!("the first controller is primary: {:?}", b.mastership())
+    };
+    // One with a fixed id stays a backup instead of claiming above it.
+    let mut cfg = t.client_config();
+    cfg.election_id = Some(10);
+    let a = Client::connect(cfg).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        a.mastership(),
+        Mastership::Backup {
+            primary: Some(b_id)
+        }
+    );
+    assert_eq!(b.mastership(), Mastership::Primary { election_id: b_id });
+    // With the primary gone it does not raise its id either: the target
+    // wants at least the highest id it has seen, so there is no primary.
+    drop(b);
+    let m = a
+        .wait_for(WAIT, |m| matches!(m, Mastership::NoPrimary { .. }))
+        .await
+        .unwrap();
+    assert_eq!(
+        m,
+        Mastership::NoPrimary {
+            highest: Some(b_id)
+        }
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!is_primary(&a.mastership()));
+    drop(a);
+
+    // On a target that has seen no higher id, the fixed id is used as it is.
+    let t2 = Target::start().await;
+    let mut cfg = t2.client_config();
+    cfg.election_id = Some(10);
+    let c = Client::connect(cfg).await.unwrap();
+    assert_eq!(c.mastership(), Mastership::Primary { election_id: 10 });
+    t2.stop().await;
+    t.stop().await;
+}
