@@ -194,10 +194,11 @@ pub struct State {
     pub boot_time_ns: Option<u64>,
     /// `None` when BGP does not run (or does not answer).
     pub bgp: Option<BgpState>,
-    /// The installed forwarding table, by VRF name (`default` for the
-    /// default VRF).
-    pub afts: BTreeMap<String, Aft>,
 }
+
+/// The installed forwarding tables, by VRF name (`default` for the default
+/// VRF).
+pub type Afts = BTreeMap<String, Aft>;
 
 /// Where the data the server shows stands; the backend publishes a new one
 /// whenever it may have changed (see [`Backend::changes`]).
@@ -233,6 +234,18 @@ pub trait Backend: Send + Sync + 'static {
     /// The operational state now.
     async fn state(&self) -> State;
 
+    /// The forwarding tables installed in the target now (openconfig-aft).
+    /// Asked for separately from [`state`](Backend::state), only by requests
+    /// whose paths can reach `afts`, since a full table is large. Changes
+    /// to it are announced like other state changes (the server re-reads
+    /// it for ON_CHANGE subscribers to it at every [`changes`]
+    /// notification). None by default.
+    ///
+    /// [`changes`]: Backend::changes
+    async fn afts(&self) -> Afts {
+        Afts::new()
+    }
+
     /// Change notifications. After each, the server reads [`config`] and
     /// [`state`] again and sends ON_CHANGE subscribers the leaves that
     /// changed; notifications that come faster than it reads are coalesced.
@@ -251,6 +264,7 @@ pub struct StoreBackend {
     /// commits.
     head: tokio::sync::Mutex<(Config, Option<u64>)>,
     state: Mutex<State>,
+    afts: Mutex<Afts>,
     changes: tokio::sync::watch::Sender<Generation>,
 }
 
@@ -278,6 +292,7 @@ impl StoreBackend {
             store,
             head: tokio::sync::Mutex::new(head),
             state: Mutex::new(State::default()),
+            afts: Mutex::new(Afts::new()),
             changes: tokio::sync::watch::Sender::new(generation),
         })
     }
@@ -290,6 +305,13 @@ impl StoreBackend {
     /// Sets the state [`Backend::state`] returns, and announces the change.
     pub fn set_state(&self, state: State) {
         *self.state.lock().unwrap_or_else(|e| e.into_inner()) = state;
+        self.changes.send_modify(|g| g.state += 1);
+    }
+
+    /// Sets the forwarding tables [`Backend::afts`] returns, and announces
+    /// the change.
+    pub fn set_afts(&self, afts: Afts) {
+        *self.afts.lock().unwrap_or_else(|e| e.into_inner()) = afts;
         self.changes.send_modify(|g| g.state += 1);
     }
 }
@@ -327,6 +349,10 @@ impl Backend for StoreBackend {
 
     async fn state(&self) -> State {
         self.state.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    async fn afts(&self) -> Afts {
+        self.afts.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     fn changes(&self) -> tokio::sync::watch::Receiver<Generation> {

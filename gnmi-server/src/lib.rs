@@ -133,8 +133,9 @@ mod telemetry;
 mod tree;
 
 pub use backend::{
-    Aft, AftNextHop, Backend, BgpFamily, BgpNeighborState, BgpPrefixes, BgpState, CommitError,
-    Generation, InterfaceCounters, InterfaceState, OperStatus, SessionState, State, StoreBackend,
+    Aft, AftNextHop, Afts, Backend, BgpFamily, BgpNeighborState, BgpPrefixes, BgpState,
+    CommitError, Generation, InterfaceCounters, InterfaceState, OperStatus, SessionState, State,
+    StoreBackend,
 };
 pub use capabilities::{
     capability_response, Model, GNMI_VERSION, OPENCONFIG_ORGANIZATION, SUPPORTED_ENCODINGS,

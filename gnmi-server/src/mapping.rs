@@ -193,6 +193,24 @@ fn admin(enabled: bool) -> Data {
 pub(crate) struct StateView<'a> {
     pub state: &'a State,
     pub now: SystemTime,
+    /// The installed forwarding tables, when the request reaches them.
+    pub afts: Option<&'a crate::backend::Afts>,
+}
+
+/// Whether a path pattern can match `afts` of a network instance or
+/// something inside it (or above it).
+pub(crate) fn reaches_afts(elems: &[crate::path::Elem]) -> bool {
+    use crate::path::Elem;
+    const WAY: [&str; 3] = ["network-instances", "network-instance", "afts"];
+    for (i, want) in WAY.iter().enumerate() {
+        match elems.get(i) {
+            None | Some(Elem::AnyDepth) => return true,
+            Some(Elem::Any { .. }) => {}
+            Some(Elem::Name { name, .. }) if name == want => {}
+            Some(_) => return false,
+        }
+    }
+    true
 }
 
 /// `YYYY-MM-DDTHH:MM:SSZ`.
@@ -398,7 +416,7 @@ fn render_instance(config: &Config, vrf: &str, state: Option<&StateView<'_>>) ->
         }
     }
     members.push(("protocols", obj(vec![("protocol", Data::List(protocols))])));
-    if let Some(aft) = state.and_then(|sv| sv.state.afts.get(vrf)) {
+    if let Some(aft) = state.and_then(|sv| sv.afts?.get(vrf)) {
         members.push(("afts", crate::mapping_bgp::render_aft(aft)));
     }
     obj(members)
@@ -1031,6 +1049,45 @@ mod tests {
         let tree = render(&config, None);
         let back = to_config(&tree, &config).expect("converts back");
         assert_eq!(back, config);
+    }
+
+    #[test]
+    fn only_paths_that_can_reach_afts_read_them() {
+        use crate::proto::gnmi::{Path, PathElem};
+        let elems = |names: &[&str]| {
+            let p = Path {
+                elem: names
+                    .iter()
+                    .map(|n| PathElem {
+                        name: (*n).to_owned(),
+                        key: Default::default(),
+                    })
+                    .collect(),
+                ..Default::default()
+            };
+            crate::path::join(None, Some(&p)).expect("path").elems
+        };
+        assert!(reaches_afts(&elems(&[])));
+        assert!(reaches_afts(&elems(&["network-instances"])));
+        assert!(reaches_afts(&elems(&[
+            "network-instances",
+            "network-instance"
+        ])));
+        assert!(reaches_afts(&elems(&[
+            "network-instances",
+            "network-instance",
+            "afts",
+            "ipv4-unicast"
+        ])));
+        assert!(reaches_afts(&elems(&["*", "*", "afts"])));
+        assert!(reaches_afts(&elems(&["...", "next-hop-group"])));
+        assert!(!reaches_afts(&elems(&["system", "config", "hostname"])));
+        assert!(!reaches_afts(&elems(&[
+            "network-instances",
+            "network-instance",
+            "protocols"
+        ])));
+        assert!(!reaches_afts(&elems(&["interfaces", "*"])));
     }
 
     #[test]

@@ -187,8 +187,17 @@ impl GnmiService {
         // State is rendered for every data type, so that a path exists or
         // not whatever the type asked for.
         let state = self.backend.state().await;
+        let afts = if paths.iter().any(|(g, _)| mapping::reaches_afts(&g.elems)) {
+            Some(self.backend.afts().await)
+        } else {
+            None
+        };
         let now = SystemTime::now();
-        let view = StateView { state: &state, now };
+        let view = StateView {
+            state: &state,
+            now,
+            afts: afts.as_ref(),
+        };
         let data = mapping::render(&config, Some(&view));
         let timestamp = nanos(now);
 

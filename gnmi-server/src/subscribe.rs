@@ -134,6 +134,13 @@ fn interval(ns: u64, what: &str, text: &str) -> Result<Option<Duration>, Failure
 }
 
 impl Subscription {
+    /// Whether a path can reach the installed forwarding tables.
+    fn wants_afts(&self) -> bool {
+        self.entries
+            .iter()
+            .any(|e| crate::mapping::reaches_afts(&e.elems))
+    }
+
     fn parse(list: SubscriptionList) -> Result<Subscription, Failure> {
         let ietf = json_encoding(list.encoding)?;
         let mode = subscription_list::Mode::try_from(list.mode)
@@ -448,7 +455,7 @@ pub(crate) async fn start(
     let hub = if sub.mode == subscription_list::Mode::Stream
         && sub.entries.iter().any(Entry::is_on_change)
     {
-        Some(hubs.get(&backend).await)
+        Some(hubs.get(&backend, sub.wants_afts()).await)
     } else {
         None
     };
@@ -480,7 +487,7 @@ pub(crate) async fn start(
 /// `updates_only`), then a sync_response.
 async fn initial(sub: &Subscription, backend: &dyn Backend, out: &Out) -> Result<(), Ended> {
     if !sub.updates_only {
-        let (time, leaves) = telemetry::read(backend).await;
+        let (time, leaves) = telemetry::read(backend, sub.wants_afts()).await;
         let all = sub.all(&leaves, |_| true);
         out.send(sub.notifications(time, &all, &BTreeMap::new()))
             .await?;
@@ -543,7 +550,7 @@ async fn stream(
     let mut seen = snapshot.as_ref().map_or(0, |s| s.seq);
     let sampled = sub.entries.iter().any(|e| !e.is_on_change());
     let fresh = if sampled {
-        Some(telemetry::read(backend).await)
+        Some(telemetry::read(backend, sub.wants_afts()).await)
     } else {
         None
     };
@@ -684,7 +691,7 @@ async fn tick(
         .iter()
         .any(|e| !e.is_on_change() && (due(e.next_sample) || due(e.next_heartbeat)));
     let fresh = if sample_due {
-        Some(telemetry::read(backend).await)
+        Some(telemetry::read(backend, sub.wants_afts()).await)
     } else {
         None
     };

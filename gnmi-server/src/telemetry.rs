@@ -249,12 +249,23 @@ pub(crate) fn nanos(t: SystemTime) -> i64 {
         .unwrap_or(0)
 }
 
-/// The configuration and state now, as leaves, and when they were read.
-pub(crate) async fn read(backend: &dyn Backend) -> (i64, Leaves) {
+/// The configuration and state now, as leaves, and when they were read;
+/// with `afts`, the installed forwarding tables too.
+pub(crate) async fn read(backend: &dyn Backend, afts: bool) -> (i64, Leaves) {
     let (config, _) = backend.config().await;
     let state = backend.state().await;
+    let tables = if afts {
+        Some(backend.afts().await)
+    } else {
+        None
+    };
     let now = SystemTime::now();
-    let data = mapping::render(&config, Some(&StateView { state: &state, now }));
+    let view = StateView {
+        state: &state,
+        now,
+        afts: tables.as_ref(),
+    };
+    let data = mapping::render(&config, Some(&view));
     (nanos(now), flatten(&data))
 }
 
@@ -327,10 +338,10 @@ pub(crate) struct Hub {
 
 impl Hub {
     /// Reads the data once and starts following the backend's changes.
-    async fn start(backend: Arc<dyn Backend>) -> Hub {
+    async fn start(backend: Arc<dyn Backend>, afts: bool) -> Hub {
         let mut changes = backend.changes();
         changes.borrow_and_update();
-        let (time, leaves) = read(backend.as_ref()).await;
+        let (time, leaves) = read(backend.as_ref(), afts).await;
         let (snap_tx, snapshot) = watch::channel(Arc::new(Snapshot {
             seq: 0,
             time,
@@ -353,7 +364,7 @@ impl Hub {
                     }
                 }
                 changes.borrow_and_update();
-                let (time, leaves) = read(backend.as_ref()).await;
+                let (time, leaves) = read(backend.as_ref(), afts).await;
                 let old = snap_tx.borrow().clone();
                 let (changed, removed) = diff(&old.leaves, &leaves);
                 if changed.is_empty() && removed.is_empty() {
@@ -392,20 +403,27 @@ impl Hub {
     }
 }
 
-/// The hub of a service: started by the first subscription that needs it,
-/// stopped when the last one ends.
+/// The hubs of a service: started by the first subscription that needs
+/// one, stopped when the last one ends. Subscriptions that can reach the
+/// installed forwarding tables share a hub that reads them; the others
+/// share one that does not (a full table is large).
 #[derive(Debug, Default)]
 pub(crate) struct HubSlot {
     hub: Mutex<Weak<Hub>>,
+    with_afts: Mutex<Weak<Hub>>,
 }
 
 impl HubSlot {
-    pub(crate) async fn get(&self, backend: &Arc<dyn Backend>) -> Arc<Hub> {
-        let mut slot = self.hub.lock().await;
+    pub(crate) async fn get(&self, backend: &Arc<dyn Backend>, afts: bool) -> Arc<Hub> {
+        let mut slot = if afts {
+            self.with_afts.lock().await
+        } else {
+            self.hub.lock().await
+        };
         if let Some(hub) = slot.upgrade() {
             return hub;
         }
-        let hub = Arc::new(Hub::start(backend.clone()).await);
+        let hub = Arc::new(Hub::start(backend.clone(), afts).await);
         *slot = Arc::downgrade(&hub);
         hub
     }

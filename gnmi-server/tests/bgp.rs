@@ -91,9 +91,11 @@ async fn with_bgp() -> Running {
             total_prefixes: 4,
             neighbors,
         }),
-        afts: [("default".to_owned(), aft)].into_iter().collect(),
         ..Default::default()
     });
+    server
+        .backend
+        .set_afts([("default".to_owned(), aft)].into_iter().collect());
     server
 }
 
@@ -390,5 +392,164 @@ async fn bad_bgp_input_is_refused_naming_the_path() {
     assert_eq!(err.code(), Code::NotFound, "{}", err.message());
     assert!(err.message().contains(&p), "{}", err.message());
     assert_eq!(server.history().len(), before, "nothing applied");
+    server.stop().await;
+}
+
+// ---------------------------------------------------------------- Subscribe
+
+mod stream {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use gnmi_server::proto::gnmi::{
+        subscribe_request, subscribe_response, subscription_list, Encoding, SubscribeRequest,
+        SubscribeResponse, Subscription, SubscriptionList, SubscriptionMode,
+    };
+    use gnmi_server::GnmiClient;
+    use serde_json::Value as Json;
+    use tokio::sync::mpsc;
+    use tokio_stream::wrappers::ReceiverStream;
+    use tonic::transport::Channel;
+    use tonic::Streaming;
+
+    use super::common::{json_of, path, text};
+
+    /// An open Subscribe RPC (the request stream stays open while held).
+    pub struct Sub {
+        _requests: mpsc::Sender<SubscribeRequest>,
+        responses: Streaming<SubscribeResponse>,
+    }
+
+    /// One response: the updates (path → value), or `None` for a
+    /// sync_response; `Err(())` when the RPC ended.
+    pub type Msg = Result<Option<BTreeMap<String, Json>>, ()>;
+
+    impl Sub {
+        pub async fn next(&mut self) -> Msg {
+            let r = tokio::time::timeout(Duration::from_secs(5), self.responses.message())
+                .await
+                .expect("a response within 5 s")
+                .expect("the subscription failed");
+            let Some(r) = r else { return Err(()) };
+            Ok(match r.response.expect("a response") {
+                subscribe_response::Response::SyncResponse(_) => None,
+                subscribe_response::Response::Update(n) => Some(
+                    n.update
+                        .iter()
+                        .map(|u| (text(u.path.as_ref().expect("path")), json_of(&u.val)))
+                        .collect(),
+                ),
+                other => panic!("unexpected {other:?}"),
+            })
+        }
+    }
+
+    pub async fn open(
+        client: &mut GnmiClient<Channel>,
+        mode: subscription_list::Mode,
+        sub_mode: SubscriptionMode,
+        sample_ms: u64,
+        p: &str,
+    ) -> Sub {
+        let (requests, rx) = mpsc::channel(4);
+        requests
+            .send(SubscribeRequest {
+                request: Some(subscribe_request::Request::Subscribe(SubscriptionList {
+                    mode: mode as i32,
+                    encoding: Encoding::Json as i32,
+                    subscription: vec![Subscription {
+                        path: Some(path(p)),
+                        mode: sub_mode as i32,
+                        sample_interval: sample_ms * 1_000_000,
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                })),
+                ..Default::default()
+            })
+            .await
+            .expect("queue");
+        let responses = client
+            .subscribe(ReceiverStream::new(rx))
+            .await
+            .expect("Subscribe")
+            .into_inner();
+        Sub {
+            _requests: requests,
+            responses,
+        }
+    }
+}
+
+use gnmi_server::proto::gnmi::{subscription_list::Mode, SubscriptionMode};
+
+#[tokio::test]
+async fn subscribe_once_returns_prefix_counts_and_ends() {
+    let server = with_bgp().await;
+    let mut c = server.client().await;
+    let mut sub = stream::open(
+        &mut c,
+        Mode::Once,
+        SubscriptionMode::TargetDefined,
+        0,
+        &format!("{BGP}/neighbors/neighbor[neighbor-address=*]/afi-safis/afi-safi[afi-safi-name=*]/state/prefixes/received"),
+    )
+    .await;
+    let first = sub.next().await.expect("open").expect("an update");
+    let values: Vec<&serde_json::Value> = first.values().collect();
+    assert_eq!(values, [&json!(5)], "{first:?}");
+    assert_eq!(sub.next().await, Ok(None), "sync_response");
+    assert_eq!(sub.next().await, Err(()), "ONCE ends");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn on_change_follows_the_session_state() {
+    let server = with_bgp().await;
+    let mut c = server.client().await;
+    let p = format!("{NEIGHBOR}/state/session-state");
+    let mut sub = stream::open(&mut c, Mode::Stream, SubscriptionMode::OnChange, 0, &p).await;
+    let first = sub.next().await.expect("open").expect("an update");
+    assert_eq!(first.values().next(), Some(&json!("ESTABLISHED")));
+    assert_eq!(sub.next().await, Ok(None), "sync_response");
+
+    let mut state = gnmi_server::Backend::state(server.backend.as_ref()).await;
+    let bgp = state.bgp.as_mut().expect("bgp");
+    bgp.neighbors
+        .values_mut()
+        .for_each(|n| n.session_state = SessionState::Active);
+    server.backend.set_state(state);
+    let change = sub.next().await.expect("open").expect("an update");
+    assert_eq!(change.len(), 1, "{change:?}");
+    assert_eq!(change.values().next(), Some(&json!("ACTIVE")));
+    drop(sub);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn sample_reads_the_forwarding_table_each_interval() {
+    let server = with_bgp().await;
+    let mut c = server.client().await;
+    let p = "/network-instances/network-instance[name=DEFAULT]/afts/ipv4-unicast/ipv4-entry[prefix=*]/state/next-hop-group";
+    let mut sub = stream::open(&mut c, Mode::Stream, SubscriptionMode::Sample, 100, p).await;
+    let first = sub.next().await.expect("open").expect("an update");
+    assert_eq!(first.values().collect::<Vec<_>>(), [&json!(7)], "{first:?}");
+    assert_eq!(sub.next().await, Ok(None), "sync_response");
+
+    let mut afts = gnmi_server::Backend::afts(server.backend.as_ref()).await;
+    let aft = afts.get_mut("default").expect("default table");
+    aft.entries
+        .insert("198.18.0.0/16".parse().expect("prefix"), Some(9));
+    server.backend.set_afts(afts);
+    let mut seen = Vec::new();
+    for _ in 0..20 {
+        let m = sub.next().await.expect("open").expect("an update");
+        seen.extend(m.into_values());
+        if seen.last() == Some(&json!(9)) {
+            break;
+        }
+    }
+    assert_eq!(seen.last(), Some(&json!(9)), "{seen:?}");
+    drop(sub);
     server.stop().await;
 }

@@ -11,6 +11,9 @@
 //! - Interface state comes from the driver thread: a port is operationally up
 //!   when it is installed in the forwarding target and administratively up;
 //!   its counters are the target's.
+//! - BGP state (session state, prefix counts) comes from the speaker's
+//!   summary; the installed forwarding table (openconfig-aft) from the
+//!   driver's installed model, read only for requests that reach it.
 //! - Change notifications ([`gnmi_server::Backend::changes`]), which drive
 //!   ON_CHANGE subscriptions: every commit the config task publishes, every
 //!   port the driver installs or removes, and a counter refresh every
@@ -35,7 +38,7 @@ use anyhow::Context;
 use gnmi_server::gnoi::{RebootHook, RebootOrder, SystemService};
 use gnmi_server::security::{Authenticator, ClientCa, ServerIdentity, User, Users, WithoutUsers};
 use gnmi_server::{
-    Aft, AftNextHop, BgpFamily, BgpNeighborState, BgpPrefixes, BgpState, CommitError, Generation,
+    AftNextHop, Afts, BgpFamily, BgpNeighborState, BgpPrefixes, BgpState, CommitError, Generation,
     GnmiService, InterfaceCounters, InterfaceState, OperStatus, SessionState, State,
 };
 use nos_core::config::{Config, DEFAULT_VRF};
@@ -230,13 +233,12 @@ impl gnmi_server::Backend for DaemonBackend {
                     )
                 })
                 .collect();
-            let afts = afts(installed);
-            let _ = tx.send((interfaces, afts));
+            let _ = tx.send(interfaces);
         });
-        let (interfaces, afts) = if queued {
+        let interfaces = if queued {
             rx.await.unwrap_or_default()
         } else {
-            Default::default()
+            BTreeMap::new()
         };
         let bgp = if self.head.borrow().config.bgp.is_some() {
             let (tx, rx) = oneshot::channel();
@@ -251,7 +253,17 @@ impl gnmi_server::Backend for DaemonBackend {
             interfaces,
             boot_time_ns: Some(self.boot_time_ns),
             bgp,
-            afts,
+        }
+    }
+
+    async fn afts(&self) -> Afts {
+        let (tx, rx) = oneshot::channel();
+        if self.driver.query(move |installed, _| {
+            let _ = tx.send(afts(installed));
+        }) {
+            rx.await.unwrap_or_default()
+        } else {
+            Afts::new()
         }
     }
 
@@ -320,8 +332,8 @@ fn single_hop_group(next_hop: u32) -> u64 {
 /// it: routes with their next-hop groups (the model's weighted groups, and
 /// one per single next hop), next hops with their resolved MAC address and
 /// the port and subinterface they leave through.
-fn afts(s: &ForwardingState) -> BTreeMap<String, Aft> {
-    let mut out: BTreeMap<String, Aft> = BTreeMap::new();
+fn afts(s: &ForwardingState) -> Afts {
+    let mut out = Afts::new();
     let vrf_name = |id: VrfId| -> String {
         match s.vrfs().get(&id) {
             Some(v) => v.name.clone(),
