@@ -13,7 +13,8 @@ use tracing_subscriber::EnvFilter;
     about = "NOS control plane daemon: config store, routing and the forwarding target",
     long_about = "nosd keeps its configuration in a sled store with numbered commits, computes \
 connected and static routes into one forwarding model, and programs the x86 software dataplane \
-(AF_PACKET on the Linux interfaces named in the config). Manage it with nosctl."
+(AF_PACKET on the Linux interfaces named in the config) or, with `dataplane: { backend: p4runtime }`, \
+a P4Runtime target (ARP, ND and BGP by packet-in and packet-out). Manage it with nosctl."
 )]
 struct Cli {
     #[command(subcommand)]
