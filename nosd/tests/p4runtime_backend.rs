@@ -626,6 +626,23 @@ static_routes:
         row.next_hops.iter().any(|h| h.starts_with("refused: ")),
         "{row:?}"
     );
+    // What an operator sees.
+    let out = Command::new(env!("CARGO_BIN_EXE_nosctl"))
+        .arg("--socket")
+        .arg(&lab.socket)
+        .args(["show", "fib"])
+        .output()
+        .expect("nosctl runs");
+    let table = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{table}");
+    let line = table
+        .lines()
+        .find(|l| l.contains("198.18.0.0/24"))
+        .unwrap_or_else(|| panic!("no row for the refused route:\n{table}"));
+    assert!(
+        line.contains("not installed") && line.contains("refused: "),
+        "{line}"
+    );
     assert!(
         fib.iter()
             .any(|r| r.prefix == "198.51.100.2/32" && r.action == "forward"),
