@@ -12,11 +12,13 @@
 //! | `.../protocol[identifier=STATIC][name=STATIC]/static-routes/static[prefix=P]` | the static route for `P` in that VRF |
 //! | `.../next-hops/next-hop[index=A]` | its next hop `A` (`index` is the address; `DROP` for a blackhole route) |
 //! | `/system/config/hostname` | `system.hostname` |
+//! | `.../protocol[identifier=BGP][name=BGP]/bgp`, `.../afts`, `/routing-policy` | see `mapping_bgp` |
 //!
 //! Settings of the document that the served models do not express (a port's
 //! Linux interface, a router interface's name, VRF, MAC and MTU, VLAN
-//! interfaces, next-hop weights, VLANs, ACLs, BGP) are kept as they are by
-//! every Set.
+//! interfaces, next-hop weights, VLANs, ACLs, BGP networks, upstreams, the
+//! conditional default route, a neighbor's next-hop-self and soft
+//! reconfiguration) are kept as they are by every Set.
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::IpAddr;
@@ -110,6 +112,9 @@ fn subinterface_index(itf: &InterfaceConfig) -> u32 {
 pub(crate) fn gnmi_path_of(config: &Config, cfg_path: &str) -> Option<String> {
     if cfg_path == "system.hostname" {
         return Some("/system/config/hostname".into());
+    }
+    if let Some(rest) = cfg_path.strip_prefix("bgp.") {
+        return crate::mapping_bgp::gnmi_path_of(config, rest);
     }
     let (section, index, rest) = split_indexed(cfg_path)?;
     match section {

@@ -585,6 +585,35 @@ fn rule_actions(rule: &PolicyRuleConfig, with_state: bool) -> Data {
     obj(a)
 }
 
+/// The OpenConfig path of what configuration error path `bgp.<rest>`
+/// names, when the served models express it.
+pub(crate) fn gnmi_path_of(config: &Config, rest: &str) -> Option<String> {
+    let bgp = config.bgp.as_ref()?;
+    let base = bgp_path(crate::schema::DEFAULT_NI);
+    match rest {
+        "asn" => return Some(format!("{base}/global/config/as")),
+        "router_id" => return Some(format!("{base}/global/config/router-id")),
+        _ => {}
+    }
+    let tail = rest.strip_prefix("neighbors[")?;
+    let (index, field) = tail.split_once(']')?;
+    let n = bgp.neighbors.get(index.parse::<usize>().ok()?)?;
+    let npath = neighbor_path(crate::schema::DEFAULT_NI, &n.address.to_string());
+    let leaf = match field.trim_start_matches('.') {
+        "remote_as" => "config/peer-as",
+        "description" => "config/description",
+        "password" => "config/auth-password",
+        "hold_time" => "timers/config/hold-time",
+        "passive" => "transport/config/passive-mode",
+        "ebgp_multihop" => "ebgp-multihop/config/multihop-ttl",
+        "import_policy" => "apply-policy/config/import-policy",
+        "export_policy" => "apply-policy/config/export-policy",
+        "families" => "afi-safis",
+        _ => return Some(npath),
+    };
+    Some(format!("{npath}/{leaf}"))
+}
+
 // ---------------------------------------------------------------- back to the document
 
 /// Refuses a change to `/routing-policy` (served read-only).

@@ -379,6 +379,26 @@ async fn bad_bgp_input_is_refused_naming_the_path() {
         );
         assert!(err.message().contains("neighbor"), "{p}: {}", err.message());
     }
+    // A policy the document lacks: the document's check, named by both
+    // paths.
+    let p = format!("{NEIGHBOR}/apply-policy/config/export-policy");
+    let err = c
+        .set(set_request(
+            &[],
+            vec![],
+            vec![json_update(&p, json!(["nope"]))],
+        ))
+        .await
+        .expect_err("no such policy");
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(
+        err.message()
+            .contains(&p.replace("name=default", "name=DEFAULT"))
+            && err.message().contains("bgp.neighbors[0].export_policy"),
+        "{}",
+        err.message()
+    );
+
     // An unknown node is NOT_FOUND (as everywhere in the served tree).
     let p = format!("{NEIGHBOR}/config/colour");
     let err = c
