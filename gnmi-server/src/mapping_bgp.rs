@@ -9,6 +9,13 @@
 //! | `/network-instances/network-instance[name=N]/afts` | the forwarding table installed in the target (read-only) |
 //! | `/routing-policy/...` | `bgp.policies` (read-only): rule *i* (from 1) of policy `P` is statement `i`; its prefix matches are prefix-set `P/i`, its community and large-community matches community-set `P/i`, its AS-path matches as-path-set `P/i` |
 //!
+//! Large communities (`A:B:C`) appear as community-set members and in
+//! `set-community/inline/communities`, beside standard ones: the project
+//! keeps them in the same rule, and openconfig-bgp-policy 6.2.0 has no
+//! large-community set (its community-member type does not allow them,
+//! a known deviation). An AS-path "contains" match is the member
+//! `(^|_)ASN(_|$)`.
+//!
 //! Neighbors have no administrative shutdown in the document: `enabled` is
 //! always true, and a Set of `false` is refused. Routing policy is served
 //! read-only: a Set that changes it is refused with UNIMPLEMENTED (change

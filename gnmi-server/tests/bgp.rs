@@ -573,3 +573,103 @@ async fn sample_reads_the_forwarding_table_each_interval() {
     drop(sub);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn set_creates_and_removes_bgp() {
+    let server = common::start().await;
+    let mut c = server.client().await;
+    let protocol = "/network-instances/network-instance[name=DEFAULT]/protocols/protocol[identifier=BGP][name=BGP]";
+
+    // Without a router-id: refused, naming the global config.
+    let err = c
+        .set(set_request(
+            &[],
+            vec![],
+            vec![json_update(
+                &format!("{protocol}/bgp/global/config/as"),
+                json!(65100),
+            )],
+        ))
+        .await
+        .expect_err("no router-id");
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(
+        err.message().contains("/bgp/global/config"),
+        "{}",
+        err.message()
+    );
+    assert!(server.config().await.bgp.is_none());
+
+    // Created with JSON_IETF (module-qualified identities).
+    let before = server.history().len();
+    c.set(set_request(
+        &[],
+        vec![ietf_update(
+            protocol,
+            json!({
+                "openconfig-network-instance:identifier": "openconfig-policy-types:BGP",
+                "name": "BGP",
+                "config": {"identifier": "openconfig-policy-types:BGP", "name": "BGP"},
+                "bgp": {
+                    "global": {"config": {"as": 65100, "router-id": "192.0.2.1"}},
+                    "neighbors": {"neighbor": [{
+                        "neighbor-address": "2001:db8:1::2",
+                        "config": {"neighbor-address": "2001:db8:1::2", "peer-as": 65200},
+                        "timers": {"config": {"hold-time": "9.00"}},
+                        "afi-safis": {"afi-safi": [{
+                            "afi-safi-name": "openconfig-bgp-types:IPV6_UNICAST",
+                            "config": {
+                                "afi-safi-name": "openconfig-bgp-types:IPV6_UNICAST",
+                                "enabled": true
+                            }
+                        }]}
+                    }]}
+                }
+            }),
+        )],
+        vec![],
+    ))
+    .await
+    .expect("create BGP");
+    assert_eq!(server.history().len(), before + 1);
+    let bgp = server.config().await.bgp.expect("bgp");
+    assert_eq!(
+        (bgp.asn, bgp.router_id.to_string()),
+        (65100, "192.0.2.1".into())
+    );
+    let n = &bgp.neighbors[0];
+    assert_eq!(n.remote_as, 65200);
+    assert_eq!(n.hold_time, 9);
+    assert_eq!(
+        n.families,
+        [nos_core::config::AddressFamily::Ipv6Unicast],
+        "{n:?}"
+    );
+
+    // Removed by deleting the protocol.
+    c.set(set_request(&[protocol], vec![], vec![]))
+        .await
+        .expect("delete BGP");
+    assert!(server.config().await.bgp.is_none());
+    drop(c);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn bgp_with_policies_is_not_removed_behind_their_back() {
+    let server = with_bgp().await;
+    let mut c = server.client().await;
+    let before = server.history().len();
+    let err = c
+        .set(set_request(
+            &["/network-instances/network-instance[name=DEFAULT]/protocols/protocol[identifier=BGP][name=BGP]"],
+            vec![],
+            vec![],
+        ))
+        .await
+        .expect_err("policies would go too");
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("policies"), "{}", err.message());
+    assert_eq!(server.history().len(), before);
+    server.stop().await;
+}
