@@ -778,9 +778,17 @@ fn refused_routes(
                 .get(&rk.vrf)
                 .map(|v| v.name.clone())
                 .unwrap_or_else(|| format!("#{}", rk.vrf.0));
-            let mut next_hops: Vec<String> = rib
+            // Only routes the control plane still wants (a refused route
+            // removed since leaves no event behind).
+            let wanted: Vec<_> = rib
                 .iter()
                 .filter(|e| e.vrf == vrf && e.prefix == rk.prefix)
+                .collect();
+            if wanted.is_empty() {
+                return None;
+            }
+            let mut next_hops: Vec<String> = wanted
+                .into_iter()
                 .flat_map(|e| route_row(e.clone()).next_hops)
                 .collect();
             next_hops.push(format!("refused: {error}"));
