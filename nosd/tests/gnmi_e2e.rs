@@ -367,7 +367,8 @@ async fn nosd_serves_gnmi_on_its_config_store() {
         &file,
         "system:\n  hostname: from-nosctl\nbgp:\n  asn: 65000\n  router_id: 192.0.2.1\n  \
          neighbors:\n    - address: 192.0.2.2\n      remote_as: 65001\n      \
-         description: transit\n      password: e2e-secret\n",
+         description: transit\n      password: e2e-secret\nstatic_routes:\n  - prefix: \
+         203.0.113.0/24\n    blackhole: true\n",
     )
     .expect("write");
     nosd.nosctl(&["config", "commit", file.to_str().expect("utf-8 path")]);
@@ -407,6 +408,39 @@ async fn nosd_serves_gnmi_on_its_config_store() {
             .contains(&state.as_str().unwrap_or_default()),
         "no session can come up without a host interface: {state}"
     );
+
+    // The forwarding table the driver installed (openconfig-aft): the
+    // blackhole route, without a next-hop group.
+    let mut entry = path(&["network-instances"]);
+    entry.elem.push(PathElem {
+        name: "network-instance".into(),
+        key: [("name".to_owned(), "default".to_owned())].into(),
+    });
+    entry.elem.extend(path(&["afts", "ipv4-unicast"]).elem);
+    entry.elem.push(PathElem {
+        name: "ipv4-entry".into(),
+        key: [("prefix".to_owned(), "203.0.113.0/24".to_owned())].into(),
+    });
+    entry.elem.extend(path(&["state"]).elem);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let installed = loop {
+        match client
+            .get(GetRequest {
+                path: vec![entry.clone()],
+                encoding: Encoding::Json as i32,
+                ..Default::default()
+            })
+            .await
+        {
+            Ok(r) => break r.into_inner(),
+            Err(e) if e.code() == Code::NotFound && std::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("the route never showed in afts: {e}"),
+        }
+    };
+    let value = json_of(installed.notification[0].update[0].val.as_ref());
+    assert_eq!(value, serde_json::json!({"prefix": "203.0.113.0/24"}));
 
     // SIGTERM with the subscription still open: nosd still stops cleanly.
     nosd.stop();
