@@ -1248,6 +1248,28 @@ mod tests {
         assert!(out.contains(&"interfaces/interface/subinterfaces/subinterface/ipv4/addresses/address/config/prefix-length".to_owned()));
     }
 
+    fn modules(node: &'static Node, out: &mut std::collections::BTreeSet<&'static str>) {
+        for c in node.children() {
+            out.insert(c.module);
+            modules(c, out);
+        }
+    }
+
+    #[test]
+    fn capabilities_advertise_exactly_the_served_modules() {
+        let mut served = std::collections::BTreeSet::new();
+        modules(&ROOT, &mut served);
+        // openconfig-aft's nodes take openconfig-network-instance's
+        // namespace (it `uses` the AFT groupings); it is advertised for the
+        // structure they follow.
+        served.insert("openconfig-aft");
+        let advertised: std::collections::BTreeSet<&str> = crate::capabilities::SUPPORTED_MODELS
+            .iter()
+            .map(|m| m.name)
+            .collect();
+        assert_eq!(advertised, served);
+    }
+
     #[test]
     fn types_parse_and_encode() {
         assert_eq!(uint(16).parse_str("9000"), Ok(Value::Uint(9000)));
