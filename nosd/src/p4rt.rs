@@ -86,11 +86,7 @@ pub async fn watch_session(address: String, monitor: Monitor, mut shutdown: watc
     loop {
         let state = monitor.state();
         let kind = match &state {
-            SessionState::Disconnected { .. }
-                if monitor.stats().connects == 0 && !tried(&state) =>
-            {
-                0
-            }
+            SessionState::Disconnected { .. } if !tried(&state) => 0,
             SessionState::Disconnected { .. } => 1,
             SessionState::Connected { .. } => 2,
             SessionState::Unusable { .. } => 3,
@@ -104,8 +100,10 @@ pub async fn watch_session(address: String, monitor: Monitor, mut shutdown: watc
                     %address,
                     "P4Runtime target not connected ({reason}); nosd keeps running and reconnects"
                 ),
+                // Pending while arbitration runs; Backup or NoPrimary when
+                // another controller holds a higher election id.
                 SessionState::Connected { mastership } => {
-                    tracing::warn!(%address, ?mastership, "connected to the P4Runtime target, not primary")
+                    tracing::info!(%address, ?mastership, "connected to the P4Runtime target, not primary (yet)")
                 }
                 SessionState::Unusable { reason } => {
                     tracing::error!(%address, "the P4Runtime target cannot be used: {reason}")
