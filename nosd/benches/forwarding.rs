@@ -12,6 +12,7 @@
 //! this program re-executed inside host A, writing prebuilt frames to an
 //! AF_PACKET socket with `sendmmsg` (256 UDP source ports, so flows spread
 //! over workers). Offered load is what the generator handed to the kernel;
+//! `r1 rx` what reached the router's port (the rest was dropped on the veth);
 //! delivered is the growth of host B's `rx_packets` over the run. The router is,
 //! in turn:
 //!
@@ -113,8 +114,8 @@ fn main() {
         o.seconds, o.senders
     );
     println!(
-        "{:<16} {:>14} {:>14} {:>8} {:>10}",
-        "router", "offered pps", "delivered pps", "loss %", "vs kernel"
+        "{:<16} {:>12} {:>12} {:>13} {:>7} {:>10}",
+        "router", "offered pps", "r1 rx pps", "delivered pps", "loss %", "vs kernel"
     );
     let pid = std::process::id() % 1000;
     let mut kernel_pps: Option<f64> = None;
@@ -138,6 +139,7 @@ fn main() {
             Ok(r) => {
                 let offered = r.sent as f64 / r.secs;
                 let delivered = r.delivered as f64 / r.secs;
+                let at_router = r.at_router as f64 / r.secs;
                 let loss = (100.0 * (1.0 - r.delivered as f64 / (r.sent.max(1)) as f64)).max(0.0);
                 if which == "kernel" {
                     kernel_pps = Some(delivered);
@@ -145,7 +147,9 @@ fn main() {
                 let ratio = kernel_pps
                     .filter(|k| *k > 0.0)
                     .map_or("-".to_string(), |k| format!("{:.2}x", delivered / k));
-                println!("{label:<16} {offered:>14.0} {delivered:>14.0} {loss:>8.2} {ratio:>10}");
+                println!(
+                    "{label:<16} {offered:>12.0} {at_router:>12.0} {delivered:>13.0} {loss:>7.2} {ratio:>10}"
+                );
             }
             Err(e) => println!("{label:<16} failed: {e:#}"),
         }
@@ -154,6 +158,8 @@ fn main() {
 
 struct Outcome {
     sent: u64,
+    /// Frames the router's port r1 received (the rest were dropped on the veth).
+    at_router: u64,
     delivered: u64,
     secs: f64,
 }
@@ -199,13 +205,19 @@ fn read_sys(lab: &Lab, ns: &str, path: &str) -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
-fn rx_packets(lab: &Lab, t: &Topo) -> anyhow::Result<u64> {
-    let v = read_sys(
-        lab,
-        &t.b,
-        &format!("/sys/class/net/{}/statistics/rx_packets", t.hb),
-    )?;
-    v.parse().context("rx_packets")
+/// `rx_packets` of host B's and the router's r1 interfaces.
+fn rx_packets(lab: &Lab, t: &Topo) -> anyhow::Result<(u64, u64)> {
+    let mut v = [0u64; 2];
+    for (i, (ns, ifname)) in [(&t.b, &t.hb), (&t.r, &t.r1)].into_iter().enumerate() {
+        v[i] = read_sys(
+            lab,
+            ns,
+            &format!("/sys/class/net/{ifname}/statistics/rx_packets"),
+        )?
+        .parse()
+        .context("rx_packets")?;
+    }
+    Ok((v[0], v[1]))
 }
 
 /// Pings B from A until it answers (neighbors resolved), then returns the
@@ -363,7 +375,8 @@ interfaces:
     }
     Ok(Outcome {
         sent,
-        delivered: after.saturating_sub(before),
+        delivered: after.0.saturating_sub(before.0),
+        at_router: after.1.saturating_sub(before.1),
         secs: secs.max(1e-3),
     })
 }
