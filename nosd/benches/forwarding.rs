@@ -150,6 +150,9 @@ fn main() {
                 println!(
                     "{label:<16} {offered:>12.0} {at_router:>12.0} {delivered:>13.0} {loss:>7.2} {ratio:>10}"
                 );
+                if let Some(d) = r.drops {
+                    println!("{:<16} nosd counters: {d}", "");
+                }
             }
             Err(e) => println!("{label:<16} failed: {e:#}"),
         }
@@ -162,6 +165,9 @@ struct Outcome {
     at_router: u64,
     delivered: u64,
     secs: f64,
+    /// nosd's counters after the flood (`nosctl show counters` and the ports'
+    /// drops from `show interfaces`), nonzero only.
+    drops: Option<String>,
 }
 
 /// Names of one lab's namespaces and interfaces.
@@ -370,7 +376,19 @@ interfaces:
     // Frames still queued in the router drain out.
     std::thread::sleep(Duration::from_millis(500));
     let after = rx_packets(&lab, &t)?;
+    let mut drops = None;
     if which != "kernel" {
+        let socket = lab.dir.join("nosd.sock");
+        let mut found = Vec::new();
+        for req in [
+            nosd::api::Request::ShowCounters,
+            nosd::api::Request::ShowInterfaces,
+        ] {
+            if let Ok(nosd::api::Response::Ok { data }) = nosd::client::call(&socket, &req) {
+                found.push(nonzero(&data));
+            }
+        }
+        drops = Some(found.join(" "));
         lab.stop_children(Duration::from_secs(10));
     }
     Ok(Outcome {
@@ -378,7 +396,50 @@ interfaces:
         delivered: after.0.saturating_sub(before.0),
         at_router: after.1.saturating_sub(before.1),
         secs: secs.max(1e-3),
+        drops,
     })
+}
+
+/// The nonzero counters in nosd's answers, as `name=value`: the pairs of
+/// `show counters` and the `*drops` fields of `show interfaces` (named by
+/// the interface).
+fn nonzero(v: &serde_json::Value) -> String {
+    fn walk(v: &serde_json::Value, path: &str, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Array(a) if a.len() == 2 && a[0].is_string() && a[1].is_number() => {
+                if a[1].as_f64() != Some(0.0) {
+                    out.push(format!("{}={}", a[0].as_str().unwrap_or(""), a[1]));
+                }
+            }
+            serde_json::Value::Object(m) if m.contains_key("rx_drops") => {
+                let name = m.get("name").and_then(|n| n.as_str()).unwrap_or(path);
+                for k in ["rx_drops", "tx_drops"] {
+                    if let Some(n) = m.get(k).filter(|n| n.as_f64() != Some(0.0)) {
+                        out.push(format!("{name}.{k}={n}"));
+                    }
+                }
+            }
+            serde_json::Value::Object(m) => {
+                for (k, v) in m {
+                    let p = if path.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{path}.{k}")
+                    };
+                    walk(v, &p, out);
+                }
+            }
+            serde_json::Value::Array(a) => {
+                for (i, v) in a.iter().enumerate() {
+                    walk(v, &format!("{path}[{i}]"), out);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(v, "", &mut out);
+    out.join(" ")
 }
 
 fn parse_mac(s: &str) -> anyhow::Result<[u8; 6]> {
