@@ -406,10 +406,11 @@ interfaces:
 fn nonzero(v: &serde_json::Value) -> String {
     fn walk(v: &serde_json::Value, path: &str, out: &mut Vec<String>) {
         match v {
-            serde_json::Value::Array(a) if a.len() == 2 && a[0].is_string() && a[1].is_number() => {
-                if a[1].as_f64() != Some(0.0) {
-                    out.push(format!("{}={}", a[0].as_str().unwrap_or(""), a[1]));
-                }
+            // A zero pair falls through to the arm below, which prints nothing for it.
+            serde_json::Value::Array(a)
+                if a.len() == 2 && a[0].is_string() && a[1].as_f64().is_some_and(|n| n != 0.0) =>
+            {
+                out.push(format!("{}={}", a[0].as_str().unwrap_or(""), a[1]));
             }
             serde_json::Value::Object(m) if m.contains_key("rx_drops") => {
                 let name = m.get("name").and_then(|n| n.as_str()).unwrap_or(path);
