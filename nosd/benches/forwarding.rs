@@ -331,7 +331,7 @@ interfaces:
                 "--socket",
                 &socket.to_string_lossy(),
                 "--log-level",
-                "warn",
+                "info",
             ],
             &log,
         )?;
@@ -344,6 +344,22 @@ interfaces:
                 );
             }
             std::thread::sleep(Duration::from_millis(50));
+        }
+        // With DPDK, both ports really are DPDK devices.
+        while which == "dpdk"
+            && std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .matches("DPDK port started")
+                .count()
+                < 2
+        {
+            if start.elapsed() > Duration::from_secs(30) {
+                bail!(
+                    "nosd did not start its two DPDK ports; its log:\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
         }
     }
     let gw_mac = warm_up(&lab, &t)?;
