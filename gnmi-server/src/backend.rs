@@ -184,6 +184,104 @@ pub struct Aft {
     pub next_hops: BTreeMap<u64, AftNextHop>,
 }
 
+/// A neighbor's reachability (openconfig-if-ip `neighbor-state`, shown for
+/// IPv6 neighbors).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum NeighborState {
+    /// Being resolved: no link-layer address yet.
+    #[default]
+    Incomplete,
+    Reachable,
+    Stale,
+    Delay,
+    /// Unconfirmed for a while: being probed.
+    Probe,
+}
+
+impl NeighborState {
+    /// The OpenConfig enumeration value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NeighborState::Incomplete => "INCOMPLETE",
+            NeighborState::Reachable => "REACHABLE",
+            NeighborState::Stale => "STALE",
+            NeighborState::Delay => "DELAY",
+            NeighborState::Probe => "PROBE",
+        }
+    }
+}
+
+/// How a neighbor entry was made (openconfig-if-ip `origin`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum NeighborOrigin {
+    /// Configured.
+    Static,
+    /// Learned by ARP or neighbor discovery.
+    #[default]
+    Dynamic,
+}
+
+impl NeighborOrigin {
+    /// The OpenConfig enumeration value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NeighborOrigin::Static => "STATIC",
+            NeighborOrigin::Dynamic => "DYNAMIC",
+        }
+    }
+}
+
+/// An ARP or neighbor-discovery entry (openconfig-if-ip
+/// `neighbors/neighbor/state`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Neighbor {
+    /// The MAC address (`02:00:00:00:00:01`), once resolved.
+    pub link_layer_address: Option<String>,
+    pub origin: NeighborOrigin,
+    pub state: NeighborState,
+}
+
+/// The BGP `ORIGIN` attribute (openconfig-rib-bgp `attr-set/state/origin`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum BgpOrigin {
+    #[default]
+    Igp,
+    Egp,
+    Incomplete,
+}
+
+impl BgpOrigin {
+    /// The OpenConfig enumeration value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BgpOrigin::Igp => "IGP",
+            BgpOrigin::Egp => "EGP",
+            BgpOrigin::Incomplete => "INCOMPLETE",
+        }
+    }
+}
+
+/// A path of the BGP Loc-RIB (openconfig-rib-bgp `loc-rib/routes/route`):
+/// one the speaker selected for its prefix (the best path, or an
+/// equal-cost one).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BgpRoute {
+    pub prefix: IpNet,
+    /// The neighbor the path was learned from; `None` for a network this
+    /// speaker originates.
+    pub peer: Option<IpAddr>,
+    /// The ADD-PATH path id (0 without ADD-PATH).
+    pub path_id: u32,
+    /// Its attributes.
+    pub origin: BgpOrigin,
+    pub next_hop: Option<IpAddr>,
+    pub local_pref: Option<u32>,
+    pub med: Option<u32>,
+}
+
+/// The BGP Loc-RIB, in the order the server shows it.
+pub type LocRib = Vec<BgpRoute>;
+
 /// The operational state the server shows (read-only paths).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct State {
@@ -194,6 +292,9 @@ pub struct State {
     pub boot_time_ns: Option<u64>,
     /// `None` when BGP does not run (or does not answer).
     pub bgp: Option<BgpState>,
+    /// ARP and neighbor-discovery entries, by router interface name (the
+    /// config's `interfaces[].name`), then address.
+    pub neighbors: BTreeMap<String, BTreeMap<IpAddr, Neighbor>>,
 }
 
 /// The installed forwarding tables, by VRF name (`default` for the default
@@ -246,6 +347,13 @@ pub trait Backend: Send + Sync + 'static {
         Afts::new()
     }
 
+    /// The BGP speaker's Loc-RIB now (openconfig-rib-bgp), asked for like
+    /// [`afts`](Backend::afts): only by requests whose paths can reach the
+    /// BGP `rib`. Empty by default.
+    async fn loc_rib(&self) -> LocRib {
+        LocRib::new()
+    }
+
     /// Change notifications. After each, the server reads [`config`] and
     /// [`state`] again and sends ON_CHANGE subscribers the leaves that
     /// changed; notifications that come faster than it reads are coalesced.
@@ -265,6 +373,7 @@ pub struct StoreBackend {
     head: tokio::sync::Mutex<(Config, Option<u64>)>,
     state: Mutex<State>,
     afts: Mutex<Afts>,
+    loc_rib: Mutex<LocRib>,
     changes: tokio::sync::watch::Sender<Generation>,
 }
 
@@ -293,6 +402,7 @@ impl StoreBackend {
             head: tokio::sync::Mutex::new(head),
             state: Mutex::new(State::default()),
             afts: Mutex::new(Afts::new()),
+            loc_rib: Mutex::new(LocRib::new()),
             changes: tokio::sync::watch::Sender::new(generation),
         })
     }
@@ -312,6 +422,13 @@ impl StoreBackend {
     /// the change.
     pub fn set_afts(&self, afts: Afts) {
         *self.afts.lock().unwrap_or_else(|e| e.into_inner()) = afts;
+        self.changes.send_modify(|g| g.state += 1);
+    }
+
+    /// Sets the Loc-RIB [`Backend::loc_rib`] returns, and announces the
+    /// change.
+    pub fn set_loc_rib(&self, rib: LocRib) {
+        *self.loc_rib.lock().unwrap_or_else(|e| e.into_inner()) = rib;
         self.changes.send_modify(|g| g.state += 1);
     }
 }
@@ -353,6 +470,13 @@ impl Backend for StoreBackend {
 
     async fn afts(&self) -> Afts {
         self.afts.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    async fn loc_rib(&self) -> LocRib {
+        self.loc_rib
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     fn changes(&self) -> tokio::sync::watch::Receiver<Generation> {

@@ -31,11 +31,15 @@
 //! | `/interfaces/interface[name=P]/state/counters/{in,out}-{octets,pkts,errors,discards}` | r | [`State`] |
 //! | `…/subinterfaces/subinterface[index=N]/config/{index,description,enabled}` (+ `state`, with `admin-status`, `oper-status`) | rw | the router interface on `P` (N = 0) or on `P` VLAN N |
 //! | `…/subinterface[index=N]/ipv4/addresses/address[ip=A]/config/{ip,prefix-length}` (+ `state`, with `origin`), and `ipv6` | rw | that interface's addresses |
+//! | `…/subinterface[index=N]/ipv4/neighbors/neighbor[ip=A]/state/{ip,link-layer-address,origin}`, and `ipv6` (+ `neighbor-state`) | r | [`State::neighbors`] (`nosctl show neighbors`) |
 //! | `/network-instances/network-instance[name=DEFAULT or V]/config/{name,type}` (+ `state`) | rw | the default VRF, `vrfs[]` |
 //! | `…/protocols/protocol[identifier=STATIC][name=STATIC]/config/{identifier,name}` (+ `state`) | rw | |
 //! | `…/static-routes/static[prefix=X]/config/prefix` (+ `state`) | rw | `static_routes[]` |
 //! | `…/static[prefix=X]/next-hops/next-hop[index=A]/config/{index,next-hop,preference}` (+ `state`) | rw | its next hops (index = next-hop; `DROP` = blackhole; preference = distance) |
 //! | `…/next-hop[index=A]/interface-ref/config/{interface,subinterface}` (+ `state`) | rw | the next hop's interface |
+//! | `…/protocol[identifier=BGP][name=BGP]/bgp/{global,neighbors}` | rw | `bgp` (see `mapping_bgp.rs`), session state and prefix counts from [`State`] |
+//! | `…/bgp/rib/afi-safis/afi-safi[afi-safi-name=F]/{ipv4,ipv6}-unicast/loc-rib/routes/route[prefix][origin][path-id]/state/{prefix,origin,path-id,attr-index,valid-route}`, `…/bgp/rib/attr-sets/attr-set[index]/state/{index,origin,next-hop,med,local-pref}` | r | [`Backend::loc_rib`] (`nosctl show bgp routes`), read only by requests that can reach `rib` |
+//! | `/network-instances/network-instance[name=N]/afts/...` | r | [`Backend::afts`], read only by requests that can reach `afts` |
 //! | `/system/config/hostname`, `/system/state/hostname` | rw, r | `system.hostname` |
 //! | `/system/state/{current-datetime,boot-time}` | r | the clock, [`State`] |
 //!
@@ -133,9 +137,9 @@ mod telemetry;
 mod tree;
 
 pub use backend::{
-    Aft, AftNextHop, Afts, Backend, BgpFamily, BgpNeighborState, BgpPrefixes, BgpState,
-    CommitError, Generation, InterfaceCounters, InterfaceState, OperStatus, SessionState, State,
-    StoreBackend,
+    Aft, AftNextHop, Afts, Backend, BgpFamily, BgpNeighborState, BgpOrigin, BgpPrefixes, BgpRoute,
+    BgpState, CommitError, Generation, InterfaceCounters, InterfaceState, LocRib, Neighbor,
+    NeighborOrigin, NeighborState, OperStatus, SessionState, State, StoreBackend,
 };
 pub use capabilities::{
     capability_response, Model, GNMI_VERSION, OPENCONFIG_ORGANIZATION, SUPPORTED_ENCODINGS,

@@ -7,6 +7,7 @@
 //! | `.../subinterfaces/subinterface[index=0]` | the router interface on `P`'s untagged frames (`port: P`) |
 //! | `.../subinterfaces/subinterface[index=V]` | the sub-port interface `port: P, vlan: V` |
 //! | `.../ipv4/addresses/address[ip=A]`, `ipv6` | that interface's `ipv4`/`ipv6` addresses |
+//! | `.../ipv4/neighbors/neighbor[ip=A]`, `ipv6` | the ARP / neighbor-discovery entry for `A` on that interface ([`State::neighbors`], read-only; origin `DYNAMIC`, the document configures no static neighbors) |
 //! | `/network-instances/network-instance[name=DEFAULT]` | the `default` VRF |
 //! | `/network-instances/network-instance[name=V]` | `vrfs[]` entry `V` |
 //! | `.../protocol[identifier=STATIC][name=STATIC]/static-routes/static[prefix=P]` | the static route for `P` in that VRF |
@@ -31,7 +32,7 @@ use nos_core::config::{
 };
 use tonic::Code;
 
-use crate::backend::{OperStatus, State};
+use crate::backend::{Neighbor, OperStatus, State};
 use crate::error::Failure;
 use crate::schema::{
     Value, BGP, BGP_PROTOCOL, DEFAULT_INSTANCE, DEFAULT_NI, DROP, ETHERNET_CSMACD, L3VRF, STATIC,
@@ -200,14 +201,36 @@ pub(crate) struct StateView<'a> {
     pub now: SystemTime,
     /// The installed forwarding tables, when the request reaches them.
     pub afts: Option<&'a crate::backend::Afts>,
+    /// The BGP Loc-RIB, when the request reaches it.
+    pub loc_rib: Option<&'a crate::backend::LocRib>,
 }
 
-/// Whether a path pattern can match `afts` of a network instance or
-/// something inside it (or above it).
-pub(crate) fn reaches_afts(elems: &[crate::path::Elem]) -> bool {
+/// The large tables a request reads only when its paths can reach them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub(crate) struct Tables {
+    /// The installed forwarding tables (`afts`).
+    pub afts: bool,
+    /// The BGP Loc-RIB (`bgp/rib`).
+    pub rib: bool,
+}
+
+impl Tables {
+    /// The tables some of `paths` can reach.
+    pub(crate) fn reached<'a>(paths: impl IntoIterator<Item = &'a [crate::path::Elem]>) -> Tables {
+        paths
+            .into_iter()
+            .fold(Tables::default(), |t, elems| Tables {
+                afts: t.afts || reaches_afts(elems),
+                rib: t.rib || reaches_rib(elems),
+            })
+    }
+}
+
+/// Whether a path pattern can match the node at `way` or something inside
+/// it (or above it).
+fn reaches(elems: &[crate::path::Elem], way: &[&str]) -> bool {
     use crate::path::Elem;
-    const WAY: [&str; 3] = ["network-instances", "network-instance", "afts"];
-    for (i, want) in WAY.iter().enumerate() {
+    for (i, want) in way.iter().enumerate() {
         match elems.get(i) {
             None | Some(Elem::AnyDepth) => return true,
             Some(Elem::Any { .. }) => {}
@@ -216,6 +239,28 @@ pub(crate) fn reaches_afts(elems: &[crate::path::Elem]) -> bool {
         }
     }
     true
+}
+
+/// Whether a path pattern can match `afts` of a network instance or
+/// something inside it (or above it).
+pub(crate) fn reaches_afts(elems: &[crate::path::Elem]) -> bool {
+    reaches(elems, &["network-instances", "network-instance", "afts"])
+}
+
+/// Whether a path pattern can match the BGP `rib` (or something inside it,
+/// or above it).
+pub(crate) fn reaches_rib(elems: &[crate::path::Elem]) -> bool {
+    reaches(
+        elems,
+        &[
+            "network-instances",
+            "network-instance",
+            "protocols",
+            "protocol",
+            "bgp",
+            "rib",
+        ],
+    )
 }
 
 /// `YYYY-MM-DDTHH:MM:SSZ`.
@@ -317,7 +362,10 @@ fn render_port(config: &Config, p: &PortConfig, state: Option<&StateView<'_>>) -
     if !subs.is_empty() {
         let entries = subs
             .into_iter()
-            .map(|i| render_subinterface(i, port_oper))
+            .map(|i| {
+                let neighbors = state.and_then(|sv| sv.state.neighbors.get(&i.name));
+                render_subinterface(i, port_oper, neighbors)
+            })
             .collect();
         members.push((
             "subinterfaces",
@@ -327,7 +375,11 @@ fn render_port(config: &Config, p: &PortConfig, state: Option<&StateView<'_>>) -
     obj(members)
 }
 
-fn render_subinterface(itf: &InterfaceConfig, port_oper: Option<OperStatus>) -> Data {
+fn render_subinterface(
+    itf: &InterfaceConfig,
+    port_oper: Option<OperStatus>,
+    neighbors: Option<&BTreeMap<IpAddr, Neighbor>>,
+) -> Data {
     let index = u64::from(subinterface_index(itf));
     let mut cfg = vec![("index", u(index)), ("enabled", b(itf.enabled))];
     if let Some(d) = &itf.description {
@@ -351,10 +403,28 @@ fn render_subinterface(itf: &InterfaceConfig, port_oper: Option<OperStatus>) -> 
     let v4: Vec<IpNet> = itf.ipv4.iter().map(|n| IpNet::V4(*n)).collect();
     let v6: Vec<IpNet> = itf.ipv6.iter().map(|n| IpNet::V6(*n)).collect();
     for (family, nets) in [("ipv4", v4), ("ipv6", v6)] {
-        if nets.is_empty() {
+        let v6 = family == "ipv6";
+        let neighbors: Vec<Data> = neighbors
+            .into_iter()
+            .flatten()
+            .filter(|(ip, _)| ip.is_ipv6() == v6)
+            .map(|(ip, n)| {
+                let ip = ip.to_string();
+                let mut st = vec![("ip", s(&ip))];
+                if let Some(mac) = &n.link_layer_address {
+                    st.push(("link-layer-address", s(mac)));
+                }
+                st.push(("origin", s(n.origin.as_str())));
+                if v6 {
+                    st.push(("neighbor-state", s(n.state.as_str())));
+                }
+                obj(vec![("ip", s(&ip)), ("state", obj(st))])
+            })
+            .collect();
+        if nets.is_empty() && neighbors.is_empty() {
             continue;
         }
-        let entries = nets
+        let addresses: Vec<Data> = nets
             .iter()
             .map(|n| {
                 let ip = n.addr().to_string();
@@ -370,13 +440,14 @@ fn render_subinterface(itf: &InterfaceConfig, port_oper: Option<OperStatus>) -> 
                 obj(m)
             })
             .collect();
-        members.push((
-            family,
-            obj(vec![(
-                "addresses",
-                obj(vec![("address", Data::List(entries))]),
-            )]),
-        ));
+        let mut ip = Vec::new();
+        if !addresses.is_empty() {
+            ip.push(("addresses", obj(vec![("address", Data::List(addresses))])));
+        }
+        if !neighbors.is_empty() {
+            ip.push(("neighbors", obj(vec![("neighbor", Data::List(neighbors))])));
+        }
+        members.push((family, obj(ip)));
     }
     obj(members)
 }
@@ -417,6 +488,7 @@ fn render_instance(config: &Config, vrf: &str, state: Option<&StateView<'_>>) ->
             protocols.push(crate::mapping_bgp::render_bgp(
                 bgp,
                 state.map(|sv| sv.state),
+                state.and_then(|sv| sv.loc_rib),
             ));
         }
     }
@@ -1093,6 +1165,37 @@ mod tests {
             "protocols"
         ])));
         assert!(!reaches_afts(&elems(&["interfaces", "*"])));
+
+        let rib = [
+            "network-instances",
+            "network-instance",
+            "protocols",
+            "protocol",
+            "bgp",
+            "rib",
+        ];
+        assert!(reaches_rib(&elems(&[])));
+        assert!(reaches_rib(&elems(&rib[..4])));
+        assert!(reaches_rib(&elems(
+            &[&rib[..], &["afi-safis", "afi-safi"]].concat()
+        )));
+        assert!(reaches_rib(&elems(&["*", "*", "*", "*", "*", "rib"])));
+        assert!(reaches_rib(&elems(&["...", "route"])));
+        assert!(!reaches_rib(&elems(&[&rib[..5], &["neighbors"]].concat())));
+        assert!(!reaches_rib(&elems(&[
+            "network-instances",
+            "network-instance",
+            "afts"
+        ])));
+        assert!(!reaches_rib(&elems(&["interfaces"])));
+        let t = Tables::reached([&elems(&["system"])[..], &elems(&rib)[..]]);
+        assert_eq!(
+            t,
+            Tables {
+                afts: false,
+                rib: true
+            }
+        );
     }
 
     #[test]

@@ -6,6 +6,8 @@
 //! | `/network-instances/network-instance[name=DEFAULT]/protocols/protocol[identifier=BGP][name=BGP]/bgp/global` | `bgp.asn`, `bgp.router_id` |
 //! | `.../bgp/neighbors/neighbor[neighbor-address=A]` | `bgp.neighbors[]` entry `A`: `peer-as` ↔ `remote_as`, `description`, `auth-password` ↔ `password` (write-only), `timers/.../hold-time`, `transport/.../passive-mode` ↔ `passive`, `ebgp-multihop` ↔ `ebgp_multihop`, `apply-policy` ↔ `import_policy`/`export_policy` (one each), `afi-safis` ↔ `families` |
 //! | `.../neighbor/state/session-state`, `.../afi-safi/state/prefixes` | the speaker's session state and Adj-RIB-In / Adj-RIB-Out / Loc-RIB counts |
+//! | `.../bgp/rib/afi-safis/afi-safi[afi-safi-name=F]/{ipv4,ipv6}-unicast/loc-rib/routes/route[prefix=P][origin=O][path-id=I]` | a path the speaker selected for `P` (best or equal-cost; read-only): `origin` is the neighbor's address, or `BGP` for a network it originates (`bgp.networks`); `path-id` the ADD-PATH id (0 without); `valid-route` true |
+//! | `.../bgp/rib/attr-sets/attr-set[index=N]` | a distinct set of those paths' attributes (`origin`, `next-hop`, `med`, `local-pref`), numbered from 0 in their order at each read; a route's `attr-index` names its set. The AS path is not served (openconfig-rib-bgp has it only as AS segments, not as one leaf) |
 //! | `/network-instances/network-instance[name=N]/afts` | the forwarding table installed in the target (read-only) |
 //! | `/routing-policy/...` | `bgp.policies` (read-only): rule *i* (from 1) of policy `P` is statement `i`; its prefix matches are prefix-set `P/i`, its community and large-community matches community-set `P/i`, its AS-path matches as-path-set `P/i` |
 //!
@@ -21,6 +23,7 @@
 //! read-only: a Set that changes it is refused with UNIMPLEMENTED (change
 //! `bgp.policies` with `nosctl config commit`).
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 
 use ipnet::IpNet;
@@ -30,7 +33,7 @@ use nos_core::config::{
 };
 use tonic::Code;
 
-use crate::backend::{Aft, BgpFamily, State};
+use crate::backend::{Aft, BgpFamily, BgpOrigin, BgpRoute, LocRib, State};
 use crate::error::Failure;
 use crate::mapping::{
     b, bool_leaf, container, entries, esc, id, instance_path, leaf, obj, s, str_leaf, u, uint_leaf,
@@ -92,7 +95,7 @@ fn strs(v: Option<&String>) -> Option<Data> {
 }
 
 /// The BGP protocol entry of the default instance.
-pub(crate) fn render_bgp(bgp: &BgpConfig, state: Option<&State>) -> Data {
+pub(crate) fn render_bgp(bgp: &BgpConfig, state: Option<&State>, loc_rib: Option<&LocRib>) -> Data {
     let with_state = state.is_some();
     let bgp_state = state.and_then(|s| s.bgp.as_ref());
     let mut global = Vec::new();
@@ -242,11 +245,84 @@ pub(crate) fn render_bgp(bgp: &BgpConfig, state: Option<&State>) -> Data {
     if !neighbors.is_empty() {
         bgp_members.push(("neighbors", obj(vec![("neighbor", Data::List(neighbors))])));
     }
+    if let Some(rib) = loc_rib {
+        bgp_members.push(("rib", render_rib(rib)));
+    }
     let pcfg = vec![("identifier", id(&BGP)), ("name", s(BGP_PROTOCOL))];
     let mut protocol = vec![("identifier", id(&BGP)), ("name", s(BGP_PROTOCOL))];
     cfg_state(&mut protocol, pcfg, with_state, Vec::new());
     protocol.push(("bgp", obj(bgp_members)));
     obj(protocol)
+}
+
+/// The BGP RIB: the Loc-RIB per family, its routes' attributes as attribute
+/// sets (one per distinct set, numbered from 0 in their order).
+pub(crate) fn render_rib(rib: &LocRib) -> Data {
+    type Attrs = (BgpOrigin, Option<IpAddr>, Option<u32>, Option<u32>);
+    let attrs_of = |r: &BgpRoute| -> Attrs { (r.origin, r.next_hop, r.med, r.local_pref) };
+    let mut sets: BTreeMap<Attrs, u64> = rib.iter().map(|r| (attrs_of(r), 0)).collect();
+    for (i, index) in sets.values_mut().enumerate() {
+        *index = i as u64;
+    }
+    let attr_sets: Vec<Data> = sets
+        .iter()
+        .map(|((origin, next_hop, med, local_pref), index)| {
+            let mut st = vec![("index", u(*index)), ("origin", s(origin.as_str()))];
+            if let Some(nh) = next_hop {
+                st.push(("next-hop", s(nh.to_string())));
+            }
+            if let Some(med) = med {
+                st.push(("med", u(u64::from(*med))));
+            }
+            if let Some(lp) = local_pref {
+                st.push(("local-pref", u(u64::from(*lp))));
+            }
+            obj(vec![("index", u(*index)), ("state", obj(st))])
+        })
+        .collect();
+    let mut families = Vec::new();
+    for (ident, family, v6) in [
+        (&IPV4_UNICAST, "ipv4-unicast", false),
+        (&IPV6_UNICAST, "ipv6-unicast", true),
+    ] {
+        let routes: Vec<Data> = rib
+            .iter()
+            .filter(|r| r.prefix.addr().is_ipv6() == v6)
+            .map(|r| {
+                let prefix = s(r.prefix.to_string());
+                let origin = match r.peer {
+                    Some(a) => s(a.to_string()),
+                    None => id(&BGP),
+                };
+                let path_id = u(u64::from(r.path_id));
+                let keys = vec![("prefix", prefix), ("origin", origin), ("path-id", path_id)];
+                let mut st = keys.clone();
+                st.push(("attr-index", u(sets[&attrs_of(r)])));
+                st.push(("valid-route", b(true)));
+                let mut e = keys;
+                e.push(("state", obj(st)));
+                obj(e)
+            })
+            .collect();
+        let key = ("afi-safi-name", id(ident));
+        let mut f = vec![key.clone(), ("state", obj(vec![key]))];
+        if !routes.is_empty() {
+            f.push((
+                family,
+                obj(vec![(
+                    "loc-rib",
+                    obj(vec![("routes", obj(vec![("route", Data::List(routes))]))]),
+                )]),
+            ));
+        }
+        families.push(obj(f));
+    }
+    let mut members = Vec::new();
+    if !attr_sets.is_empty() {
+        members.push(("attr-sets", obj(vec![("attr-set", Data::List(attr_sets))])));
+    }
+    members.push(("afi-safis", obj(vec![("afi-safi", Data::List(families))])));
+    obj(members)
 }
 
 /// The installed forwarding table of one VRF.

@@ -106,6 +106,10 @@ pub(crate) enum Type {
     },
     /// A `leaf-list` of strings (encoded as a JSON array).
     StrList,
+    /// The origin of a BGP Loc-RIB route (openconfig-rib-bgp): the
+    /// neighbor's address, or the protocol that put it there (`BGP` for a
+    /// network the speaker originates).
+    RouteOrigin,
 }
 
 const fn uint(bits: u32) -> Type {
@@ -224,6 +228,12 @@ impl Type {
                         "{s:?} is neither an IP address nor DROP (the only local next hop served)"
                     )
                 }),
+            },
+            Type::RouteOrigin => match s.parse::<IpAddr>() {
+                Ok(a) => Ok(Value::Str(a.to_string())),
+                Err(_) => find_ident(&[BGP], s)
+                    .map(Value::Ident)
+                    .map_err(|_| format!("{s:?} is neither an IP address nor BGP")),
             },
             Type::InstanceName => {
                 if s.is_empty() {
@@ -553,10 +563,73 @@ const SUBINTERFACE: Node = list(
                 operational(leaf("oper-status", IF, OPER_STATUS)),
             ],
         ),
-        container("ipv4", IP, &[container("addresses", IP, &[ADDRESS_V4])]),
-        container("ipv6", IP, &[container("addresses", IP, &[ADDRESS_V6])]),
+        container(
+            "ipv4",
+            IP,
+            &[
+                container("addresses", IP, &[ADDRESS_V4]),
+                container("neighbors", IP, &[NEIGHBOR_V4]),
+            ],
+        ),
+        container(
+            "ipv6",
+            IP,
+            &[
+                container("addresses", IP, &[ADDRESS_V6]),
+                container("neighbors", IP, &[NEIGHBOR_V6]),
+            ],
+        ),
     ],
 );
+
+const NEIGHBOR_ORIGIN: Type = Type::Enum(&["OTHER", "STATIC", "DYNAMIC"]);
+const NEIGHBOR_STATE: Type = Type::Enum(&["INCOMPLETE", "REACHABLE", "STALE", "DELAY", "PROBE"]);
+
+/// An ARP entry: served as state only (no static neighbors are
+/// configured), so the list is read-only as a whole.
+const NEIGHBOR_V4: Node = Node {
+    state: true,
+    operational: true,
+    ..list(
+        "neighbor",
+        IP,
+        &["ip"],
+        &[
+            leaf("ip", IP, Type::Ipv4),
+            state(
+                IP,
+                &[
+                    leaf("ip", IP, Type::Ipv4),
+                    leaf("link-layer-address", IP, Type::String),
+                    leaf("origin", IP, NEIGHBOR_ORIGIN),
+                ],
+            ),
+        ],
+    )
+};
+
+/// A neighbor-discovery entry (read-only, like [`NEIGHBOR_V4`]).
+const NEIGHBOR_V6: Node = Node {
+    state: true,
+    operational: true,
+    ..list(
+        "neighbor",
+        IP,
+        &["ip"],
+        &[
+            leaf("ip", IP, Type::Ipv6),
+            state(
+                IP,
+                &[
+                    leaf("ip", IP, Type::Ipv6),
+                    leaf("link-layer-address", IP, Type::String),
+                    leaf("origin", IP, NEIGHBOR_ORIGIN),
+                    leaf("neighbor-state", IP, NEIGHBOR_STATE),
+                ],
+            ),
+        ],
+    )
+};
 
 const ADDRESS_V4: Node = list(
     "address",
@@ -698,7 +771,11 @@ const PROTOCOL: Node = list(
         container(
             "bgp",
             NI,
-            &[BGP_GLOBAL, container("neighbors", NI, &[BGP_NEIGHBOR])],
+            &[
+                BGP_GLOBAL,
+                container("neighbors", NI, &[BGP_NEIGHBOR]),
+                BGP_RIB,
+            ],
         ),
     ],
 );
@@ -876,6 +953,83 @@ const APPLY_POLICY_LEAVES: [Node; 2] = [
     leaf("import-policy", NI, Type::StrList),
     leaf("export-policy", NI, Type::StrList),
 ];
+
+// ---- openconfig-rib-bgp (as used by openconfig-network-instance; all state) ----
+
+const BGP_ORIGIN: Type = Type::Enum(&["IGP", "EGP", "INCOMPLETE"]);
+
+const ATTR_SET: Node = list(
+    "attr-set",
+    NI,
+    &["index"],
+    &[
+        leaf("index", NI, uint(64)),
+        state(
+            NI,
+            &[
+                leaf("index", NI, uint(64)),
+                leaf("origin", NI, BGP_ORIGIN),
+                leaf("next-hop", NI, Type::IpAddress),
+                leaf("med", NI, uint(32)),
+                leaf("local-pref", NI, uint(32)),
+            ],
+        ),
+    ],
+);
+
+const LOC_RIB_ROUTE: Node = list(
+    "route",
+    NI,
+    &["prefix", "origin", "path-id"],
+    &[
+        leaf("prefix", NI, Type::IpPrefix),
+        leaf("origin", NI, Type::RouteOrigin),
+        leaf("path-id", NI, uint(32)),
+        state(
+            NI,
+            &[
+                leaf("prefix", NI, Type::IpPrefix),
+                leaf("origin", NI, Type::RouteOrigin),
+                leaf("path-id", NI, uint(32)),
+                leaf("attr-index", NI, uint(64)),
+                leaf("valid-route", NI, Type::Bool),
+            ],
+        ),
+    ],
+);
+
+const LOC_RIB: [Node; 1] = [container(
+    "loc-rib",
+    NI,
+    &[container("routes", NI, &[LOC_RIB_ROUTE])],
+)];
+
+const RIB_AFI_SAFI: Node = list(
+    "afi-safi",
+    NI,
+    &["afi-safi-name"],
+    &[
+        leaf("afi-safi-name", NI, AFI_SAFI),
+        state(NI, &[leaf("afi-safi-name", NI, AFI_SAFI)]),
+        container("ipv4-unicast", NI, &LOC_RIB),
+        container("ipv6-unicast", NI, &LOC_RIB),
+    ],
+);
+
+/// The BGP RIB (`config false` as a whole): its Loc-RIB and the attribute
+/// sets its routes refer to.
+const BGP_RIB: Node = Node {
+    state: true,
+    operational: true,
+    ..container(
+        "rib",
+        NI,
+        &[
+            container("attr-sets", NI, &[ATTR_SET]),
+            container("afi-safis", NI, &[RIB_AFI_SAFI]),
+        ],
+    )
+};
 
 // ---- openconfig-aft (as used by openconfig-network-instance; all state) ----
 

@@ -187,8 +187,14 @@ impl GnmiService {
         // State is rendered for every data type, so that a path exists or
         // not whatever the type asked for.
         let state = self.backend.state().await;
-        let afts = if paths.iter().any(|(g, _)| mapping::reaches_afts(&g.elems)) {
+        let tables = mapping::Tables::reached(paths.iter().map(|(g, _)| &g.elems[..]));
+        let afts = if tables.afts {
             Some(self.backend.afts().await)
+        } else {
+            None
+        };
+        let loc_rib = if tables.rib {
+            Some(self.backend.loc_rib().await)
         } else {
             None
         };
@@ -197,6 +203,7 @@ impl GnmiService {
             state: &state,
             now,
             afts: afts.as_ref(),
+            loc_rib: loc_rib.as_ref(),
         };
         let data = mapping::render(&config, Some(&view));
         let timestamp = nanos(now);

@@ -40,6 +40,7 @@ use tonic::{Code, Status, Streaming};
 
 use crate::backend::Backend;
 use crate::error::Failure;
+use crate::mapping::Tables;
 use crate::path::{self, Elem};
 use crate::proto::gnmi::{
     subscribe_request, subscribe_response, subscription_list, typed_value, Notification, Path,
@@ -134,11 +135,9 @@ fn interval(ns: u64, what: &str, text: &str) -> Result<Option<Duration>, Failure
 }
 
 impl Subscription {
-    /// Whether a path can reach the installed forwarding tables.
-    fn wants_afts(&self) -> bool {
-        self.entries
-            .iter()
-            .any(|e| crate::mapping::reaches_afts(&e.elems))
+    /// The large tables (forwarding tables, Loc-RIB) its paths can reach.
+    fn tables(&self) -> Tables {
+        Tables::reached(self.entries.iter().map(|e| &e.elems[..]))
     }
 
     fn parse(list: SubscriptionList) -> Result<Subscription, Failure> {
@@ -455,7 +454,7 @@ pub(crate) async fn start(
     let hub = if sub.mode == subscription_list::Mode::Stream
         && sub.entries.iter().any(Entry::is_on_change)
     {
-        Some(hubs.get(&backend, sub.wants_afts()).await)
+        Some(hubs.get(&backend, sub.tables()).await)
     } else {
         None
     };
@@ -487,7 +486,7 @@ pub(crate) async fn start(
 /// `updates_only`), then a sync_response.
 async fn initial(sub: &Subscription, backend: &dyn Backend, out: &Out) -> Result<(), Ended> {
     if !sub.updates_only {
-        let (time, leaves) = telemetry::read(backend, sub.wants_afts()).await;
+        let (time, leaves) = telemetry::read(backend, sub.tables()).await;
         let all = sub.all(&leaves, |_| true);
         out.send(sub.notifications(time, &all, &BTreeMap::new()))
             .await?;
@@ -550,7 +549,7 @@ async fn stream(
     let mut seen = snapshot.as_ref().map_or(0, |s| s.seq);
     let sampled = sub.entries.iter().any(|e| !e.is_on_change());
     let fresh = if sampled {
-        Some(telemetry::read(backend, sub.wants_afts()).await)
+        Some(telemetry::read(backend, sub.tables()).await)
     } else {
         None
     };
@@ -691,7 +690,7 @@ async fn tick(
         .iter()
         .any(|e| !e.is_on_change() && (due(e.next_sample) || due(e.next_heartbeat)));
     let fresh = if sample_due {
-        Some(telemetry::read(backend, sub.wants_afts()).await)
+        Some(telemetry::read(backend, sub.tables()).await)
     } else {
         None
     };

@@ -8,7 +8,7 @@
 //! matches the changed leaves against its own paths. The hub runs while at
 //! least one subscription holds it.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
 use std::sync::{Arc, Weak};
 use std::time::SystemTime;
@@ -16,7 +16,7 @@ use std::time::SystemTime;
 use tokio::sync::{broadcast, oneshot, watch, Mutex};
 
 use crate::backend::Backend;
-use crate::mapping::{self, StateView};
+use crate::mapping::{self, StateView, Tables};
 use crate::path::{key_matches, Elem};
 use crate::proto::gnmi::PathElem;
 use crate::schema::{Kind, Node, Value, ROOT};
@@ -250,12 +250,17 @@ pub(crate) fn nanos(t: SystemTime) -> i64 {
 }
 
 /// The configuration and state now, as leaves, and when they were read;
-/// with `afts`, the installed forwarding tables too.
-pub(crate) async fn read(backend: &dyn Backend, afts: bool) -> (i64, Leaves) {
+/// with the large `tables` asked for.
+pub(crate) async fn read(backend: &dyn Backend, tables: Tables) -> (i64, Leaves) {
     let (config, _) = backend.config().await;
     let state = backend.state().await;
-    let tables = if afts {
+    let afts = if tables.afts {
         Some(backend.afts().await)
+    } else {
+        None
+    };
+    let loc_rib = if tables.rib {
+        Some(backend.loc_rib().await)
     } else {
         None
     };
@@ -263,7 +268,8 @@ pub(crate) async fn read(backend: &dyn Backend, afts: bool) -> (i64, Leaves) {
     let view = StateView {
         state: &state,
         now,
-        afts: tables.as_ref(),
+        afts: afts.as_ref(),
+        loc_rib: loc_rib.as_ref(),
     };
     let data = mapping::render(&config, Some(&view));
     (nanos(now), flatten(&data))
@@ -338,10 +344,10 @@ pub(crate) struct Hub {
 
 impl Hub {
     /// Reads the data once and starts following the backend's changes.
-    async fn start(backend: Arc<dyn Backend>, afts: bool) -> Hub {
+    async fn start(backend: Arc<dyn Backend>, tables: Tables) -> Hub {
         let mut changes = backend.changes();
         changes.borrow_and_update();
-        let (time, leaves) = read(backend.as_ref(), afts).await;
+        let (time, leaves) = read(backend.as_ref(), tables).await;
         let (snap_tx, snapshot) = watch::channel(Arc::new(Snapshot {
             seq: 0,
             time,
@@ -364,7 +370,7 @@ impl Hub {
                     }
                 }
                 changes.borrow_and_update();
-                let (time, leaves) = read(backend.as_ref(), afts).await;
+                let (time, leaves) = read(backend.as_ref(), tables).await;
                 let old = snap_tx.borrow().clone();
                 let (changed, removed) = diff(&old.leaves, &leaves);
                 if changed.is_empty() && removed.is_empty() {
@@ -404,26 +410,23 @@ impl Hub {
 }
 
 /// The hubs of a service: started by the first subscription that needs
-/// one, stopped when the last one ends. Subscriptions that can reach the
-/// installed forwarding tables share a hub that reads them; the others
-/// share one that does not (a full table is large).
+/// one, stopped when the last one ends. Subscriptions share a hub by the
+/// large tables (forwarding tables, Loc-RIB) they can reach: the others do
+/// not read them.
 #[derive(Debug, Default)]
 pub(crate) struct HubSlot {
-    hub: Mutex<Weak<Hub>>,
-    with_afts: Mutex<Weak<Hub>>,
+    hubs: Mutex<HashMap<Tables, Weak<Hub>>>,
 }
 
 impl HubSlot {
-    pub(crate) async fn get(&self, backend: &Arc<dyn Backend>, afts: bool) -> Arc<Hub> {
-        let mut slot = if afts {
-            self.with_afts.lock().await
-        } else {
-            self.hub.lock().await
-        };
+    pub(crate) async fn get(&self, backend: &Arc<dyn Backend>, tables: Tables) -> Arc<Hub> {
+        let mut hubs = self.hubs.lock().await;
+        hubs.retain(|_, h| h.strong_count() > 0);
+        let slot = hubs.entry(tables).or_default();
         if let Some(hub) = slot.upgrade() {
             return hub;
         }
-        let hub = Arc::new(Hub::start(backend.clone(), afts).await);
+        let hub = Arc::new(Hub::start(backend.clone(), tables).await);
         *slot = Arc::downgrade(&hub);
         hub
     }

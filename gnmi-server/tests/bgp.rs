@@ -1,5 +1,6 @@
-//! BGP (openconfig-network-instance's `bgp`), the installed forwarding
-//! table (`afts`) and routing policy over real gRPC on a real store.
+//! BGP (openconfig-network-instance's `bgp`, with its Loc-RIB), the
+//! installed forwarding table (`afts`), routing policy and the ARP/ND
+//! neighbors (openconfig-if-ip) over real gRPC on a real store.
 
 mod common;
 
@@ -8,8 +9,8 @@ use std::collections::BTreeMap;
 use common::*;
 use gnmi_server::proto::gnmi::{get_request::DataType, Encoding};
 use gnmi_server::{
-    Aft, AftNextHop, Backend, BgpFamily, BgpNeighborState, BgpPrefixes, BgpState, SessionState,
-    State,
+    Aft, AftNextHop, Backend, BgpFamily, BgpNeighborState, BgpOrigin, BgpPrefixes, BgpRoute,
+    BgpState, LocRib, Neighbor, NeighborOrigin, NeighborState, SessionState, State,
 };
 use nos_core::config::Config;
 use serde_json::json;
@@ -43,9 +44,15 @@ bgp:
         - action: reject
 "#;
 
-/// Commits BASE with the `bgp:` section above and sets BGP and AFT state.
+/// Commits BASE with the `bgp:` section above and sets BGP, neighbor, AFT
+/// and Loc-RIB state.
 async fn with_bgp() -> Running {
     let server = common::start().await;
+    set_up(&server).await;
+    server
+}
+
+async fn set_up(server: &Running) {
     let (_, head) = server.backend.config().await;
     let config = Config::from_yaml(&format!("{BASE}{WITH_BGP}")).expect("config");
     server
@@ -86,17 +93,79 @@ async fn with_bgp() -> Running {
             interface: Some(("eth1".into(), 0)),
         },
     );
+    let mut uplink = BTreeMap::new();
+    uplink.insert(
+        "192.0.2.2".parse().expect("ip"),
+        Neighbor {
+            link_layer_address: Some("02:00:00:00:00:02".into()),
+            origin: NeighborOrigin::Dynamic,
+            state: NeighborState::Reachable,
+        },
+    );
+    uplink.insert(
+        "2001:db8:1::2".parse().expect("ip"),
+        Neighbor {
+            link_layer_address: Some("02:00:00:00:00:02".into()),
+            origin: NeighborOrigin::Dynamic,
+            state: NeighborState::Probe,
+        },
+    );
+    let mut v20 = BTreeMap::new();
+    v20.insert(
+        "198.51.100.2".parse().expect("ip"),
+        Neighbor {
+            link_layer_address: None,
+            origin: NeighborOrigin::Dynamic,
+            state: NeighborState::Incomplete,
+        },
+    );
     server.backend.set_state(State {
         bgp: Some(BgpState {
             total_prefixes: 4,
             neighbors,
         }),
+        neighbors: [("uplink".to_owned(), uplink), ("eth1-v20".to_owned(), v20)]
+            .into_iter()
+            .collect(),
         ..Default::default()
     });
     server
         .backend
         .set_afts([("default".to_owned(), aft)].into_iter().collect());
-    server
+    server.backend.set_loc_rib(loc_rib());
+}
+
+/// Two paths from neighbors (one per family) and an originated network.
+fn loc_rib() -> LocRib {
+    vec![
+        BgpRoute {
+            prefix: "198.18.0.0/16".parse().expect("prefix"),
+            peer: Some("192.0.2.2".parse().expect("ip")),
+            path_id: 0,
+            origin: BgpOrigin::Igp,
+            next_hop: Some("192.0.2.2".parse().expect("ip")),
+            local_pref: Some(200),
+            med: Some(10),
+        },
+        BgpRoute {
+            prefix: "203.0.113.0/24".parse().expect("prefix"),
+            peer: None,
+            path_id: 0,
+            origin: BgpOrigin::Igp,
+            next_hop: None,
+            local_pref: Some(100),
+            med: None,
+        },
+        BgpRoute {
+            prefix: "2001:db8:99::/48".parse().expect("prefix"),
+            peer: Some("2001:db8:1::2".parse().expect("ip")),
+            path_id: 0,
+            origin: BgpOrigin::Incomplete,
+            next_hop: Some("2001:db8:1::2".parse().expect("ip")),
+            local_pref: Some(100),
+            med: None,
+        },
+    ]
 }
 
 #[tokio::test]
@@ -671,5 +740,257 @@ async fn bgp_with_policies_is_not_removed_behind_their_back() {
     assert_eq!(err.code(), Code::InvalidArgument);
     assert!(err.message().contains("policies"), "{}", err.message());
     assert_eq!(server.history().len(), before);
+    server.stop().await;
+}
+
+const UPLINK: &str = "/interfaces/interface[name=eth1]/subinterfaces/subinterface[index=0]";
+const LOC_RIB_V4: &str = "/network-instances/network-instance[name=default]/protocols/protocol[identifier=BGP][name=BGP]/bgp/rib/afi-safis/afi-safi[afi-safi-name=IPV4_UNICAST]/ipv4-unicast/loc-rib/routes";
+
+#[tokio::test]
+async fn neighbors_are_served_per_subinterface() {
+    let server = with_bgp().await;
+    let mut c = server.client().await;
+    assert_eq!(
+        get_one(
+            &mut c,
+            &format!("{UPLINK}/ipv4/neighbors/neighbor[ip=192.0.2.2]/state")
+        )
+        .await,
+        json!({"ip": "192.0.2.2", "link-layer-address": "02:00:00:00:00:02", "origin": "DYNAMIC"})
+    );
+    assert_eq!(
+        get_one(
+            &mut c,
+            &format!("{UPLINK}/ipv6/neighbors/neighbor[ip=2001:db8:1::2]/state")
+        )
+        .await,
+        json!({
+            "ip": "2001:db8:1::2",
+            "link-layer-address": "02:00:00:00:00:02",
+            "origin": "DYNAMIC",
+            "neighbor-state": "PROBE"
+        })
+    );
+    // An unresolved neighbor on the VLAN 20 subinterface: no address yet.
+    let v20 = get_one(
+        &mut c,
+        "/interfaces/interface[name=eth1]/subinterfaces/subinterface[index=20]/ipv4/neighbors/neighbor[ip=198.51.100.2]/state",
+    )
+    .await;
+    assert_eq!(v20, json!({"ip": "198.51.100.2", "origin": "DYNAMIC"}));
+    // Every neighbor, by wildcard; each in its own family.
+    let all = get(
+        &mut c,
+        "/interfaces/interface[name=*]/subinterfaces/subinterface[index=*]/*/neighbors/neighbor[ip=*]/state/ip",
+    )
+    .await;
+    let ips: Vec<&serde_json::Value> = all.iter().map(|(_, v)| v).collect();
+    assert_eq!(
+        ips,
+        [
+            &json!("192.0.2.2"),
+            &json!("2001:db8:1::2"),
+            &json!("198.51.100.2")
+        ],
+        "{all:?}"
+    );
+    assert!(all[1].0.contains("/ipv6/"), "{all:?}");
+    // The addresses are still there next to them.
+    assert_eq!(
+        get_one(
+            &mut c,
+            &format!("{UPLINK}/ipv4/addresses/address[ip=192.0.2.1]/config/prefix-length")
+        )
+        .await,
+        json!(24)
+    );
+    // State only: a CONFIG Get finds none.
+    let config_only = get_typed(
+        &mut c,
+        &format!("{UPLINK}/ipv4/neighbors"),
+        DataType::Config,
+        Encoding::Json,
+    )
+    .await;
+    assert!(config_only.is_empty(), "{config_only:?}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn neighbors_and_the_loc_rib_are_read_only() {
+    let server = with_bgp().await;
+    let mut c = server.client().await;
+    let before = server.history().len();
+    for (p, v) in [
+        (
+            format!("{UPLINK}/ipv4/neighbors/neighbor[ip=192.0.2.9]/state/link-layer-address"),
+            json!("02:00:00:00:00:09"),
+        ),
+        (
+            format!("{UPLINK}/ipv4/neighbors"),
+            json!({"neighbor": [{"ip": "192.0.2.9"}]}),
+        ),
+        (
+            format!("{LOC_RIB_V4}/route[prefix=198.18.0.0/16][origin=192.0.2.2][path-id=0]/state/valid-route"),
+            json!(false),
+        ),
+    ] {
+        let err = c
+            .set(set_request(&[], vec![], vec![json_update(&p, v)]))
+            .await
+            .expect_err("read-only");
+        assert_eq!(err.code(), Code::InvalidArgument, "{p}: {}", err.message());
+        assert!(err.message().contains("read-only"), "{p}: {}", err.message());
+    }
+    let err = c
+        .set(set_request(
+            &[&format!("{UPLINK}/ipv4/neighbors/neighbor[ip=192.0.2.2]")],
+            vec![],
+            vec![],
+        ))
+        .await
+        .expect_err("read-only");
+    assert_eq!(err.code(), Code::InvalidArgument, "{}", err.message());
+    assert!(err.message().contains("read-only"), "{}", err.message());
+    assert_eq!(server.history().len(), before, "nothing committed");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_loc_rib_is_served_per_family() {
+    let server = with_bgp().await;
+    let mut c = server.client().await;
+    let route = get_one(
+        &mut c,
+        &format!("{LOC_RIB_V4}/route[prefix=198.18.0.0/16][origin=192.0.2.2][path-id=0]/state"),
+    )
+    .await;
+    assert_eq!(route["prefix"], json!("198.18.0.0/16"));
+    assert_eq!(route["origin"], json!("192.0.2.2"));
+    assert_eq!(route["path-id"], json!(0));
+    assert_eq!(route["valid-route"], json!(true));
+    // Its attributes, through its attribute set.
+    let index = route["attr-index"].as_u64().expect("attr-index");
+    let rib = "/network-instances/network-instance[name=DEFAULT]/protocols/protocol[identifier=BGP][name=BGP]/bgp/rib";
+    let attrs = get_one(
+        &mut c,
+        &format!("{rib}/attr-sets/attr-set[index={index}]/state"),
+    )
+    .await;
+    assert_eq!(attrs["next-hop"], json!("192.0.2.2"));
+    assert_eq!(attrs["local-pref"], json!(200));
+    assert_eq!(attrs["med"], json!(10));
+    assert_eq!(attrs["origin"], json!("IGP"));
+
+    // A network this speaker originates: origin BGP.
+    let local = get(
+        &mut c,
+        &format!("{LOC_RIB_V4}/route[prefix=203.0.113.0/24]/state/origin"),
+    )
+    .await;
+    assert_eq!(local.len(), 1, "{local:?}");
+    assert_eq!(local[0].1, json!("BGP"));
+    assert!(local[0].0.contains("[origin=BGP]"), "{local:?}");
+
+    // IPv6 routes only under IPV6_UNICAST.
+    let v4: Vec<serde_json::Value> = get(&mut c, &format!("{LOC_RIB_V4}/route/state/prefix"))
+        .await
+        .into_iter()
+        .map(|(_, v)| v)
+        .collect();
+    assert_eq!(v4, [json!("198.18.0.0/16"), json!("203.0.113.0/24")]);
+    let v6 = get(
+        &mut c,
+        &format!("{rib}/afi-safis/afi-safi[afi-safi-name=IPV6_UNICAST]/ipv6-unicast/loc-rib/routes/route/state"),
+    )
+    .await;
+    assert_eq!(v6.len(), 1, "{v6:?}");
+    assert_eq!(v6[0].1["prefix"], json!("2001:db8:99::/48"));
+    let ietf = get_typed(
+        &mut c,
+        &format!("{LOC_RIB_V4}/route[prefix=203.0.113.0/24]/state/origin"),
+        DataType::All,
+        Encoding::JsonIetf,
+    )
+    .await;
+    assert_eq!(ietf[0].1, json!("openconfig-policy-types:BGP"));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn only_requests_that_can_reach_the_rib_read_it() {
+    let (server, counting) = start_counting().await;
+    set_up(&server).await;
+    let mut c = server.client().await;
+    let _ = get(&mut c, &format!("{BGP}/neighbors")).await;
+    let _ = get(&mut c, "/interfaces").await;
+    let _ = get(&mut c, &format!("{UPLINK}/ipv4/neighbors")).await;
+    assert_eq!(counting.rib_reads(), 0);
+    let mut sub = stream::open(
+        &mut c,
+        Mode::Once,
+        SubscriptionMode::TargetDefined,
+        0,
+        &format!("{BGP}/global"),
+    )
+    .await;
+    while sub.next().await.is_ok() {}
+    assert_eq!(counting.rib_reads(), 0);
+    let rows = get(&mut c, &format!("{LOC_RIB_V4}/route/state/prefix")).await;
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(counting.rib_reads(), 1);
+    let _ = get(&mut c, "/").await;
+    assert_eq!(counting.rib_reads(), 2);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn subscribe_once_and_sample_serve_neighbors_and_the_loc_rib() {
+    let server = with_bgp().await;
+    let mut c = server.client().await;
+    let mut sub = stream::open(
+        &mut c,
+        Mode::Once,
+        SubscriptionMode::TargetDefined,
+        0,
+        &format!("{UPLINK}/ipv6/neighbors/neighbor[ip=*]/state/neighbor-state"),
+    )
+    .await;
+    let first = sub.next().await.expect("open").expect("an update");
+    assert_eq!(
+        first.values().collect::<Vec<_>>(),
+        [&json!("PROBE")],
+        "{first:?}"
+    );
+    assert_eq!(sub.next().await, Ok(None), "sync_response");
+    assert_eq!(sub.next().await, Err(()), "ONCE ends");
+
+    let mut sub = stream::open(
+        &mut c,
+        Mode::Stream,
+        SubscriptionMode::Sample,
+        100,
+        &format!("{LOC_RIB_V4}/route[prefix=*][origin=*][path-id=*]/state/prefix"),
+    )
+    .await;
+    let first = sub.next().await.expect("open").expect("an update");
+    assert_eq!(first.len(), 2, "{first:?}");
+    assert_eq!(sub.next().await, Ok(None), "sync_response");
+    let mut rib = loc_rib();
+    rib.push(BgpRoute {
+        prefix: "198.19.0.0/16".parse().expect("prefix"),
+        ..rib[0].clone()
+    });
+    server.backend.set_loc_rib(rib);
+    let mut seen = Vec::new();
+    for _ in 0..20 {
+        let m = sub.next().await.expect("open").expect("an update");
+        seen.extend(m.into_values());
+        if seen.contains(&json!("198.19.0.0/16")) {
+            break;
+        }
+    }
+    assert!(seen.contains(&json!("198.19.0.0/16")), "{seen:?}");
+    drop(sub);
     server.stop().await;
 }

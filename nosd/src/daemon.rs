@@ -293,6 +293,7 @@ pub async fn run(opts: Options) -> anyhow::Result<Exit> {
                 head_rx.clone(),
                 dh.clone(),
                 bgp_q_tx.clone(),
+                host_q_tx.clone(),
                 port_events_rx,
                 shutdown_rx.clone(),
             );

@@ -12,8 +12,12 @@
 //!   when it is installed in the forwarding target and administratively up;
 //!   its counters are the target's.
 //! - BGP state (session state, prefix counts) comes from the speaker's
-//!   summary; the installed forwarding table (openconfig-aft) from the
-//!   driver's installed model, read only for requests that reach it.
+//!   summary, its Loc-RIB from the speaker's route rows (`show bgp routes`,
+//!   read only for requests that reach `bgp/rib`); the installed forwarding
+//!   table (openconfig-aft) from the driver's installed model, read only
+//!   for requests that reach it.
+//! - Neighbors (openconfig-if-ip `neighbors`) come from the host stack, as
+//!   `show neighbors` does.
 //! - Change notifications ([`gnmi_server::Backend::changes`]), which drive
 //!   ON_CHANGE subscriptions: every commit the config task publishes, every
 //!   port the driver installs or removes, and a counter refresh every
@@ -29,7 +33,7 @@
 //!   again (see `nosd run --help`).
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -38,13 +42,15 @@ use anyhow::Context;
 use gnmi_server::gnoi::{RebootHook, RebootOrder, SystemService};
 use gnmi_server::security::{Authenticator, ClientCa, ServerIdentity, User, Users, WithoutUsers};
 use gnmi_server::{
-    AftNextHop, Afts, BgpFamily, BgpNeighborState, BgpPrefixes, BgpState, CommitError, Generation,
-    GnmiService, InterfaceCounters, InterfaceState, OperStatus, SessionState, State,
+    AftNextHop, Afts, BgpFamily, BgpNeighborState, BgpOrigin, BgpPrefixes, BgpRoute, BgpState,
+    CommitError, Generation, GnmiService, InterfaceCounters, InterfaceState, LocRib, Neighbor,
+    NeighborOrigin, NeighborState, OperStatus, SessionState, State,
 };
 use nos_core::config::{Config, DEFAULT_VRF};
 use nos_core::driver::DriverHandle;
 use nos_core::model::{ForwardingState, RifKind, RouteAction, VrfId};
-use routing::bgp::speaker::{BgpQuery, Summary};
+use routing::bgp::speaker::{BgpQuery, RouteRow, Summary};
+use routing::host::{HostQuery, NeighborRow};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tonic::transport::server::TcpIncoming;
@@ -74,8 +80,10 @@ pub struct DaemonBackend {
     config: mpsc::Sender<ConfigCmd>,
     head: watch::Receiver<Head>,
     driver: DriverHandle,
-    /// The BGP speaker's queries (session state, prefix counts).
+    /// The BGP speaker's queries (session state, prefix counts, Loc-RIB).
     bgp: mpsc::Sender<BgpQuery>,
+    /// The host stack's queries (ARP / neighbor-discovery entries).
+    host: mpsc::Sender<HostQuery>,
     boot_time_ns: u64,
     changes: watch::Receiver<Generation>,
 }
@@ -90,6 +98,7 @@ impl DaemonBackend {
         head: watch::Receiver<Head>,
         driver: DriverHandle,
         bgp: mpsc::Sender<BgpQuery>,
+        host: mpsc::Sender<HostQuery>,
         port_events: watch::Receiver<u64>,
         shutdown: watch::Receiver<bool>,
     ) -> Self {
@@ -107,6 +116,7 @@ impl DaemonBackend {
             head,
             driver,
             bgp,
+            host,
             boot_time_ns,
             changes,
         }
@@ -249,10 +259,27 @@ impl gnmi_server::Backend for DaemonBackend {
         } else {
             None
         };
+        let (tx, rx) = oneshot::channel();
+        let neighbors = match self.host.send(HostQuery::Neighbors(tx)).await {
+            Ok(()) => neighbors(rx.await.unwrap_or_default()),
+            Err(_) => BTreeMap::new(),
+        };
         State {
             interfaces,
             boot_time_ns: Some(self.boot_time_ns),
             bgp,
+            neighbors,
+        }
+    }
+
+    async fn loc_rib(&self) -> LocRib {
+        if self.head.borrow().config.bgp.is_none() {
+            return LocRib::new();
+        }
+        let (tx, rx) = oneshot::channel();
+        match self.bgp.send(BgpQuery::Routes(None, tx)).await {
+            Ok(()) => loc_rib(rx.await.unwrap_or_default()),
+            Err(_) => LocRib::new(),
         }
     }
 
@@ -270,6 +297,61 @@ impl gnmi_server::Backend for DaemonBackend {
     fn changes(&self) -> watch::Receiver<Generation> {
         self.changes.clone()
     }
+}
+
+/// The host stack's neighbor rows (what `nosctl show neighbors` shows) by
+/// router interface and address. Failed resolutions are left out: they
+/// are no neighbor, and openconfig-if-ip has no state for them.
+fn neighbors(rows: Vec<NeighborRow>) -> BTreeMap<String, BTreeMap<IpAddr, Neighbor>> {
+    let mut out: BTreeMap<String, BTreeMap<IpAddr, Neighbor>> = BTreeMap::new();
+    for r in rows {
+        let state = match r.state {
+            "incomplete" => NeighborState::Incomplete,
+            "reachable" => NeighborState::Reachable,
+            "probe" => NeighborState::Probe,
+            "stale" => NeighborState::Stale,
+            "delay" => NeighborState::Delay,
+            _ => continue,
+        };
+        out.entry(r.interface).or_default().insert(
+            r.address,
+            Neighbor {
+                link_layer_address: r.mac.map(|m| m.to_string()),
+                // The host stack learns every entry; none is configured.
+                origin: NeighborOrigin::Dynamic,
+                state,
+            },
+        );
+    }
+    out
+}
+
+/// The speaker's route rows (what `nosctl show bgp routes` shows) as the
+/// Loc-RIB: the paths it selected (best or equal-cost).
+fn loc_rib(rows: Vec<RouteRow>) -> LocRib {
+    rows.into_iter()
+        .filter(|r| r.multipath)
+        .filter_map(|r| {
+            let prefix = r.prefix.parse().ok()?;
+            let peer: Option<IpAddr> = match r.peer.as_str() {
+                "local" => None,
+                p => Some(p.parse().ok()?),
+            };
+            Some(BgpRoute {
+                prefix,
+                peer,
+                path_id: 0,
+                origin: match r.origin.as_str() {
+                    "i" => BgpOrigin::Igp,
+                    "e" => BgpOrigin::Egp,
+                    _ => BgpOrigin::Incomplete,
+                },
+                next_hop: peer.and(r.next_hop.parse().ok()),
+                local_pref: Some(r.local_pref),
+                med: r.med,
+            })
+        })
+        .collect()
 }
 
 /// The speaker's summary as the gNMI server's BGP state.

@@ -333,3 +333,69 @@ pub fn set_request(delete: &[&str], replace: Vec<Update>, update: Vec<Update>) -
 
 pub const ETH1: &str = "/interfaces/interface[name=eth1]";
 pub const DEFAULT_STATIC: &str = "/network-instances/network-instance[name=DEFAULT]/protocols/protocol[identifier=STATIC][name=STATIC]/static-routes";
+
+/// A [`StoreBackend`] that counts how often the large tables (forwarding
+/// tables, Loc-RIB) are read.
+pub struct Counting {
+    pub inner: Arc<StoreBackend>,
+    pub afts_reads: std::sync::atomic::AtomicUsize,
+    pub rib_reads: std::sync::atomic::AtomicUsize,
+}
+
+impl Counting {
+    pub fn rib_reads(&self) -> usize {
+        self.rib_reads.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+#[tonic::async_trait]
+impl Backend for Counting {
+    async fn config(&self) -> (Config, Option<u64>) {
+        self.inner.config().await
+    }
+
+    async fn commit(
+        &self,
+        config: Config,
+        message: String,
+        expected: Option<u64>,
+    ) -> Result<u64, gnmi_server::CommitError> {
+        self.inner.commit(config, message, expected).await
+    }
+
+    async fn state(&self) -> gnmi_server::State {
+        self.inner.state().await
+    }
+
+    async fn afts(&self) -> gnmi_server::Afts {
+        self.afts_reads
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.afts().await
+    }
+
+    async fn loc_rib(&self) -> gnmi_server::LocRib {
+        self.rib_reads
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.loc_rib().await
+    }
+
+    fn changes(&self) -> tokio::sync::watch::Receiver<gnmi_server::Generation> {
+        self.inner.changes()
+    }
+}
+
+/// [`start`], the service reading through a [`Counting`] backend.
+pub async fn start_counting() -> (Running, Arc<Counting>) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = ConfigStore::open(&dir.path().join("store")).expect("open store");
+    let base = Config::from_yaml(BASE).expect("base config");
+    store.commit(&base, Some("base")).expect("commit base");
+    let inner = Arc::new(StoreBackend::new(store).expect("backend"));
+    let counting = Arc::new(Counting {
+        inner: inner.clone(),
+        afts_reads: Default::default(),
+        rib_reads: Default::default(),
+    });
+    let server = start_with(inner, counting.clone(), dir).await;
+    (server, counting)
+}
