@@ -366,6 +366,7 @@ async fn nosd_serves_gnmi_on_its_config_store() {
     std::fs::write(
         &file,
         "system:\n  hostname: from-nosctl\nbgp:\n  asn: 65000\n  router_id: 192.0.2.1\n  \
+         networks: [198.51.100.0/24]\n  \
          neighbors:\n    - address: 192.0.2.2\n      remote_as: 65001\n      \
          description: transit\n      password: e2e-secret\nstatic_routes:\n  - prefix: \
          203.0.113.0/24\n    blackhole: true\n",
@@ -441,6 +442,53 @@ async fn nosd_serves_gnmi_on_its_config_store() {
     };
     let value = json_of(installed.notification[0].update[0].val.as_ref());
     assert_eq!(value, serde_json::json!({"prefix": "203.0.113.0/24"}));
+
+    // The speaker's Loc-RIB (openconfig-rib-bgp): the network it
+    // originates, as `nosctl show bgp routes` shows it.
+    let mut route = neighbor(&[]);
+    route.elem.truncate(5);
+    route.elem.extend(path(&["rib", "afi-safis"]).elem);
+    route.elem.push(PathElem {
+        name: "afi-safi".into(),
+        key: [("afi-safi-name".to_owned(), "IPV4_UNICAST".to_owned())].into(),
+    });
+    route
+        .elem
+        .extend(path(&["ipv4-unicast", "loc-rib", "routes"]).elem);
+    route.elem.push(PathElem {
+        name: "route".into(),
+        key: [
+            ("prefix".to_owned(), "198.51.100.0/24".to_owned()),
+            ("origin".to_owned(), "BGP".to_owned()),
+            ("path-id".to_owned(), "0".to_owned()),
+        ]
+        .into(),
+    });
+    route.elem.extend(path(&["state", "valid-route"]).elem);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let valid = loop {
+        match client
+            .get(GetRequest {
+                path: vec![route.clone()],
+                encoding: Encoding::Json as i32,
+                ..Default::default()
+            })
+            .await
+        {
+            Ok(r) => break json_of(r.into_inner().notification[0].update[0].val.as_ref()),
+            Err(e) if e.code() == Code::NotFound && std::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("the originated network never showed in the Loc-RIB: {e}"),
+        }
+    };
+    assert_eq!(valid, Json::Bool(true));
+    let rows = nosd.nosctl(&["show", "bgp", "routes"]);
+    assert!(
+        rows.as_array()
+            .is_some_and(|r| r.iter().any(|r| r["prefix"] == "198.51.100.0/24")),
+        "{rows}"
+    );
 
     // SIGTERM with the subscription still open: nosd still stops cleanly.
     nosd.stop();
