@@ -30,7 +30,9 @@ pub struct Model {
 /// in these releases and in the newer ones. BGP (openconfig-bgp) and the
 /// forwarding table (openconfig-aft) are served inside
 /// openconfig-network-instance, whose namespace their nodes take;
-/// openconfig-aft is listed for the AFT structure those nodes follow.
+/// openconfig-aft is listed for the AFT structure those nodes follow, and
+/// openconfig-rib-bgp (0.9.0, read from openconfig/public) for the BGP
+/// `rib` (Loc-RIB, attribute sets) the same way.
 /// `/routing-policy` is openconfig-routing-policy, its
 /// `bgp-defined-sets` and BGP conditions and actions
 /// openconfig-bgp-policy (6.2.0, read from openconfig/public).
@@ -77,6 +79,11 @@ pub const SUPPORTED_MODELS: &[Model] = &[
         name: "openconfig-aft",
         version: "1.0.0",
         revision: "2022-03-29",
+    },
+    Model {
+        name: "openconfig-rib-bgp",
+        version: "0.9.0",
+        revision: "2022-11-21",
     },
 ];
 

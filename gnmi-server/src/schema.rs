@@ -3,8 +3,9 @@
 //! Node names, list keys, leaf types and the `config false` subtrees follow
 //! the OpenConfig YANG modules (openconfig/public `release/models`):
 //! openconfig-interfaces, openconfig-if-ip (the `ipv4`/`ipv6` augments of a
-//! subinterface), openconfig-network-instance with the static routes of
-//! openconfig-local-routing, and openconfig-system. Only the leaves the
+//! subinterface: addresses and neighbors), openconfig-network-instance with
+//! the static routes of openconfig-local-routing, BGP (with the
+//! openconfig-rib-bgp Loc-RIB) and openconfig-aft, and openconfig-system. Only the leaves the
 //! router's configuration and state can back are listed; every other node of
 //! those modules is "not served" (a path to it is unknown to this server).
 
@@ -1417,6 +1418,8 @@ mod tests {
         // namespace (it `uses` the AFT groupings); it is advertised for the
         // structure they follow.
         served.insert("openconfig-aft");
+        // Likewise openconfig-rib-bgp for the BGP `rib`.
+        served.insert("openconfig-rib-bgp");
         let advertised: std::collections::BTreeSet<&str> = crate::capabilities::SUPPORTED_MODELS
             .iter()
             .map(|m| m.name)

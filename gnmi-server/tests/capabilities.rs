@@ -38,6 +38,7 @@ async fn capabilities_over_grpc() {
             "openconfig-bgp-policy",
             "openconfig-system",
             "openconfig-aft",
+            "openconfig-rib-bgp",
         ]
     );
     for (got, want) in caps.supported_models.iter().zip(SUPPORTED_MODELS) {
