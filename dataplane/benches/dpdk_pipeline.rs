@@ -17,13 +17,14 @@
 //!
 //! Run with `cargo bench -p dataplane --features dpdk --bench dpdk_pipeline`.
 
+mod common;
+
 use dataplane::backend::{ManualWorker, PacketIo, Received, RxBurst, TxFrames};
 use dataplane::dpdk::{self, DpdkPort, Eal, MbufBurst, Ring};
 use dataplane::X86Backend;
 use nos_core::{
     AclAction, AclId, AclMatch, AclRule, AclStage, Backend, ForwardingState, GroupId, GroupMember,
-    MacAddr, Neighbor, NextHop, NextHopGroup, NextHopId, Object, Port, PortId, RifId, RifKind,
-    Route, RouteAction, RouterInterface, Vrf, VrfId,
+    NextHopGroup, NextHopId, Object, PortId, Route, RouteAction, VrfId,
 };
 use std::collections::HashSet;
 use std::process::Command;
@@ -72,41 +73,7 @@ fn prefixes(rng: &mut Rng) -> Vec<(u32, u8)> {
 }
 
 fn state(table: &[(u32, u8)]) -> ForwardingState {
-    let mut objs = vec![Object::Vrf(Vrf {
-        id: VrfId::DEFAULT,
-        name: "default".into(),
-    })];
-    for p in 1..=2u32 {
-        objs.push(Object::Port(Port {
-            id: PortId(p),
-            name: format!("p{p}"),
-            mtu: 1500,
-            admin_up: true,
-        }));
-        objs.push(Object::Rif(RouterInterface {
-            id: RifId(p),
-            name: format!("rif{p}"),
-            vrf: VrfId::DEFAULT,
-            kind: RifKind::Port { port: PortId(p) },
-            mac: MacAddr([2, 0, 0, 0, 0, p as u8]),
-            mtu: 1500,
-            admin_up: true,
-        }));
-    }
-    for v in 0..NEXT_HOPS {
-        let ip = std::net::Ipv4Addr::from(0x0a00_0200 + v);
-        objs.push(Object::Neighbor(Neighbor {
-            rif: RifId(2),
-            ip: ip.into(),
-            mac: MacAddr([2, 0xaa, 0, 0, 0, v as u8]),
-            port: None,
-        }));
-        objs.push(Object::NextHop(NextHop {
-            id: NextHopId(v),
-            rif: RifId(2),
-            ip: ip.into(),
-        }));
-    }
+    let mut objs = common::two_ports(NEXT_HOPS);
     for g in 0..GROUPS {
         objs.push(Object::Group(NextHopGroup {
             id: GroupId(g),

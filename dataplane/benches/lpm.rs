@@ -5,12 +5,14 @@
 //!
 //! Run with `cargo bench -p dataplane --bench lpm`.
 
+mod common;
+
 use dataplane::backend::X86Backend;
 use dataplane::engine::lpm::{Lpm4, Lpm6, Prefix, PrefixMap};
 use dataplane::engine::{process, Counters, Tables, Verdict};
 use nos_core::{
-    Backend, Delta, ForwardingState, MacAddr, Neighbor, NextHop, NextHopId, Object, ObjectKey,
-    Port, PortId, RifId, RifKind, Route, RouteAction, RouteKey, RouterInterface, Vrf, VrfId,
+    Backend, Delta, ForwardingState, NextHopId, Object, ObjectKey, PortId, Route, RouteAction,
+    RouteKey, VrfId,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -281,41 +283,7 @@ fn bench_ipv6(rng: &mut StdRng) {
 /// A forwarding state with two port interfaces, `VALUES` next hops and the IPv4
 /// table's prefixes as routes.
 fn full_state(table: &[Prefix<u32>]) -> ForwardingState {
-    let mut objs = vec![Object::Vrf(Vrf {
-        id: VrfId::DEFAULT,
-        name: "default".into(),
-    })];
-    for p in 1..=2u32 {
-        objs.push(Object::Port(Port {
-            id: PortId(p),
-            name: format!("eth{p}"),
-            mtu: 1500,
-            admin_up: true,
-        }));
-        objs.push(Object::Rif(RouterInterface {
-            id: RifId(p),
-            name: format!("rif{p}"),
-            vrf: VrfId::DEFAULT,
-            kind: RifKind::Port { port: PortId(p) },
-            mac: MacAddr([2, 0, 0, 0, 0, p as u8]),
-            mtu: 1500,
-            admin_up: true,
-        }));
-    }
-    for v in 0..VALUES {
-        let ip = std::net::Ipv4Addr::from(0x0a00_0200 + v);
-        objs.push(Object::Neighbor(Neighbor {
-            rif: RifId(2),
-            ip: ip.into(),
-            mac: MacAddr([2, 0xaa, 0, 0, 0, v as u8]),
-            port: None,
-        }));
-        objs.push(Object::NextHop(NextHop {
-            id: NextHopId(v),
-            rif: RifId(2),
-            ip: ip.into(),
-        }));
-    }
+    let mut objs = common::two_ports(VALUES);
     for &(a, l, v) in table {
         objs.push(Object::Route(Route {
             vrf: VrfId::DEFAULT,

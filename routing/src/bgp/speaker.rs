@@ -1289,21 +1289,7 @@ impl Speaker {
         let Some(p) = self.peers.get_mut(&peer) else {
             return;
         };
-        match want {
-            Some(a) => {
-                if p.adj_out.get(&pfx).is_some_and(|old| **old == a) {
-                    return;
-                }
-                let arc = intern(&mut self.interned, a);
-                p.adj_out.insert(pfx, arc.clone());
-                out.announce(peer, pfx, arc);
-            }
-            None => {
-                if p.adj_out.remove(&pfx).is_some() {
-                    out.withdraw(peer, pfx);
-                }
-            }
-        }
+        offer(p, &mut self.interned, peer, pfx, want, out);
     }
 
     /// Sends or withdraws the conditional default route to one neighbor.
@@ -1326,21 +1312,7 @@ impl Speaker {
                 }
                 Some(a)
             });
-        match want {
-            Some(a) => {
-                if p.adj_out.get(&pfx).is_some_and(|old| **old == a) {
-                    return;
-                }
-                let arc = intern(&mut self.interned, a);
-                p.adj_out.insert(pfx, arc.clone());
-                out.announce(peer, pfx, arc);
-            }
-            None => {
-                if p.adj_out.remove(&pfx).is_some() {
-                    out.withdraw(peer, pfx);
-                }
-            }
-        }
+        offer(p, &mut self.interned, peer, pfx, want, out);
     }
 
     /// Re-evaluates whether an upstream is up; on a change, sends or withdraws
@@ -1536,6 +1508,33 @@ impl Speaker {
             }
         }
         rows
+    }
+}
+
+/// Brings the peer's Adj-RIB-Out entry for `pfx` to `want` (announce these
+/// attributes, or withdraw), queuing a message only when it changes.
+fn offer(
+    p: &mut Peer,
+    interned: &mut HashSet<Arc<PathAttrs>>,
+    peer: IpAddr,
+    pfx: IpNet,
+    want: Option<PathAttrs>,
+    out: &mut Outbox,
+) {
+    match want {
+        Some(a) => {
+            if p.adj_out.get(&pfx).is_some_and(|old| **old == a) {
+                return;
+            }
+            let arc = intern(interned, a);
+            p.adj_out.insert(pfx, arc.clone());
+            out.announce(peer, pfx, arc);
+        }
+        None => {
+            if p.adj_out.remove(&pfx).is_some() {
+                out.withdraw(peer, pfx);
+            }
+        }
     }
 }
 
