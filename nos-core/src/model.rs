@@ -9,6 +9,7 @@
 use crate::mac::MacAddr;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::net::IpAddr;
@@ -393,20 +394,20 @@ impl Object {
     }
 
     /// The objects this one refers to.
-    pub fn references(&self) -> Vec<ObjectKey> {
+    pub fn references(&self) -> References {
         match self {
-            Object::Port(_) | Object::Vrf(_) => Vec::new(),
+            Object::Port(_) | Object::Vrf(_) => References::new(),
             Object::Rif(r) => {
-                let mut v: Vec<ObjectKey> = r.ports().into_iter().map(ObjectKey::Port).collect();
+                let mut v: References = r.ports().into_iter().map(ObjectKey::Port).collect();
                 v.push(ObjectKey::Vrf(r.vrf));
                 v
             }
             Object::Neighbor(n) => {
-                let mut v = vec![ObjectKey::Rif(n.rif)];
+                let mut v: References = smallvec::smallvec![ObjectKey::Rif(n.rif)];
                 v.extend(n.port.map(ObjectKey::Port));
                 v
             }
-            Object::NextHop(n) => vec![ObjectKey::Rif(n.rif)],
+            Object::NextHop(n) => smallvec::smallvec![ObjectKey::Rif(n.rif)],
             Object::Group(g) => g
                 .members
                 .iter()
@@ -414,7 +415,7 @@ impl Object {
                 .collect(),
             Object::Route(r) => route_refs(r.vrf, r.action).collect(),
             Object::Acl(a) => {
-                let mut v = Vec::new();
+                let mut v = References::new();
                 v.extend(a.matches.in_port.map(ObjectKey::Port));
                 if let AclAction::SetVrf(vrf) = a.action {
                     v.push(ObjectKey::Vrf(vrf));
@@ -500,6 +501,21 @@ fn check_vlan(vlan: u16) -> Result<(), String> {
     }
 }
 
+/// What [`ForwardingState::insert`] requires of the object's presence.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Expect {
+    Any,
+    Absent,
+    Present,
+}
+
+/// What one object refers to (a route: its VRF and its next hop or group).
+pub type References = SmallVec<[ObjectKey; 4]>;
+
+/// Reference counts, keyed by small ids: a fast non-cryptographic hash
+/// (the keys come from the model, not from the network).
+type Users = HashMap<ObjectKey, u32, fxhash::FxBuildHasher>;
+
 fn route_refs(vrf: VrfId, action: RouteAction) -> impl Iterator<Item = ObjectKey> {
     let target = match action {
         RouteAction::NextHop(n) => Some(ObjectKey::NextHop(n)),
@@ -549,7 +565,7 @@ pub struct ForwardingState {
     routes: BTreeMap<RouteKey, RouteAction>,
     acls: BTreeMap<AclId, AclRule>,
     /// How many objects refer to each referenced object.
-    users: HashMap<ObjectKey, u32>,
+    users: Users,
 }
 
 impl PartialEq for ForwardingState {
@@ -651,25 +667,61 @@ impl ForwardingState {
     /// Inserts or replaces an object after checking its fields and references.
     /// Returns the object it replaced, if any.
     pub fn upsert(&mut self, obj: Object) -> Result<Option<Object>, ModelError> {
+        self.insert(obj, Expect::Any)
+    }
+
+    /// [`ForwardingState::upsert`] with a precondition on the object being
+    /// there, in one search of its map.
+    fn insert(&mut self, obj: Object, expect: Expect) -> Result<Option<Object>, ModelError> {
         let key = obj.key();
-        obj.check().map_err(|reason| ModelError::Invalid {
-            object: key,
-            reason,
-        })?;
-        // Router interfaces change the ports they use only if those exist; every
-        // reference is checked before anything is changed.
-        for r in obj.references() {
-            if !self.contains(&r) {
-                return Err(ModelError::MissingReference {
-                    object: key,
-                    missing: r,
-                });
-            }
-        }
-        for r in obj.references() {
-            *self.users.entry(r).or_insert(0) += 1;
+        let unmet = |key: ObjectKey| match expect {
+            Expect::Absent => ModelError::AlreadyExists(key),
+            _ => ModelError::NotFound(key),
+        };
+        let refs = obj.references();
+        let checked = obj
+            .check()
+            .map_err(|reason| ModelError::Invalid {
+                object: key,
+                reason,
+            })
+            .and_then(|()| {
+                // Router interfaces change the ports they use only if those
+                // exist; every reference is checked before anything changes.
+                match refs.iter().find(|r| !self.contains(r)) {
+                    Some(r) => Err(ModelError::MissingReference {
+                        object: key,
+                        missing: *r,
+                    }),
+                    None => Ok(()),
+                }
+            });
+        if let Err(e) = checked {
+            // The precondition is reported first, as a caller checking it
+            // beforehand would have.
+            return Err(match (expect, self.contains(&key)) {
+                (Expect::Absent, true) | (Expect::Present, false) => unmet(key),
+                _ => e,
+            });
         }
         let old = self.put(obj);
+        if matches!(
+            (expect, &old),
+            (Expect::Absent, Some(_)) | (Expect::Present, None)
+        ) {
+            match old {
+                Some(o) => {
+                    self.put(o);
+                }
+                None => {
+                    self.take(&key);
+                }
+            }
+            return Err(unmet(key));
+        }
+        for r in refs {
+            *self.users.entry(r).or_insert(0) += 1;
+        }
         if let Some(old) = &old {
             self.release(old);
         }
@@ -745,18 +797,8 @@ impl ForwardingState {
     pub fn apply(&mut self, delta: &crate::diff::Delta) -> Result<(), ModelError> {
         use crate::diff::Delta;
         match delta {
-            Delta::Create(o) => {
-                if self.contains(&o.key()) {
-                    return Err(ModelError::AlreadyExists(o.key()));
-                }
-                self.upsert(o.clone()).map(|_| ())
-            }
-            Delta::Modify(o) => {
-                if !self.contains(&o.key()) {
-                    return Err(ModelError::NotFound(o.key()));
-                }
-                self.upsert(o.clone()).map(|_| ())
-            }
+            Delta::Create(o) => self.insert(o.clone(), Expect::Absent).map(|_| ()),
+            Delta::Modify(o) => self.insert(o.clone(), Expect::Present).map(|_| ()),
             Delta::Delete(k) => self.remove(k).map(|_| ()),
         }
     }
@@ -784,7 +826,7 @@ impl ForwardingState {
 
     /// Re-checks every object and reference from scratch (for tests and audits).
     pub fn validate(&self) -> Result<(), ModelError> {
-        let mut users: HashMap<ObjectKey, u32> = HashMap::new();
+        let mut users = Users::default();
         for o in self.objects() {
             o.check().map_err(|reason| ModelError::Invalid {
                 object: o.key(),

@@ -164,7 +164,7 @@ async fn target() -> Target {
     let addr = listener.local_addr().expect("addr");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(
-        tonic::transport::Server::builder()
+        dataplane::p4rt::transport()
             .add_service(server.clone().into_service())
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
                 let _ = stopped.await;

@@ -35,11 +35,11 @@ use crate::p4info::{P4Names, Schema, SchemaError};
 use crate::packet::{decode_packet_in, encode_packet_out};
 use crate::ports::{PortMap, PortNumbering};
 use crate::reconcile::{compare, Divergence};
-use crate::write::{write_ordered, WriteOptions};
+use crate::write::{write_ordered, PhaseTracker, WriteOptions, WriteReport};
 use nos_core::backend::{BackendErrorKind, Capabilities, PacketInSink, PacketSender};
 use nos_core::{Backend, BackendError, Delta, ForwardingState, Object, ObjectKey};
 use p4runtime_proto::p4::v1 as p4;
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -506,6 +506,45 @@ impl Drop for Conn {
     }
 }
 
+/// Deltas compiled per slice of a large batch (see `Session::apply`): big
+/// enough for full Write batches, small enough that compiling the next slice
+/// overlaps the target's work on this one.
+const APPLY_SLICE: usize = 20_000;
+
+/// Slices written at once, when they are all of one phase.
+const SLICES_IN_FLIGHT: usize = 2;
+
+/// The writes of one slice, in flight.
+struct Writing {
+    /// The delta each update belongs to.
+    owners: Vec<usize>,
+    /// The slice is one phase (continuing the phase before it).
+    single: bool,
+    task: tokio::task::JoinHandle<WriteReport>,
+}
+
+impl Writing {
+    async fn await_report(self) -> (Vec<usize>, Option<WriteReport>) {
+        match self.task.await {
+            Ok(r) => (self.owners, Some(r)),
+            Err(e) => {
+                tracing::error!("a write task failed: {e}");
+                (self.owners, None)
+            }
+        }
+    }
+}
+
+/// What the settled slices of one apply add up to.
+#[derive(Default)]
+struct Settled {
+    /// A write found the target unavailable.
+    lost: bool,
+    /// Refusals logged one by one (the rest are counted).
+    logged: usize,
+    failures: usize,
+}
+
 struct Session {
     cfg: P4RuntimeConfig,
     shared: Arc<Shared>,
@@ -797,84 +836,101 @@ impl Session {
             }
             _ => original,
         };
-        let mut planned = Vec::new();
-        let mut owners = Vec::new();
+        // Slices of the batch are compiled and written in turn; a slice is
+        // compiled while the writes of the one before are in flight, and
+        // written once they are done, so the dependency order holds across
+        // slices as within one.
         let mut applied: Vec<(usize, Option<Object>)> = Vec::new();
-        for (i, d) in deltas.iter().enumerate() {
-            if results[i].is_err() {
-                continue;
-            }
-            match compiler.delta(&mut self.model, d) {
-                Ok(c) => {
-                    for u in c.updates {
-                        owners.push(i);
-                        planned.push(u);
+        let mut writing: VecDeque<Writing> = VecDeque::new();
+        let mut tracker = PhaseTracker::default();
+        let mut settled = Settled::default();
+        let mut at = 0;
+        while at < deltas.len() && !settled.lost {
+            let end = (at + APPLY_SLICE).min(deltas.len());
+            let mut planned = Vec::new();
+            let mut owners = Vec::new();
+            // Off the async worker, so the tasks writing the slice before
+            // (spawned on this worker) run meanwhile.
+            tokio::task::block_in_place(|| {
+                for (i, d) in deltas.iter().enumerate().take(end).skip(at) {
+                    if results[i].is_err() {
+                        continue;
                     }
-                    applied.push((i, c.previous));
+                    match compiler.delta(&mut self.model, d) {
+                        Ok(c) => {
+                            for u in c.updates {
+                                owners.push(i);
+                                planned.push(u);
+                            }
+                            applied.push((i, c.previous));
+                        }
+                        Err(e) => {
+                            tracing::warn!(delta = ?d, "cannot program this change: {e}");
+                            results[i] = Err(compile_error(e));
+                        }
+                    }
                 }
-                Err(e) => {
-                    tracing::warn!(delta = ?d, "cannot program this change: {e}");
-                    results[i] = Err(compile_error(e));
+            });
+            if !self.adopt.is_empty() {
+                let n = self.adopt(&mut planned, &mut owners);
+                self.shared
+                    .stats
+                    .adopted
+                    .fetch_add(n as u64, Ordering::Relaxed);
+            }
+            // A slice that is one phase continuing the phase in flight goes
+            // out beside it (a full table: one phase of routes); any other
+            // waits until everything before it is done.
+            let mut new_phases = planned.iter().map(|u| tracker.push(u));
+            let continues = new_phases.next() == Some(false) || planned.is_empty();
+            let single = continues && !new_phases.any(|cut| cut);
+            let overlaps = single && writing.iter().all(|w| w.single);
+            while !writing.is_empty() && (!overlaps || writing.len() >= SLICES_IN_FLIGHT) {
+                if let Some(w) = writing.pop_front() {
+                    self.settle(w.await_report().await, deltas, &mut results, &mut settled);
                 }
             }
-        }
-        if !self.adopt.is_empty() {
-            let n = self.adopt(&mut planned, &mut owners);
+            if settled.lost {
+                // This slice, compiled but not sent, is refused below with
+                // the rest.
+                break;
+            }
+            let c = client.clone();
+            let opts = self.cfg.write;
             self.shared
                 .stats
-                .adopted
-                .fetch_add(n as u64, Ordering::Relaxed);
+                .updates_written
+                .fetch_add(planned.len() as u64, Ordering::Relaxed);
+            writing.push_back(Writing {
+                owners,
+                single,
+                task: tokio::spawn(async move { write_ordered(&c, planned, opts).await }),
+            });
+            at = end;
         }
-        let sent = planned.len();
-        let report = write_ordered(&client, planned, self.cfg.write).await;
-        let stats = &self.shared.stats;
-        stats
-            .updates_written
-            .fetch_add(sent as u64, Ordering::Relaxed);
-        stats
-            .write_rpcs
-            .fetch_add(report.rpcs as u64, Ordering::Relaxed);
-        stats
-            .updates_failed
-            .fetch_add(report.failures() as u64, Ordering::Relaxed);
-        let mut logged = 0;
-        let mut lost = false;
-        for (j, r) in report.results.iter().enumerate() {
-            let Err(e) = r else { continue };
-            let i = owners[j];
-            // UNAVAILABLE: the connection is gone. (PERMISSION_DENIED, a
-            // deposed primary, is followed by the arbitration update that
-            // takes the session out of the ready state.)
-            if e.code == Code::Unavailable {
-                lost = true;
-            }
-            if logged < 20 {
-                let entry = report
-                    .failed
-                    .iter()
-                    .find(|(k, _)| *k == j)
-                    .and_then(|(_, u)| u.entity.as_ref())
-                    .map(|e| self.describe(e))
-                    .unwrap_or_else(|| "(entry not kept)".into());
-                tracing::warn!(delta = ?deltas[i], entry = %entry, "the target refused an update: {e}");
-                logged += 1;
-            }
-            if results[i].is_ok() {
-                results[i] = Err(update_error(e));
+        while let Some(w) = writing.pop_front() {
+            self.settle(w.await_report().await, deltas, &mut results, &mut settled);
+        }
+        for r in results.iter_mut().skip(at) {
+            if r.is_ok() {
+                *r = Err(unavailable("not sent: the P4Runtime target is unavailable"));
             }
         }
-        if report.failures() > logged {
-            tracing::warn!("{} more refused updates", report.failures() - logged);
+        if settled.failures > settled.logged {
+            tracing::warn!("{} more refused updates", settled.failures - settled.logged);
         }
+        let lost = settled.lost;
         // Take the refused deltas back out of the model, newest first; a
         // later delta of the same object that went through stands.
-        let mut stands: HashSet<ObjectKey> = HashSet::new();
-        for (i, previous) in applied.iter().rev() {
-            let d = &deltas[*i];
-            if results[*i].is_ok() {
-                stands.insert(d.key());
-            } else if !stands.contains(&d.key()) {
-                undo(&mut self.model, d, previous);
+        if results.iter().any(|r| r.is_err()) {
+            let mut stands: HashSet<ObjectKey> = HashSet::new();
+            for (i, previous) in applied.iter().rev() {
+                let d = &deltas[*i];
+                if results[*i].is_ok() {
+                    stands.insert(d.key());
+                } else if !stands.contains(&d.key()) {
+                    undo(&mut self.model, d, previous);
+                }
             }
         }
         if let Some(map) = &self.shared.ports {
@@ -897,6 +953,57 @@ impl Session {
             self.conn = None;
         }
         results
+    }
+
+    /// Takes one slice's write report into the per-delta `results`.
+    fn settle(
+        &self,
+        (owners, report): (Vec<usize>, Option<WriteReport>),
+        deltas: &[Delta],
+        results: &mut [Result<(), BackendError>],
+        s: &mut Settled,
+    ) {
+        let Some(report) = report else {
+            for i in owners {
+                results[i] = Err(BackendError::new(
+                    BackendErrorKind::Internal,
+                    "the task writing this change failed",
+                ));
+            }
+            return;
+        };
+        let stats = &self.shared.stats;
+        stats
+            .write_rpcs
+            .fetch_add(report.rpcs as u64, Ordering::Relaxed);
+        stats
+            .updates_failed
+            .fetch_add(report.failures() as u64, Ordering::Relaxed);
+        s.failures += report.failures();
+        for (j, r) in report.results.iter().enumerate() {
+            let Err(e) = r else { continue };
+            let i = owners[j];
+            // UNAVAILABLE: the connection is gone. (PERMISSION_DENIED, a
+            // deposed primary, is followed by the arbitration update that
+            // takes the session out of the ready state.)
+            if e.code == Code::Unavailable {
+                s.lost = true;
+            }
+            if s.logged < 20 {
+                let entry = report
+                    .failed
+                    .iter()
+                    .find(|(k, _)| *k == j)
+                    .and_then(|(_, u)| u.entity.as_ref())
+                    .map(|e| self.describe(e))
+                    .unwrap_or_else(|| "(entry not kept)".into());
+                tracing::warn!(delta = ?deltas[i], entry = %entry, "the target refused an update: {e}");
+                s.logged += 1;
+            }
+            if results[i].is_ok() {
+                results[i] = Err(update_error(e));
+            }
+        }
     }
 
     fn describe(&self, e: &p4::Entity) -> String {

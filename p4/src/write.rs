@@ -48,33 +48,57 @@ impl Default for WriteOptions {
     }
 }
 
+/// The phase being gathered (see the module docs), update by update.
+#[derive(Debug)]
+pub struct PhaseTracker {
+    keys: HashSet<u64>,
+    min_level: u8,
+    max_level: u8,
+    max_delete_level: Option<u8>,
+}
+
+impl Default for PhaseTracker {
+    fn default() -> Self {
+        Self {
+            keys: HashSet::new(),
+            min_level: u8::MAX,
+            max_level: 0,
+            max_delete_level: None,
+        }
+    }
+}
+
+impl PhaseTracker {
+    /// Takes `u` into the current phase; true when it had to start a new
+    /// one (it conflicts with an update of the phase before).
+    pub fn push(&mut self, u: &Planned) -> bool {
+        let is_delete = u.update.r#type == p4::update::Type::Delete as i32;
+        let l = u.level;
+        let conflict = !self.keys.is_empty()
+            && (self.keys.contains(&u.key)
+                || (!is_delete && self.min_level < l)
+                || (is_delete && self.max_level > l)
+                || self.max_delete_level.is_some_and(|d| d > l));
+        if conflict {
+            *self = Self::default();
+        }
+        self.keys.insert(u.key);
+        self.min_level = self.min_level.min(l);
+        self.max_level = self.max_level.max(l);
+        if is_delete {
+            self.max_delete_level = Some(self.max_delete_level.map_or(l, |d| d.max(l)));
+        }
+        conflict
+    }
+}
+
 /// The phase boundaries of `updates`: `phases[i]..phases[i+1]`.
 pub fn phases(updates: &[Planned]) -> Vec<usize> {
     let mut cuts = vec![0];
-    let mut keys: HashSet<u64> = HashSet::new();
-    let mut min_level = u8::MAX;
-    let mut max_level = 0u8;
-    let mut max_delete_level: Option<u8> = None;
+    let mut t = PhaseTracker::default();
     for (i, u) in updates.iter().enumerate() {
-        let is_delete = u.update.r#type == p4::update::Type::Delete as i32;
-        let l = u.level;
-        let conflict = !keys.is_empty()
-            && (keys.contains(&u.key)
-                || (!is_delete && min_level < l)
-                || (is_delete && max_level > l)
-                || max_delete_level.is_some_and(|d| d > l));
-        if conflict {
+        if t.push(u) {
             cuts.push(i);
-            keys.clear();
-            min_level = u8::MAX;
-            max_level = 0;
-            max_delete_level = None;
-        }
-        keys.insert(u.key);
-        min_level = min_level.min(l);
-        max_level = max_level.max(l);
-        if is_delete {
-            max_delete_level = Some(max_delete_level.map_or(l, |d| d.max(l)));
         }
     }
     cuts.push(updates.len());

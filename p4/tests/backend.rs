@@ -162,6 +162,69 @@ fn refused_updates_fail_their_deltas_and_show_as_not_installed() {
     rt.block_on(t.stop());
 }
 
+/// A batch of several slices (the backend compiles the next slice while the
+/// target takes the one before): what a later slice depends on, created in
+/// an earlier one, is in place first, and a refusal in a later slice fails
+/// its own delta only.
+#[test]
+fn a_batch_of_many_slices_keeps_its_order_and_per_delta_errors() {
+    let rt = runtime();
+    let t = rt.block_on(Target::start());
+    let mut b = start(config(&t));
+    let s = state();
+    all_ok(&b.apply(&deltas(&s)));
+    let prefix = |i: usize| format!("10.{}.{}.0/24", i >> 8, i & 255);
+    // An interface on a port the target lacks: refused, and so is what
+    // stands on it.
+    let mut batch = vec![
+        Delta::Create(port(9)),
+        Delta::Create(rif(9, 9)),
+        Delta::Create(next_hop(9, 9, "192.0.2.99")),
+    ];
+    for i in 0..30_000 {
+        let r = route(&prefix(i), RouteAction::NextHop(NextHopId(2)));
+        batch.push(Delta::Create(r));
+    }
+    // A next hop in the second slice, used by every route after it.
+    batch.push(Delta::Create(next_hop(50, 1, "192.0.2.50")));
+    for i in 30_000..60_000 {
+        let r = route(&prefix(i), RouteAction::NextHop(NextHopId(50)));
+        batch.push(Delta::Create(r));
+    }
+    let refused = batch.len();
+    batch.push(Delta::Create(route(
+        "172.16.0.0/16",
+        RouteAction::NextHop(NextHopId(9)),
+    )));
+    let r = b.apply(&batch);
+    assert_eq!(r.len(), batch.len());
+    assert_eq!(
+        r[1].as_ref().unwrap_err().kind,
+        BackendErrorKind::InvalidArgument
+    );
+    assert_eq!(r[2].as_ref().unwrap_err().kind, BackendErrorKind::NotFound);
+    assert_eq!(
+        r[refused].as_ref().unwrap_err().kind,
+        BackendErrorKind::NotFound
+    );
+    let failed: Vec<usize> = (0..r.len()).filter(|i| r[*i].is_err()).collect();
+    assert_eq!(failed, vec![1, 2, refused]);
+    let m = t.server.model();
+    assert_eq!(m.routes().len(), s.routes().len() + 60_000);
+    assert_eq!(
+        m.routes()[&nos_core::RouteKey {
+            vrf: nos_core::VrfId(0),
+            prefix: prefix(59_999).parse().unwrap()
+        }],
+        RouteAction::NextHop(NextHopId(50))
+    );
+    assert_eq!(b.read().unwrap().routes(), m.routes());
+    let a = b.audit(false).unwrap();
+    assert!(!a.diverged(), "{a:?}");
+    drop(b);
+    rt.block_on(t.stop());
+}
+
 #[test]
 fn a_reconnect_with_nothing_changed_writes_nothing() {
     let rt = runtime();

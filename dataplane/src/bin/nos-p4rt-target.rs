@@ -176,7 +176,7 @@ async fn run(args: Args) -> ExitCode {
     );
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let serve = tonic::transport::Server::builder()
+    let serve = dataplane::p4rt::transport()
         .add_service(server.clone().into_service())
         .serve_with_incoming_shutdown(
             tokio_stream::wrappers::TcpListenerStream::new(listener),

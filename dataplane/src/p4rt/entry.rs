@@ -15,6 +15,7 @@ use p4::field_match::FieldMatchType;
 use p4::table_action::Type as TableActionType;
 use p4runtime_proto::p4::config::v1::action_ref::Scope;
 use p4runtime_proto::p4::v1 as p4;
+use smallvec::SmallVec;
 
 /// The value of one key field; "don't care" is `None` in [`EntryKey`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -29,7 +30,9 @@ pub enum FieldValue {
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct EntryKey {
     /// One element per contract key field, in contract order.
-    pub fields: Box<[Option<FieldValue>]>,
+    /// Inline for up to two fields (every table but the ACLs): keys are
+    /// compared in place when a table is searched.
+    pub fields: SmallVec<[Option<FieldValue>; 2]>,
     pub priority: i32,
 }
 
@@ -47,7 +50,7 @@ impl EntryKey {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ActionCall {
     pub kind: ActionKind,
-    pub params: Box<[u128]>,
+    pub params: SmallVec<[u128; 2]>,
 }
 
 /// A one-shot action set, as written.
@@ -150,7 +153,7 @@ pub fn decode_key(
 ) -> Result<EntryKey, RpcError> {
     let ids = &pipe.table(kind).field_ids;
     let specs = kind.keys();
-    let mut fields: Vec<Option<FieldValue>> = vec![None; specs.len()];
+    let mut fields: SmallVec<[Option<FieldValue>; 2]> = smallvec::smallvec![None; specs.len()];
     for m in &te.r#match {
         let Some(i) = ids.iter().position(|id| *id == m.field_id) else {
             return Err(RpcError::invalid(format!(
@@ -189,7 +192,7 @@ pub fn decode_key(
         )));
     }
     Ok(EntryKey {
-        fields: fields.into_boxed_slice(),
+        fields,
         priority: te.priority,
     })
 }
@@ -305,7 +308,7 @@ pub fn decode_action_call(
     };
     let specs = action.params();
     let ids = pipe.param_ids(action);
-    let mut values: Vec<Option<u128>> = vec![None; specs.len()];
+    let mut values: SmallVec<[Option<u128>; 4]> = smallvec::smallvec![None; specs.len()];
     for p in &a.params {
         let Some(i) = ids.iter().position(|id| *id == p.param_id) else {
             return Err(RpcError::invalid(format!(
@@ -332,10 +335,10 @@ pub fn decode_action_call(
                 ))
             })
         })
-        .collect::<Result<Vec<u128>, RpcError>>()?;
+        .collect::<Result<SmallVec<[u128; 2]>, RpcError>>()?;
     Ok(ActionCall {
         kind: action,
-        params: params.into_boxed_slice(),
+        params,
     })
 }
 
@@ -758,7 +761,7 @@ mod tests {
             ok,
             StoredAction::Direct(ActionCall {
                 kind: ActionKind::SetPortAndSrcMac,
-                params: vec![1, 0x0200_0000_0001].into_boxed_slice()
+                params: smallvec::smallvec![1, 0x0200_0000_0001]
             })
         );
         let code = |a| {

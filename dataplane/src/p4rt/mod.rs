@@ -46,4 +46,4 @@ mod state;
 
 pub use error::RpcError;
 pub use packet::PacketInRelay;
-pub use server::{Options, PortConfig, ResponseStream, Server, StartError};
+pub use server::{transport, Options, PortConfig, ResponseStream, Server, StartError};

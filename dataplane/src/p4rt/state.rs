@@ -64,9 +64,13 @@ const NO_TAG_VLAN: u16 = 1;
 #[derive(Debug)]
 pub struct Applied {
     store: StoreUndo,
-    /// Deltas applied to the shadow model, each with the object it replaced.
-    model: Vec<(Delta, Option<Object>)>,
+    /// Where its deltas are in the batch's log (see [`State::update`]).
+    model: std::ops::Range<usize>,
 }
+
+/// The deltas a batch applied to the shadow model, each with the object it
+/// replaced, in order.
+pub type ModelLog = Vec<(Delta, Option<Object>)>;
 
 #[derive(Debug)]
 enum StoreUndo {
@@ -132,15 +136,16 @@ fn prefix_len(mask: u128, bits: u32) -> Option<u8> {
     (mask == expect).then_some(ones as u8)
 }
 
-fn vrfs_of(o: &Object) -> Vec<VrfId> {
+/// The VRF an object puts into use (one at most).
+fn vrf_of(o: &Object) -> Option<VrfId> {
     match o {
-        Object::Rif(r) => vec![r.vrf],
-        Object::Route(r) => vec![r.vrf],
+        Object::Rif(r) => Some(r.vrf),
+        Object::Route(r) => Some(r.vrf),
         Object::Acl(a) => match a.action {
-            AclAction::SetVrf(v) => vec![v],
-            _ => Vec::new(),
+            AclAction::SetVrf(v) => Some(v),
+            _ => None,
         },
-        _ => Vec::new(),
+        _ => None,
     }
 }
 
@@ -218,7 +223,7 @@ pub fn backend_error(e: &BackendError) -> RpcError {
 
 fn rif_key(rif: u32) -> EntryKey {
     EntryKey {
-        fields: vec![Some(FieldValue::Exact(u128::from(rif)))].into_boxed_slice(),
+        fields: smallvec::smallvec![Some(FieldValue::Exact(u128::from(rif)))],
         priority: 0,
     }
 }
@@ -643,56 +648,50 @@ impl State {
 
     // ---- the shadow model ----
 
-    /// Applies `d` to the shadow; `prev` is the object it replaces.
-    fn apply_delta(
-        &mut self,
-        d: Delta,
-        prev: Option<Object>,
-        log: &mut Vec<(Delta, Option<Object>)>,
-    ) -> Result<(), ModelError> {
-        self.shadow.apply(&d)?;
-        log.push((d, prev));
-        Ok(())
-    }
-
     /// Makes the shadow hold `new` under `key` (nothing when `None`),
-    /// creating the VRFs it needs first and removing the ones the old
-    /// object alone used.
+    /// creating the VRF it needs first and removing the one the old object
+    /// alone used. One search of the shadow's map for the object itself.
     fn put_object(
         &mut self,
         key: ObjectKey,
         new: Option<Object>,
         log: &mut Vec<(Delta, Option<Object>)>,
     ) -> Result<(), ModelError> {
-        let old = self.shadow.get(&key);
-        if old == new {
-            return Ok(());
-        }
-        if let Some(n) = &new {
-            for v in vrfs_of(n) {
-                if !self.shadow.contains(&ObjectKey::Vrf(v)) {
-                    let vrf = Object::Vrf(Vrf {
-                        id: v,
-                        name: format!("vrf{v}"),
-                    });
-                    self.apply_delta(Delta::Create(vrf), None, log)?;
+        let (d, old) = match new {
+            Some(n) => {
+                if let Some(v) = vrf_of(&n) {
+                    let k = ObjectKey::Vrf(v);
+                    if !self.shadow.contains(&k) {
+                        let vrf = Object::Vrf(Vrf {
+                            id: v,
+                            name: format!("vrf{v}"),
+                        });
+                        self.shadow.apply(&Delta::Create(vrf.clone()))?;
+                        log.push((Delta::Create(vrf), None));
+                    }
+                }
+                let old = self.shadow.upsert(n.clone())?;
+                if old.as_ref() == Some(&n) {
+                    return Ok(());
+                }
+                match old {
+                    Some(o) => (Delta::Modify(n), Some(o)),
+                    None => (Delta::Create(n), None),
                 }
             }
-        }
-        let d = match (&old, new) {
-            (None, Some(n)) => Delta::Create(n),
-            (Some(_), Some(n)) => Delta::Modify(n),
-            (Some(_), None) => Delta::Delete(key),
-            (None, None) => return Ok(()),
+            None => match self.shadow.remove(&key) {
+                Ok(o) => (Delta::Delete(key), Some(o)),
+                Err(ModelError::NotFound(_)) => return Ok(()),
+                Err(e) => return Err(e),
+            },
         };
-        let old_vrfs = old.as_ref().map(vrfs_of).unwrap_or_default();
-        self.apply_delta(d, old, log)?;
-        for v in old_vrfs {
+        let old_vrf = old.as_ref().and_then(vrf_of);
+        log.push((d, old));
+        if let Some(v) = old_vrf {
             let k = ObjectKey::Vrf(v);
             if v != VrfId::DEFAULT && self.shadow.users_of(&k) == 0 {
-                if let Some(vrf) = self.shadow.get(&k) {
-                    self.apply_delta(Delta::Delete(k), Some(vrf), log)?;
-                }
+                let vrf = self.shadow.remove(&k)?;
+                log.push((Delta::Delete(k), Some(vrf)));
             }
         }
         Ok(())
@@ -725,15 +724,23 @@ impl State {
     }
 
     /// Undoes a successful update (store and shadow).
-    fn undo(&mut self, a: Applied) {
-        self.undo_model(a.model);
+    /// Undoes a successful update, the last one in `log`.
+    fn undo(&mut self, a: Applied, log: &mut ModelLog) {
+        let tail = log.split_off(a.model.start);
+        self.undo_model(tail);
         self.undo_store(a.store);
     }
 
     // ---- updates ----
 
-    /// Applies one update to the store and the shadow model.
-    pub fn update(&mut self, pipe: &Pipeline, u: &p4::Update) -> Result<Applied, RpcError> {
+    /// Applies one update to the store and the shadow model, appending its
+    /// model deltas to `log` (nothing when it fails).
+    pub fn update(
+        &mut self,
+        pipe: &Pipeline,
+        u: &p4::Update,
+        log: &mut ModelLog,
+    ) -> Result<Applied, RpcError> {
         use p4::update::Type;
         let ty = match Type::try_from(u.r#type) {
             Ok(Type::Insert) => Type::Insert,
@@ -750,8 +757,8 @@ impl State {
             return Err(RpcError::invalid("the update has no entity"));
         };
         match entity {
-            E::TableEntry(te) => self.table_update(pipe, ty, te),
-            E::PacketReplicationEngineEntry(pre) => self.pre_update(ty, pre),
+            E::TableEntry(te) => self.table_update(pipe, ty, te, log),
+            E::PacketReplicationEngineEntry(pre) => self.pre_update(ty, pre, log.len()),
             E::ActionProfileMember(_) | E::ActionProfileGroup(_) => Err(RpcError::unimplemented(
                 "the x86 target supports one-shot action selector programming only (no action profile members or groups)",
             )),
@@ -767,7 +774,9 @@ impl State {
         pipe: &Pipeline,
         ty: p4::update::Type,
         te: &p4::TableEntry,
+        log: &mut ModelLog,
     ) -> Result<Applied, RpcError> {
+        let start = log.len();
         use p4::update::Type;
         let kind = pipe.table_kind(te.table_id)?;
         let t = kind.name();
@@ -787,10 +796,15 @@ impl State {
             });
         }
         let w = decode_table_write(pipe, kind, te, ty == Type::Delete)?;
-        let old = self.table(kind).get(&w.key).cloned();
+        // What the update needs of the entry it replaces (the entry itself
+        // comes back from the store when it is replaced).
+        let (exists, old_model_id, old_rif) = match self.table(kind).get(&w.key) {
+            Some(e) => (true, e.model_id, e.direct().map(|c| param(c, 0) as u32)),
+            None => (false, 0, None),
+        };
         let new = match ty {
             Type::Insert => {
-                if old.is_some() {
+                if exists {
                     return Err(RpcError::already_exists(format!(
                         "table `{t}`: the entry already exists"
                     )));
@@ -813,27 +827,27 @@ impl State {
                 })
             }
             Type::Modify => {
-                let Some(old) = &old else {
+                if !exists {
                     return Err(RpcError::not_found(format!(
                         "table `{t}`: no such entry to modify"
                     )));
-                };
+                }
                 let Some(action) = w.action else {
                     // No action and no direct resource: nothing changes.
                     return Ok(Applied {
                         store: StoreUndo::Nothing,
-                        model: Vec::new(),
+                        model: start..start,
                     });
                 };
                 Some(Entry {
                     action,
                     metadata: w.metadata,
                     controller_metadata: w.controller_metadata,
-                    model_id: old.model_id,
+                    model_id: old_model_id,
                 })
             }
             _ => {
-                if old.is_none() {
+                if !exists {
                     return Err(RpcError::not_found(format!(
                         "table `{t}`: no such entry to delete"
                     )));
@@ -858,12 +872,11 @@ impl State {
         let affected_rifs: Vec<u32> = match kind {
             TableKind::RouterInterface => vec![w.key.exact(0) as u32],
             TableKind::IngressRif => {
-                let mut v: Vec<u32> = [&old, &new]
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|e| e.direct())
-                    .map(|c| param(c, 0) as u32)
-                    .collect();
+                let new_rif = new
+                    .as_ref()
+                    .and_then(|e| e.direct())
+                    .map(|c| param(c, 0) as u32);
+                let mut v: Vec<u32> = old_rif.into_iter().chain(new_rif).collect();
                 v.dedup();
                 v
             }
@@ -881,7 +894,7 @@ impl State {
                 Some(ObjectKey::Route(RouteKey { vrf, prefix }))
             }
             TableKind::AclPreIngress | TableKind::AclIngress => {
-                let id = new.as_ref().or(old.as_ref()).map_or(0, |e| e.model_id);
+                let id = new.as_ref().map_or(old_model_id, |e| e.model_id);
                 Some(ObjectKey::Acl(AclId(id)))
             }
             _ => None,
@@ -890,17 +903,16 @@ impl State {
         let is_insert_acl =
             ty == Type::Insert && own_key.is_some_and(|k| matches!(k, ObjectKey::Acl(_)));
         let prev = self.put_entry(kind, &w.key, new);
-        let mut log = Vec::new();
         let mut result = Ok(());
         for rif in affected_rifs {
             let obj = self.derive_rif(rif);
-            result = self.put_object(ObjectKey::Rif(RifId(rif)), obj, &mut log);
+            result = self.put_object(ObjectKey::Rif(RifId(rif)), obj, log);
             if result.is_err() {
                 break;
             }
         }
         if let (Ok(()), Some(k)) = (&result, own_key) {
-            result = self.put_object(k, own, &mut log);
+            result = self.put_object(k, own, log);
         }
         match result {
             Ok(()) => {
@@ -913,11 +925,12 @@ impl State {
                         key: w.key,
                         old: prev,
                     },
-                    model: log,
+                    model: start..log.len(),
                 })
             }
             Err(e) => {
-                self.undo_model(log);
+                let tail = log.split_off(start);
+                self.undo_model(tail);
                 self.put_entry(kind, &w.key, prev);
                 Err(model_error(e).context(format!("table `{t}`")))
             }
@@ -928,6 +941,7 @@ impl State {
         &mut self,
         ty: p4::update::Type,
         pre: &p4::PacketReplicationEngineEntry,
+        at: usize,
     ) -> Result<Applied, RpcError> {
         use p4::packet_replication_engine_entry::Type as Pre;
         use p4::update::Type;
@@ -975,7 +989,7 @@ impl State {
         }
         Ok(Applied {
             store: StoreUndo::Clone { id, old },
-            model: Vec::new(),
+            model: at..at,
         })
     }
 
@@ -992,9 +1006,10 @@ impl State {
         all_or_none: bool,
     ) -> Vec<Result<(), RpcError>> {
         let mut results: Vec<Result<(), RpcError>> = vec![Ok(()); updates.len()];
-        let mut applied: Vec<(usize, Applied)> = Vec::new();
+        let mut applied: Vec<(usize, Applied)> = Vec::with_capacity(updates.len());
+        let mut log = ModelLog::with_capacity(updates.len());
         for (i, u) in updates.iter().enumerate() {
-            match self.update(pipe, u) {
+            match self.update(pipe, u, &mut log) {
                 Ok(a) => applied.push((i, a)),
                 Err(e) => {
                     results[i] = Err(e);
@@ -1007,7 +1022,7 @@ impl State {
         if all_or_none {
             if let Some(failed) = results.iter().position(|r| r.is_err()) {
                 for (_, a) in applied.into_iter().rev() {
-                    self.undo(a);
+                    self.undo(a, &mut log);
                 }
                 abort_others(&mut results, failed);
                 return results;
@@ -1016,18 +1031,14 @@ impl State {
 
         // The batch's deltas in order, with the object each replaced and the
         // update it belongs to.
-        let mut deltas = Vec::new();
-        let mut prevs = Vec::new();
-        let mut owners = Vec::new();
+        let n = log.len();
+        let mut owners = Vec::with_capacity(n);
         let mut stores = Vec::with_capacity(applied.len());
         for (i, a) in applied {
-            for (d, prev) in a.model {
-                deltas.push(d);
-                prevs.push(prev);
-                owners.push(i);
-            }
+            owners.extend(a.model.map(|_| i));
             stores.push((i, a.store));
         }
+        let (deltas, prevs): (Vec<Delta>, Vec<Option<Object>>) = log.into_iter().unzip();
         if deltas.is_empty() {
             return results;
         }
@@ -1146,7 +1157,7 @@ impl State {
             }
         }
         for o in objects {
-            for v in vrfs_of(&o) {
+            if let Some(v) = vrf_of(&o) {
                 if !s.contains(&ObjectKey::Vrf(v)) {
                     let _ = s.upsert(Object::Vrf(Vrf {
                         id: v,

@@ -79,7 +79,7 @@ impl Target {
         let addr = listener.local_addr().expect("local addr");
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(
-            tonic::transport::Server::builder()
+            dataplane::p4rt::transport()
                 .add_service(server.clone().into_service())
                 .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
                     let _ = stopped.await;
