@@ -327,6 +327,36 @@ mod p4rt {
         assert_eq!(d[0].0, Code::AlreadyExists);
         assert!(d[0].1.contains("router_interface"), "{d:?}");
 
+        // A route inserted twice (found when stored): the second insert,
+        // with another action, is refused and the first stands.
+        write(
+            &mut client,
+            vec![insert(route4(0, "192.0.2.128", 25, direct("drop", &[])))],
+        )
+        .await
+        .unwrap();
+        let e = write(
+            &mut client,
+            vec![insert(route4(0, "192.0.2.128", 25, direct("to_cpu", &[])))],
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(codes(&e), vec![Code::AlreadyExists]);
+        let key = nos_core::RouteKey {
+            vrf: nos_core::VrfId(0),
+            prefix: "192.0.2.128/25".parse().unwrap(),
+        };
+        assert_eq!(
+            backend_state(&t).routes()[&key],
+            nos_core::RouteAction::Drop
+        );
+        write(
+            &mut client,
+            vec![delete(route4(0, "192.0.2.128", 25, None))],
+        )
+        .await
+        .unwrap();
+
         let e = write(
             &mut client,
             vec![

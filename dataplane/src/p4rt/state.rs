@@ -797,10 +797,18 @@ impl State {
         }
         let w = decode_table_write(pipe, kind, te, ty == Type::Delete)?;
         // What the update needs of the entry it replaces (the entry itself
-        // comes back from the store when it is replaced).
-        let (exists, old_model_id, old_rif) = match self.table(kind).get(&w.key) {
-            Some(e) => (true, e.model_id, e.direct().map(|c| param(c, 0) as u32)),
-            None => (false, 0, None),
+        // comes back from the store when it is replaced). An INSERT into a
+        // table whose entries are checked alone (routes, next hops...) finds
+        // out whether the entry exists when it is stored: one search of the
+        // table instead of two.
+        let checked_alone = !matches!(kind, TableKind::IngressRif | TableKind::RouterInterface);
+        let late_exists = ty == Type::Insert && checked_alone;
+        let (exists, old_model_id, old_rif) = match late_exists {
+            true => (false, 0, None),
+            false => match self.table(kind).get(&w.key) {
+                Some(e) => (true, e.model_id, e.direct().map(|c| param(c, 0) as u32)),
+                None => (false, 0, None),
+            },
         };
         let new = match ty {
             Type::Insert => {
@@ -903,6 +911,12 @@ impl State {
         let is_insert_acl =
             ty == Type::Insert && own_key.is_some_and(|k| matches!(k, ObjectKey::Acl(_)));
         let prev = self.put_entry(kind, &w.key, new);
+        if late_exists && prev.is_some() {
+            self.put_entry(kind, &w.key, prev);
+            return Err(RpcError::already_exists(format!(
+                "table `{t}`: the entry already exists"
+            )));
+        }
         let mut result = Ok(());
         for rif in affected_rifs {
             let obj = self.derive_rif(rif);
