@@ -23,6 +23,15 @@ const PACKET_AUXDATA: libc::c_int = 8;
 const PACKET_FANOUT: libc::c_int = 18;
 const PACKET_FANOUT_HASH: u32 = 0;
 const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
+const PACKET_STATISTICS: libc::c_int = 6;
+
+/// `struct tpacket_stats` (linux/if_packet.h), what PACKET_STATISTICS reads.
+#[repr(C)]
+#[derive(Default)]
+struct TpacketStats {
+    tp_packets: u32,
+    tp_drops: u32,
+}
 const TP_STATUS_CSUMNOTREADY: u32 = 1 << 3;
 const TP_STATUS_VLAN_VALID: u32 = 1 << 4;
 const TP_STATUS_VLAN_TPID_VALID: u32 = 1 << 6;
@@ -297,9 +306,37 @@ impl PacketSocket {
     }
 }
 
+impl PacketSocket {
+    /// Frames the kernel dropped because this socket's receive queue was
+    /// full, since the last call (PACKET_STATISTICS resets on reading).
+    pub fn take_dropped(&mut self) -> io::Result<u64> {
+        let mut st = TpacketStats::default();
+        let mut len = size_of::<TpacketStats>() as libc::socklen_t;
+        // SAFETY: `st` is a live TpacketStats and `len` its size; the kernel
+        // writes at most `len` bytes and updates `len`.
+        let r = unsafe {
+            libc::getsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_PACKET,
+                PACKET_STATISTICS,
+                (&mut st as *mut TpacketStats).cast(),
+                &mut len,
+            )
+        };
+        if r < 0 {
+            return Err(last_err("PACKET_STATISTICS", &self.ifname));
+        }
+        Ok(u64::from(st.tp_drops))
+    }
+}
+
 impl crate::backend::PacketIo for PacketSocket {
     fn describe(&self) -> String {
         format!("AF_PACKET {}", self.ifname)
+    }
+
+    fn take_lost(&mut self) -> u64 {
+        self.take_dropped().unwrap_or(0)
     }
 
     fn readiness_fd(&self) -> Option<RawFd> {
@@ -560,6 +597,40 @@ mod tests {
         sum += 17 + 12;
         sum = sum16(sum, &f[34..46]);
         assert_eq!(fold(sum), 0);
+    }
+
+    /// A socket that never reads, on the loopback of a network namespace of
+    /// its own, loses frames once its queue is full, and says how many.
+    #[test]
+    fn counts_frames_its_full_queue_lost() {
+        let lost = std::thread::spawn(|| {
+            // SAFETY: unshare(2) moves only this thread into a new network
+            // namespace; the thread ends with the test.
+            if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+                panic!("unshare(CLONE_NEWNET): {}", io::Error::last_os_error());
+            }
+            let up = std::process::Command::new("ip")
+                .args(["link", "set", "lo", "up"])
+                .status()
+                .expect("ip");
+            assert!(up.success());
+            let mut idle = PacketSocket::open("lo").expect("receiver");
+            let sender = PacketSocket::open("lo").expect("sender");
+            assert_eq!(idle.take_dropped().unwrap(), 0);
+            let mut frame = vec![0u8; 1000];
+            frame[12..14].copy_from_slice(&0x88b5u16.to_be_bytes());
+            let frames: Vec<&[u8]> = vec![&frame; 64];
+            for _ in 0..300 {
+                sender.send_batch(&frames).expect("send");
+            }
+            let first = idle.take_dropped().unwrap();
+            let again = idle.take_dropped().unwrap();
+            (first, again)
+        })
+        .join()
+        .unwrap();
+        assert!(lost.0 > 1000, "19,200 frames into a 4 MiB queue: {lost:?}");
+        assert_eq!(lost.1, 0, "reading the statistics resets them");
     }
 
     #[test]

@@ -129,6 +129,12 @@ pub trait PacketIo: Send {
     fn missed(&self) -> u64 {
         0
     }
+    /// Frames this handle's own receive queue lost since the last call (a
+    /// socket whose queue overflowed); the worker adds them to the port's
+    /// receive drops. Devices counted as a whole report through `missed`.
+    fn take_lost(&mut self) -> u64 {
+        0
+    }
 }
 
 enum Ctl {
@@ -803,11 +809,32 @@ impl Worker {
         while !self.fwd.shared.stop.load(Ordering::Relaxed) {
             self.round();
             if last_publish.elapsed() >= PUBLISH_EVERY {
+                self.count_lost();
                 self.publish();
                 last_publish = Instant::now();
             }
         }
+        self.count_lost();
         self.publish();
+    }
+
+    /// Adds the frames the ports' receive queues lost to their drops.
+    fn count_lost(&mut self) {
+        for slot in &mut self.ports {
+            let lost = slot.io.take_lost();
+            if lost > 0 {
+                let id = slot.id;
+                self.fwd
+                    .stats
+                    .ports
+                    .entry(id)
+                    .or_insert_with(|| PortCounters {
+                        port: id,
+                        ..Default::default()
+                    })
+                    .rx_drops += lost;
+            }
+        }
     }
 
     /// One pass over the ports: waits for frames (in `poll`) when every port

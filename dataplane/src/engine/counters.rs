@@ -113,6 +113,79 @@ pub fn punt_name(r: PuntReason) -> &'static str {
     }
 }
 
+/// The class of route a routed frame matched: what its route does with it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(usize)]
+pub enum RouteClass {
+    /// No route in the VRF.
+    NoRoute,
+    /// A route to the router itself (its own addresses): to the CPU.
+    Local,
+    /// A blackhole route.
+    Drop,
+    /// A route to one next hop.
+    NextHop,
+    /// A route to a weighted group of next hops (ECMP or load share).
+    Group,
+}
+
+impl RouteClass {
+    pub const COUNT: usize = 5;
+    pub const ALL: [RouteClass; RouteClass::COUNT] = [
+        RouteClass::NoRoute,
+        RouteClass::Local,
+        RouteClass::Drop,
+        RouteClass::NextHop,
+        RouteClass::Group,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            RouteClass::NoRoute => "no_route",
+            RouteClass::Local => "local",
+            RouteClass::Drop => "drop",
+            RouteClass::NextHop => "next_hop",
+            RouteClass::Group => "group",
+        }
+    }
+}
+
+/// What happened to the frames of one route class.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClassCounters {
+    /// Frames that reached the route lookup with this result.
+    pub packets: u64,
+    /// Their bytes, as received.
+    pub bytes: u64,
+    pub forwarded: u64,
+    pub punted: u64,
+    /// Drops after the lookup, indexed by `DropReason as usize`.
+    pub drops: [u64; DropReason::COUNT],
+}
+
+impl ClassCounters {
+    #[inline]
+    fn record(&mut self, v: Verdict, len: usize) {
+        self.packets += 1;
+        self.bytes += len as u64;
+        match v {
+            Verdict::Forward { .. } => self.forwarded += 1,
+            Verdict::Punt(_) => self.punted += 1,
+            Verdict::Drop(r) => self.drops[r as usize] += 1,
+        }
+    }
+
+    fn add(&mut self, o: &ClassCounters) {
+        self.packets += o.packets;
+        self.bytes += o.bytes;
+        self.forwarded += o.forwarded;
+        self.punted += o.punted;
+        for (a, b) in self.drops.iter_mut().zip(o.drops.iter()) {
+            *a += b;
+        }
+    }
+}
+
 /// What the pipeline did, frame by frame. Each forwarding thread keeps its own and
 /// the backend sums them with [`Counters::add`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -124,6 +197,9 @@ pub struct Counters {
     /// Punts, indexed by [`punt_index`]. Copies of forwarded frames count under
     /// `AclCopy`.
     pub punts: [u64; PUNT_COUNT],
+    /// Routed frames by the class of route they matched, indexed by
+    /// `RouteClass as usize`.
+    pub routes: [ClassCounters; RouteClass::COUNT],
 }
 
 impl Counters {
@@ -142,8 +218,24 @@ impl Counters {
         }
     }
 
+    /// Counts one verdict on a frame of `len` bytes whose route lookup
+    /// found a route of class `class`.
+    #[inline]
+    pub fn record_routed(&mut self, v: Verdict, class: RouteClass, len: usize) {
+        self.record(v);
+        self.routes[class as usize].record(v, len);
+    }
+
+    /// The counters of one route class.
+    pub fn route_class(&self, c: RouteClass) -> &ClassCounters {
+        &self.routes[c as usize]
+    }
+
     /// Adds `other` into `self`.
     pub fn add(&mut self, other: &Counters) {
+        for (a, b) in self.routes.iter_mut().zip(other.routes.iter()) {
+            a.add(b);
+        }
         self.forwarded += other.forwarded;
         for (a, b) in self.drops.iter_mut().zip(other.drops.iter()) {
             *a += b;
@@ -163,10 +255,12 @@ impl Counters {
         self.punts[punt_index(r)]
     }
 
-    /// Every counter with its name: `forwarded`, `drop.<reason>` and
-    /// `punt.<reason>`, always the same list in the same order (zeros included).
+    /// Every counter with its name: `forwarded`, `drop.<reason>`,
+    /// `punt.<reason>`, and per route class `route.<class>.packets`,
+    /// `.bytes`, `.forwarded`, `.punted` and `.drop.<reason>`; always the
+    /// same list in the same order (zeros included).
     pub fn named(&self) -> Vec<(String, u64)> {
-        let mut v = Vec::with_capacity(1 + DropReason::COUNT + PUNT_COUNT);
+        let mut v = Vec::with_capacity(Self::NAMED);
         v.push(("forwarded".to_string(), self.forwarded));
         for r in DropReason::ALL {
             v.push((format!("drop.{}", r.name()), self.drops[r as usize]));
@@ -174,8 +268,23 @@ impl Counters {
         for r in PUNT_REASONS {
             v.push((format!("punt.{}", punt_name(r)), self.punts[punt_index(r)]));
         }
+        for c in RouteClass::ALL {
+            let k = &self.routes[c as usize];
+            let n = c.name();
+            v.push((format!("route.{n}.packets"), k.packets));
+            v.push((format!("route.{n}.bytes"), k.bytes));
+            v.push((format!("route.{n}.forwarded"), k.forwarded));
+            v.push((format!("route.{n}.punted"), k.punted));
+            for r in DropReason::ALL {
+                v.push((format!("route.{n}.drop.{}", r.name()), k.drops[r as usize]));
+            }
+        }
         v
     }
+
+    /// How many counters [`Counters::named`] lists.
+    pub const NAMED: usize =
+        1 + DropReason::COUNT + PUNT_COUNT + RouteClass::COUNT * (4 + DropReason::COUNT);
 }
 
 #[cfg(test)]
@@ -210,6 +319,6 @@ mod tests {
         assert_eq!(get("punt.arp"), 2);
         assert_eq!(get("punt.acl_copy"), 2);
         assert_eq!(get("drop.truncated"), 0);
-        assert_eq!(named.len(), 1 + DropReason::COUNT + PUNT_COUNT);
+        assert_eq!(named.len(), Counters::NAMED);
     }
 }

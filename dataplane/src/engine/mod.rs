@@ -31,7 +31,10 @@ mod writer;
 #[cfg(test)]
 mod tests;
 
-pub use counters::{punt_index, punt_name, Counters, DropReason, PUNT_COUNT, PUNT_REASONS};
+pub use counters::{
+    punt_index, punt_name, ClassCounters, Counters, DropReason, RouteClass, PUNT_COUNT,
+    PUNT_REASONS,
+};
 pub use tables::{Tables, MAX_GROUP_SLOTS};
 pub use writer::TableWriter;
 
@@ -98,17 +101,24 @@ impl Frame for Vec<u8> {
 
 /// Runs one frame (as on the wire, with its 802.1Q tag if it had one) received on
 /// `in_port` through the pipeline, rewriting it in place when it is forwarded, and
-/// counts the verdict. A frame that is punted or dropped is left unchanged.
+/// counts the verdict (and, for a frame that reached the route lookup, under
+/// the class of route it found). A frame that is punted or dropped is left
+/// unchanged.
 pub fn process<F: Frame + ?Sized>(
     tables: &Tables,
     in_port: PortId,
     frame: &mut F,
     counters: &mut Counters,
 ) -> Verdict {
-    let v = match pipeline(tables, in_port, frame) {
+    let len = frame.bytes().len();
+    let mut class = None;
+    let v = match pipeline(tables, in_port, frame, &mut class) {
         Ok(v) | Err(v) => v,
     };
-    counters.record(v);
+    match class {
+        Some(c) => counters.record_routed(v, c, len),
+        None => counters.record(v),
+    }
     v
 }
 
@@ -122,6 +132,7 @@ fn pipeline<F: Frame + ?Sized>(
     t: &Tables,
     in_port: PortId,
     frame: &mut F,
+    class: &mut Option<RouteClass>,
 ) -> Result<Verdict, Verdict> {
     // 1. Ethernet, VLAN tag, ingress interface.
     let eth = parse::ethernet(frame.bytes()).ok_or(drop(DropReason::Truncated))?;
@@ -179,6 +190,7 @@ fn pipeline<F: Frame + ?Sized>(
     }
 
     // 7. Route lookup and next-hop selection.
+    *class = Some(RouteClass::NoRoute);
     let routes = t.vrfs.get(vrf as usize).ok_or(drop(DropReason::NoRoute))?;
     let found = match ip.addrs {
         Addrs::V4 { dst, .. } => routes.v4.lookup(dst),
@@ -187,6 +199,12 @@ fn pipeline<F: Frame + ?Sized>(
     let action = found
         .and_then(|i| t.actions.get(i as usize))
         .ok_or(drop(DropReason::NoRoute))?;
+    *class = Some(match action {
+        Action::Drop => RouteClass::Drop,
+        Action::ToCpu => RouteClass::Local,
+        Action::NextHop(_) => RouteClass::NextHop,
+        Action::Group { .. } => RouteClass::Group,
+    });
     if let Action::Drop = *action {
         return Err(drop(DropReason::RouteDrop));
     }

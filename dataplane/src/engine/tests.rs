@@ -416,6 +416,64 @@ fn route_misses_drops_and_to_cpu() {
 }
 
 #[test]
+fn route_classes_count_packets_bytes_and_verdicts() {
+    let t = tables_with(vec![]);
+    let mut c = Counters::default();
+    let mut sent = |dst: &str, ttl: u8| {
+        let mut f = ether(
+            rif_mac(1),
+            None,
+            0x0800,
+            &ipv4("10.9.9.9", dst, 17, ttl, &udp(1, 2)),
+        );
+        let len = f.len() as u64;
+        let v = process(&t, PortId(1), &mut f, &mut c);
+        (v, len)
+    };
+    let (v, nh_len) = sent("198.51.100.7", 64);
+    assert!(matches!(v, Verdict::Forward { .. }), "{v:?}");
+    let (v, _) = sent("198.51.100.8", 1);
+    assert_eq!(v, Verdict::Punt(PuntReason::TtlExpired));
+    let (v, group_len) = sent("10.200.1.1", 64);
+    assert!(matches!(v, Verdict::Forward { .. }), "{v:?}");
+    assert_eq!(
+        sent("203.0.113.1", 64).0,
+        Verdict::Drop(DropReason::RouteDrop)
+    );
+    assert_eq!(sent("8.8.8.8", 64).0, Verdict::Drop(DropReason::NoRoute));
+    assert_eq!(sent("192.0.2.1", 64).0, Verdict::Punt(PuntReason::ToMe));
+    // Not routed at all: no class.
+    let mut arp = ether([0xff; 6], None, 0x0806, &[0u8; 28]);
+    process(&t, PortId(1), &mut arp, &mut c);
+
+    let nh = c.route_class(RouteClass::NextHop);
+    assert_eq!((nh.packets, nh.forwarded, nh.punted), (2, 1, 1));
+    assert_eq!(nh.bytes, 2 * nh_len);
+    let g = c.route_class(RouteClass::Group);
+    assert_eq!((g.packets, g.forwarded, g.bytes), (1, 1, group_len));
+    let d = c.route_class(RouteClass::Drop);
+    assert_eq!(d.drops[DropReason::RouteDrop as usize], 1);
+    assert_eq!(
+        c.route_class(RouteClass::NoRoute).drops[DropReason::NoRoute as usize],
+        1
+    );
+    assert_eq!(c.route_class(RouteClass::Local).punted, 1);
+    let routed: u64 = RouteClass::ALL
+        .iter()
+        .map(|k| c.route_class(*k).packets)
+        .sum();
+    assert_eq!(routed, 6, "the ARP frame has no route class");
+    let mut sum = Counters::default();
+    sum.add(&c);
+    sum.add(&c);
+    let named = sum.named();
+    assert_eq!(named.len(), Counters::NAMED);
+    assert!(named.contains(&("route.next_hop.packets".to_string(), 4)));
+    assert!(named.contains(&("route.group.bytes".to_string(), 2 * group_len)));
+    assert!(named.contains(&("route.drop.drop.route_drop".to_string(), 2)));
+}
+
+#[test]
 fn arp_is_punted_whatever_the_destination() {
     let t = tables_with(vec![]);
     let arp = [0u8; 28];
