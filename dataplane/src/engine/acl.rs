@@ -1,46 +1,45 @@
-//! Compiled ACL rules and their matching: a linear scan of the rules of one stage,
-//! sorted by priority (highest first, then by rule id), where the first match wins.
+//! Compiled ACL rules and their matching: a scan of the rules of one stage,
+//! sorted by priority (highest first, then by rule id), where the first match
+//! wins.
+//!
+//! The packet's fields are packed once into a [`Key`] of seven 64-bit words
+//! (MACs, ether type, VLAN, port, protocol, DSCP, TCP flags, flags saying
+//! which fields the packet has, and the two addresses) and two L4 ports; a
+//! rule is a value and a mask over the same words and a range per port, so
+//! matching one rule is seven masked compares and two range checks, without
+//! branches.
 
 use super::parse::{mac_u64, Addrs, Eth, Ip, PROTO_TCP, PROTO_UDP};
 use ipnet::IpNet;
-use nos_core::{AclAction, AclId, AclMatch, AclRule, PortId, PortRange, VrfId};
+use nos_core::{AclAction, AclId, AclMatch, AclRule, PortId, VrfId};
 
-/// An address prefix to match, in the packet's family only.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum IpMatch {
-    V4 { net: u32, mask: u32 },
-    V6 { net: u128, mask: u128 },
+/// Words of a [`Key`].
+const WORDS: usize = 7;
+
+// Word 0: source MAC (bits 0-47), ether type (48-63).
+// Word 1: destination MAC (0-47), VLAN id (48-63).
+// Word 2: ingress port (0-31), IP protocol (32-39), DSCP (40-47), TCP flags
+// (48-55) and the flags below.
+const IS_V4: u64 = 1 << 56;
+const IS_V6: u64 = 1 << 57;
+/// TCP or UDP with its ports.
+const HAS_PORTS: u64 = 1 << 58;
+/// TCP with its flags.
+const HAS_TCP_FLAGS: u64 = 1 << 59;
+const HAS_VLAN: u64 = 1 << 60;
+// Words 3-4: source address (IPv6: high, low; IPv4: 0, address).
+// Words 5-6: destination address, likewise.
+
+/// The packet as the ACL stages compare it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Key {
+    w: [u64; WORDS],
+    src_port: u16,
+    dst_port: u16,
 }
 
-impl IpMatch {
-    fn new(n: &IpNet) -> Self {
-        match n {
-            IpNet::V4(n) => {
-                let mask = u32::from(n.netmask());
-                IpMatch::V4 {
-                    net: u32::from(n.network()) & mask,
-                    mask,
-                }
-            }
-            IpNet::V6(n) => {
-                let mask = u128::from(n.netmask());
-                IpMatch::V6 {
-                    net: u128::from(n.network()) & mask,
-                    mask,
-                }
-            }
-        }
-    }
-
-    #[inline]
-    fn matches_v4(&self, a: u32) -> bool {
-        matches!(*self, IpMatch::V4 { net, mask } if a & mask == net)
-    }
-
-    #[inline]
-    fn matches_v6(&self, a: u128) -> bool {
-        matches!(*self, IpMatch::V6 { net, mask } if a & mask == net)
-    }
+fn split(a: u128) -> (u64, u64) {
+    ((a >> 64) as u64, a as u64)
 }
 
 /// What a compiled rule does; a `SetVrf` target is the VRF's index in the tables.
@@ -53,23 +52,16 @@ pub(crate) enum RuleAction {
     SetVrf(u32),
 }
 
-/// One rule, with its fields in the forms the packet is compared in.
+/// One rule, as a value and mask over the words of a [`Key`].
 #[derive(Clone, Debug)]
 pub(crate) struct Rule {
     pub id: AclId,
     pub priority: u32,
-    in_port: Option<PortId>,
-    src_mac: Option<(u64, u64)>,
-    dst_mac: Option<(u64, u64)>,
-    ether_type: Option<(u16, u16)>,
-    vlan: Option<u16>,
-    src_ip: Option<IpMatch>,
-    dst_ip: Option<IpMatch>,
-    ip_proto: Option<u8>,
-    src_port: Option<PortRange>,
-    dst_port: Option<PortRange>,
-    tcp_flags: Option<(u8, u8)>,
-    dscp: Option<u8>,
+    value: [u64; WORDS],
+    mask: [u64; WORDS],
+    /// Port ranges as (first, last - first); an absent range is (0, 65535).
+    src_port: (u16, u16),
+    dst_port: (u16, u16),
     pub action: RuleAction,
 }
 
@@ -81,31 +73,157 @@ pub(crate) struct AclPacket<'a> {
     pub ip: &'a Ip,
 }
 
+impl AclPacket<'_> {
+    /// The packet's fields packed for matching.
+    #[inline]
+    pub fn key(&self) -> Key {
+        let (eth, ip) = (self.eth, self.ip);
+        let mut w = [0u64; WORDS];
+        w[0] = mac_u64(eth.src) | u64::from(eth.ether_type) << 48;
+        w[1] = mac_u64(eth.dst) | u64::from(eth.vlan.unwrap_or(0)) << 48;
+        let mut flags = 0;
+        if eth.vlan.is_some() {
+            flags |= HAS_VLAN;
+        }
+        let (src_port, dst_port) = match ip.ports {
+            Some(p) if matches!(ip.proto, PROTO_TCP | PROTO_UDP) => {
+                flags |= HAS_PORTS;
+                p
+            }
+            _ => (0, 0),
+        };
+        let tcp_flags = match ip.tcp_flags {
+            Some(f) if ip.proto == PROTO_TCP => {
+                flags |= HAS_TCP_FLAGS;
+                f
+            }
+            _ => 0,
+        };
+        match ip.addrs {
+            Addrs::V4 { src, dst } => {
+                flags |= IS_V4;
+                w[4] = u64::from(src);
+                w[6] = u64::from(dst);
+            }
+            Addrs::V6 { src, dst } => {
+                flags |= IS_V6;
+                (w[3], w[4]) = split(src);
+                (w[5], w[6]) = split(dst);
+            }
+        }
+        w[2] = u64::from(self.in_port.0)
+            | u64::from(ip.proto) << 32
+            | u64::from(ip.dscp) << 40
+            | u64::from(tcp_flags) << 48
+            | flags;
+        Key {
+            w,
+            src_port,
+            dst_port,
+        }
+    }
+}
+
+/// Value and mask of an address prefix in words `hi`, `hi + 1`, and the
+/// family flag it requires.
+fn ip_match(n: &IpNet, value: &mut [u64; WORDS], mask: &mut [u64; WORDS], hi: usize) -> u64 {
+    match n {
+        IpNet::V4(n) => {
+            let m = u32::from(n.netmask());
+            mask[hi + 1] = u64::from(m);
+            value[hi + 1] = u64::from(u32::from(n.network()) & m);
+            mask[hi] = u64::MAX;
+            value[hi] = 0;
+            IS_V4
+        }
+        IpNet::V6(n) => {
+            let m = u128::from(n.netmask());
+            (mask[hi], mask[hi + 1]) = split(m);
+            (value[hi], value[hi + 1]) = split(u128::from(n.network()) & m);
+            IS_V6
+        }
+    }
+}
+
 impl Rule {
     /// Compiles a rule; `vrf_index` maps a `SetVrf` target to its table index
     /// (`None` makes the rule a no-op `Permit`, which only happens for a VRF the
     /// model would have refused).
     pub fn compile(r: &AclRule, vrf_index: impl Fn(VrfId) -> Option<u32>) -> Rule {
         let m: &AclMatch = &r.matches;
-        let mac = |x: &nos_core::Masked<nos_core::MacAddr>| {
-            let mask = mac_u64(x.mask.0);
-            (mac_u64(x.value.0) & mask, mask)
+        let mut value = [0u64; WORDS];
+        let mut mask = [0u64; WORDS];
+        let mut need = 0u64;
+        if let Some(x) = &m.src_mac {
+            mask[0] |= mac_u64(x.mask.0);
+            value[0] |= mac_u64(x.value.0) & mac_u64(x.mask.0);
+        }
+        if let Some(e) = m.ether_type {
+            mask[0] |= u64::from(e.mask) << 48;
+            value[0] |= u64::from(e.value & e.mask) << 48;
+        }
+        if let Some(x) = &m.dst_mac {
+            mask[1] |= mac_u64(x.mask.0);
+            value[1] |= mac_u64(x.value.0) & mac_u64(x.mask.0);
+        }
+        if let Some(v) = m.vlan {
+            mask[1] |= 0xffff << 48;
+            value[1] |= u64::from(v) << 48;
+            need |= HAS_VLAN;
+        }
+        if let Some(p) = m.in_port {
+            mask[2] |= 0xffff_ffff;
+            value[2] |= u64::from(p.0);
+        }
+        if let Some(p) = m.ip_proto {
+            mask[2] |= 0xff << 32;
+            value[2] |= u64::from(p) << 32;
+        }
+        if let Some(d) = m.dscp {
+            mask[2] |= 0xff << 40;
+            value[2] |= u64::from(d) << 40;
+        }
+        if let Some(t) = m.tcp_flags {
+            mask[2] |= u64::from(t.mask) << 48;
+            value[2] |= u64::from(t.value & t.mask) << 48;
+            need |= HAS_TCP_FLAGS;
+        }
+        // The family: both flags are compared, so a rule whose addresses
+        // are of different families (which the model refuses) never matches.
+        let mut family = 0;
+        if let Some(n) = &m.src_ip {
+            family |= ip_match(n, &mut value, &mut mask, 3);
+        }
+        if let Some(n) = &m.dst_ip {
+            family |= ip_match(n, &mut value, &mut mask, 5);
+        }
+        if family != 0 {
+            mask[2] |= IS_V4 | IS_V6;
+            value[2] |= family;
+        }
+        let range = |r: Option<nos_core::PortRange>| match r {
+            Some(r) => (r.first, r.last.wrapping_sub(r.first)),
+            None => (0, u16::MAX),
         };
+        if m.src_port.is_some() || m.dst_port.is_some() {
+            need |= HAS_PORTS;
+        }
+        // An empty range (last < first) matches nothing: a span that wraps
+        // is made impossible through a flag no packet has both of.
+        let empty = |r: Option<nos_core::PortRange>| r.is_some_and(|r| r.last < r.first);
+        if empty(m.src_port) || empty(m.dst_port) {
+            mask[2] |= IS_V4 | IS_V6;
+            value[2] |= IS_V4 | IS_V6;
+        }
+        mask[2] |= need;
+        value[2] |= need;
         Rule {
             id: r.id,
             priority: r.priority,
-            in_port: m.in_port,
-            src_mac: m.src_mac.as_ref().map(mac),
-            dst_mac: m.dst_mac.as_ref().map(mac),
-            ether_type: m.ether_type.map(|e| (e.value & e.mask, e.mask)),
-            vlan: m.vlan,
-            src_ip: m.src_ip.as_ref().map(IpMatch::new),
-            dst_ip: m.dst_ip.as_ref().map(IpMatch::new),
-            ip_proto: m.ip_proto,
-            src_port: m.src_port,
-            dst_port: m.dst_port,
-            tcp_flags: m.tcp_flags.map(|t| (t.value & t.mask, t.mask)),
-            dscp: m.dscp,
+            value,
+            mask,
+            src_port: range(m.src_port),
+            dst_port: range(m.dst_port),
             action: match r.action {
                 AclAction::Permit => RuleAction::Permit,
                 AclAction::Drop => RuleAction::Drop,
@@ -118,89 +236,14 @@ impl Rule {
 
     /// Whether every field the rule sets matches the packet.
     #[inline]
-    pub fn matches(&self, p: &AclPacket<'_>) -> bool {
-        let ip = p.ip;
-        if self.in_port.is_some_and(|x| x != p.in_port) {
-            return false;
+    pub fn matches(&self, k: &Key) -> bool {
+        let mut diff = 0u64;
+        for i in 0..WORDS {
+            diff |= (k.w[i] & self.mask[i]) ^ self.value[i];
         }
-        if let Some((v, m)) = self.src_mac {
-            if mac_u64(p.eth.src) & m != v {
-                return false;
-            }
-        }
-        if let Some((v, m)) = self.dst_mac {
-            if mac_u64(p.eth.dst) & m != v {
-                return false;
-            }
-        }
-        if let Some((v, m)) = self.ether_type {
-            if p.eth.ether_type & m != v {
-                return false;
-            }
-        }
-        if self.vlan.is_some() && self.vlan != p.eth.vlan {
-            return false;
-        }
-        let ok = match ip.addrs {
-            Addrs::V4 { src, dst } => {
-                self.src_ip.is_none_or_v4(src) && self.dst_ip.is_none_or_v4(dst)
-            }
-            Addrs::V6 { src, dst } => {
-                self.src_ip.is_none_or_v6(src) && self.dst_ip.is_none_or_v6(dst)
-            }
-        };
-        if !ok {
-            return false;
-        }
-        if self.ip_proto.is_some_and(|x| x != ip.proto) {
-            return false;
-        }
-        if self.src_port.is_some() || self.dst_port.is_some() {
-            let Some((sp, dp)) = ip
-                .ports
-                .filter(|_| matches!(ip.proto, PROTO_TCP | PROTO_UDP))
-            else {
-                return false;
-            };
-            if self.src_port.is_some_and(|r| !r.contains(sp))
-                || self.dst_port.is_some_and(|r| !r.contains(dp))
-            {
-                return false;
-            }
-        }
-        if let Some((v, m)) = self.tcp_flags {
-            match ip.tcp_flags {
-                Some(f) if ip.proto == PROTO_TCP && f & m == v => {}
-                _ => return false,
-            }
-        }
-        if self.dscp.is_some_and(|d| d != ip.dscp) {
-            return false;
-        }
-        true
-    }
-}
-
-trait OptIpMatch {
-    fn is_none_or_v4(&self, a: u32) -> bool;
-    fn is_none_or_v6(&self, a: u128) -> bool;
-}
-
-impl OptIpMatch for Option<IpMatch> {
-    #[inline]
-    fn is_none_or_v4(&self, a: u32) -> bool {
-        match self {
-            None => true,
-            Some(m) => m.matches_v4(a),
-        }
-    }
-
-    #[inline]
-    fn is_none_or_v6(&self, a: u128) -> bool {
-        match self {
-            None => true,
-            Some(m) => m.matches_v6(a),
-        }
+        diff == 0
+            && k.src_port.wrapping_sub(self.src_port.0) <= self.src_port.1
+            && k.dst_port.wrapping_sub(self.dst_port.0) <= self.dst_port.1
     }
 }
 
@@ -211,6 +254,193 @@ pub(crate) fn sort(rules: &mut [Rule]) {
 
 /// The winning rule's action, if any rule matches.
 #[inline]
-pub(crate) fn first_match(rules: &[Rule], p: &AclPacket<'_>) -> Option<RuleAction> {
-    rules.iter().find(|r| r.matches(p)).map(|r| r.action)
+pub(crate) fn first_match(rules: &[Rule], k: &Key) -> Option<RuleAction> {
+    rules.iter().find(|r| r.matches(k)).map(|r| r.action)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nos_core::{AclStage, MacAddr, Masked, PortRange};
+    use proptest::prelude::*;
+    use std::net::IpAddr;
+
+    /// The model's meaning of a match, field by field.
+    fn reference(m: &AclMatch, in_port: PortId, eth: &Eth, ip: &Ip) -> bool {
+        let mac = |x: &Option<Masked<MacAddr>>, a: [u8; 6]| {
+            x.as_ref()
+                .is_none_or(|x| (0..6).all(|i| a[i] & x.mask.0[i] == x.value.0[i] & x.mask.0[i]))
+        };
+        let (src, dst) = match ip.addrs {
+            Addrs::V4 { src, dst } => (
+                IpAddr::from(std::net::Ipv4Addr::from(src)),
+                IpAddr::from(std::net::Ipv4Addr::from(dst)),
+            ),
+            Addrs::V6 { src, dst } => (
+                IpAddr::from(std::net::Ipv6Addr::from(src)),
+                IpAddr::from(std::net::Ipv6Addr::from(dst)),
+            ),
+        };
+        let net = |n: &Option<IpNet>, a: IpAddr| n.as_ref().is_none_or(|n| n.contains(&a));
+        let ports = if m.src_port.is_some() || m.dst_port.is_some() {
+            match ip.ports {
+                Some((s, d)) if matches!(ip.proto, PROTO_TCP | PROTO_UDP) => {
+                    m.src_port.is_none_or(|r| r.contains(s))
+                        && m.dst_port.is_none_or(|r| r.contains(d))
+                }
+                _ => false,
+            }
+        } else {
+            true
+        };
+        m.in_port.is_none_or(|p| p == in_port)
+            && mac(&m.src_mac, eth.src)
+            && mac(&m.dst_mac, eth.dst)
+            && m.ether_type
+                .is_none_or(|e| eth.ether_type & e.mask == e.value & e.mask)
+            && m.vlan.is_none_or(|v| eth.vlan == Some(v))
+            && net(&m.src_ip, src)
+            && net(&m.dst_ip, dst)
+            && m.ip_proto.is_none_or(|p| p == ip.proto)
+            && ports
+            && m.tcp_flags.is_none_or(|t| {
+                ip.proto == PROTO_TCP
+                    && ip.tcp_flags.is_some_and(|f| f & t.mask == t.value & t.mask)
+            })
+            && m.dscp.is_none_or(|d| d == ip.dscp)
+    }
+
+    const MACS: [[u8; 6]; 2] = [[2, 0, 0, 0, 0, 1], [2, 0, 0, 9, 0, 2]];
+    const V4: [u32; 3] = [0x0a00_0001, 0x0a00_0102, 0xc000_0201];
+    const V6: [u128; 2] = [0x2001_0db8 << 96 | 1, 0x2001_0db8_0001 << 80 | 2];
+    const PORTS: [u16; 4] = [53, 80, 443, 5001];
+
+    fn opt<T: std::fmt::Debug + Clone + 'static>(
+        s: impl Strategy<Value = T> + 'static,
+    ) -> BoxedStrategy<Option<T>> {
+        prop_oneof![Just(None), s.prop_map(Some)].boxed()
+    }
+
+    fn masked_mac() -> impl Strategy<Value = Masked<MacAddr>> {
+        (0..2usize, 0..3usize).prop_map(|(v, m)| Masked {
+            value: MacAddr(MACS[v]),
+            mask: MacAddr([[0xff; 6], [0xff, 0xff, 0xff, 0, 0, 0], [0; 6]][m]),
+        })
+    }
+
+    fn net() -> impl Strategy<Value = IpNet> {
+        prop_oneof![
+            (0..3usize, prop::sample::select(vec![0u8, 8, 24, 30, 32])).prop_map(|(a, l)| {
+                IpNet::V4(ipnet::Ipv4Net::new(V4[a].into(), l).unwrap().trunc())
+            }),
+            (0..2usize, prop::sample::select(vec![0u8, 32, 64, 128])).prop_map(|(a, l)| {
+                IpNet::V6(ipnet::Ipv6Net::new(V6[a].into(), l).unwrap().trunc())
+            }),
+        ]
+    }
+
+    fn range() -> impl Strategy<Value = PortRange> {
+        (0..4usize, 0..4usize).prop_map(|(a, b)| PortRange {
+            first: PORTS[a.min(b)],
+            last: PORTS[a.max(b)],
+        })
+    }
+
+    prop_compose! {
+        fn a_match()(
+            in_port in opt(1..3u32),
+            src_mac in opt(masked_mac()),
+            dst_mac in opt(masked_mac()),
+            ether_type in opt(prop::sample::select(vec![0x0800u16, 0x86dd])),
+            vlan in opt(prop::sample::select(vec![10u16, 20])),
+            src_ip in opt(net()),
+            dst_ip in opt(net()),
+            ip_proto in opt(prop::sample::select(vec![1u8, 6, 17])),
+            src_port in opt(range()),
+            dst_port in opt(range()),
+            tcp_flags in opt((0u8..4, 0u8..4).prop_map(|(v, m)| Masked { value: v, mask: m })),
+            dscp in opt(prop::sample::select(vec![0u8, 46])),
+        ) -> AclMatch {
+            AclMatch {
+                in_port: in_port.map(PortId),
+                src_mac,
+                dst_mac,
+                ether_type: ether_type.map(|v| Masked { value: v, mask: 0xffff }),
+                vlan,
+                src_ip,
+                dst_ip,
+                ip_proto,
+                src_port,
+                dst_port,
+                tcp_flags,
+                dscp,
+            }
+        }
+    }
+
+    prop_compose! {
+        fn a_packet()(
+            in_port in 1..3u32,
+            macs in (0..2usize, 0..2usize),
+            vlan in opt(prop::sample::select(vec![10u16, 20])),
+            v6 in any::<bool>(),
+            addrs in (0..3usize, 0..3usize),
+            proto in prop::sample::select(vec![1u8, 6, 17]),
+            ports in opt((0..4usize, 0..4usize)),
+            flags in opt(0u8..4),
+            dscp in prop::sample::select(vec![0u8, 46]),
+        ) -> (PortId, Eth, Ip) {
+            let eth = Eth {
+                src: MACS[macs.0],
+                dst: MACS[macs.1],
+                vlan,
+                tci: vlan.unwrap_or(0),
+                ether_type: if v6 { 0x86dd } else { 0x0800 },
+                l3: 14,
+            };
+            let addrs = if v6 {
+                Addrs::V6 { src: V6[addrs.0 % 2], dst: V6[addrs.1 % 2] }
+            } else {
+                Addrs::V4 { src: V4[addrs.0], dst: V4[addrs.1] }
+            };
+            let ip = Ip {
+                addrs,
+                proto,
+                dscp,
+                ttl: 64,
+                len: 40,
+                ports: ports.map(|(a, b)| (PORTS[a], PORTS[b])),
+                tcp_flags: flags,
+                icmp6_type: None,
+            };
+            (PortId(in_port), eth, ip)
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4096))]
+        #[test]
+        fn compiled_rules_match_exactly_what_the_model_says(
+            m in a_match(),
+            packets in prop::collection::vec(a_packet(), 16),
+        ) {
+            let rule = AclRule {
+                id: AclId(1),
+                name: "r".into(),
+                stage: AclStage::Ingress,
+                priority: 1,
+                matches: m.clone(),
+                action: AclAction::Drop,
+            };
+            let r = Rule::compile(&rule, |_| None);
+            for (port, eth, ip) in &packets {
+                let key = AclPacket { in_port: *port, eth, ip }.key();
+                prop_assert_eq!(
+                    r.matches(&key),
+                    reference(&m, *port, eth, ip),
+                    "{:?} on {:?} {:?} {:?}", m, port, eth, ip
+                );
+            }
+        }
+    }
 }

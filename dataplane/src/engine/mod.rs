@@ -176,7 +176,8 @@ fn pipeline<F: Frame + ?Sized>(
         in_port,
         eth: &eth,
         ip: &ip,
-    };
+    }
+    .key();
 
     // 6. Pre-ingress ACL.
     let mut vrf = ing.vrf;
