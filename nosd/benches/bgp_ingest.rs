@@ -45,7 +45,8 @@
 use anyhow::Context;
 use ipnet::{IpNet, Ipv4Net};
 use nos_core::config::Config;
-use nos_core::driver::{Driver, DriverHandle};
+use nos_core::driver::{Driver, DriverEvent, DriverHandle};
+use nos_core::ObjectKey;
 use nosd::lab::{have, run, Lab};
 use routing::bgp::codec;
 use routing::bgp::msg::{
@@ -59,7 +60,7 @@ use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -1599,6 +1600,17 @@ struct Tap {
 
 /// The nos control plane as `nosd::daemon` wires it, minus packet I/O, the
 /// host stack and the management socket.
+/// Routes the driver installed, counted from its events as it goes (a
+/// question to the driver waits behind the batch it is applying).
+struct FibTap {
+    /// Route installs minus route removals.
+    routes: AtomicI64,
+    /// The count that means every prefix of the feed is in (set once the
+    /// configuration's own routes are in).
+    target: AtomicI64,
+    reached: OnceLock<Instant>,
+}
+
 struct NosStack {
     rt: Option<tokio::runtime::Runtime>,
     shutdown: watch::Sender<bool>,
@@ -1606,6 +1618,7 @@ struct NosStack {
     dh: DriverHandle,
     bgp_q: mpsc::Sender<BgpQuery>,
     tap: Arc<Tap>,
+    fib_tap: Arc<FibTap>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     // Kept so the tasks' channels stay open.
     _config: watch::Sender<Config>,
@@ -1624,10 +1637,26 @@ impl NosStack {
         let _enter = rt.enter();
         let (config_tx, config_rx) = watch::channel(config);
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let fib_tap = Arc::new(FibTap {
+            routes: AtomicI64::new(0),
+            target: AtomicI64::new(i64::MAX),
+            reached: OnceLock::new(),
+        });
+        let events = fib_tap.clone();
         let driver = Driver::spawn(
             Box::new(dataplane::X86Backend::detached()),
             Duration::from_secs(5),
-            |_| {},
+            move |e| {
+                let step = match e {
+                    DriverEvent::Installed(ObjectKey::Route(_)) => 1,
+                    DriverEvent::Removed(ObjectKey::Route(_)) => -1,
+                    _ => return,
+                };
+                let n = events.routes.fetch_add(step, Ordering::Relaxed) + step;
+                if n >= events.target.load(Ordering::Relaxed) {
+                    let _ = events.reached.set(Instant::now());
+                }
+            },
         )?;
         let dh = driver.handle();
         let mut tasks = Vec::new();
@@ -1696,6 +1725,7 @@ impl NosStack {
             dh,
             bgp_q: bgp_q_tx,
             tap,
+            fib_tap,
             tasks,
             _config: config_tx,
             _neighbors: neigh_tx,
@@ -1755,32 +1785,6 @@ impl Drop for NosStack {
     }
 }
 
-/// Polls the driver's installed route count without blocking the sampling
-/// loop: at most one question is outstanding.
-struct FibProbe<'a> {
-    stack: &'a NosStack,
-    pending: Option<std::sync::mpsc::Receiver<(u64, Instant)>>,
-}
-
-impl FibProbe<'_> {
-    fn poll(&mut self) -> Option<(u64, Instant)> {
-        if self.pending.is_none() {
-            let (tx, rx) = std::sync::mpsc::channel();
-            if !self.stack.dh.query(move |s, _| {
-                let _ = tx.send((s.routes().len() as u64, Instant::now()));
-            }) {
-                return None;
-            }
-            self.pending = Some(rx);
-        }
-        let r = self.pending.as_ref()?.try_recv().ok();
-        if r.is_some() {
-            self.pending = None;
-        }
-        r
-    }
-}
-
 fn free_port() -> anyhow::Result<u16> {
     // The speaker listens on [::] (dual stack); a port free there is free for it.
     let l = std::net::TcpListener::bind("[::]:0").context("binding [::]:0")?;
@@ -1822,6 +1826,12 @@ fn run_nos(feed: &Arc<Feed>, net: LinkNet, timeout: Duration) -> Outcome {
         std::thread::sleep(Duration::from_millis(100));
     }
     let n = feed.prefixes as u64;
+    // From here on the driver's route events count the feed's prefixes.
+    let base_events = stack.fib_tap.routes.load(Ordering::Relaxed);
+    stack
+        .fib_tap
+        .target
+        .store(base_events + n as i64, Ordering::Relaxed);
     let mut tracks = vec![
         Track::new("Loc-RIB prefixes", n),
         Track::new("forwarding-model BGP routes", n),
@@ -1849,10 +1859,7 @@ fn run_nos(feed: &Arc<Feed>, net: LinkNet, timeout: Duration) -> Outcome {
             return o;
         }
     };
-    let mut fib = FibProbe {
-        stack: &stack,
-        pending: None,
-    };
+    let fib_tap = stack.fib_tap.clone();
     let tap = stack.tap.clone();
     let problems = measure(
         t0,
@@ -1865,9 +1872,13 @@ fn run_nos(feed: &Arc<Feed>, net: LinkNet, timeout: Duration) -> Outcome {
                 Some(at) => Sample::Count(tap.target, *at),
                 None => Sample::Count(tap.prefixes.load(Ordering::Relaxed), Instant::now()),
             };
-            let f = fib.poll().map_or(Sample::Nothing, |(c, at)| {
-                Sample::Count(c.saturating_sub(baseline), at)
-            });
+            let f = match fib_tap.reached.get() {
+                Some(at) => Sample::Count(n, *at),
+                None => Sample::Count(
+                    (fib_tap.routes.load(Ordering::Relaxed) - base_events).max(0) as u64,
+                    Instant::now(),
+                ),
+            };
             vec![loc, f]
         },
     );

@@ -161,7 +161,6 @@ impl Router {
             }
             None => None,
         };
-        let old = s.routes().get(&key).copied();
         let obj = |action| {
             Object::Route(Route {
                 vrf: key.vrf,
@@ -169,23 +168,37 @@ impl Router {
                 action,
             })
         };
-        match (old, want) {
-            (None, None) => {}
-            (None, Some(a)) => {
-                s.upsert(obj(a)).map_err(|e| e.to_string())?;
-                out.push(Delta::Create(obj(a)));
+        // One search of the route table: the upsert or removal gives back
+        // what was there.
+        let old = match want {
+            Some(a) => {
+                let prev = s.upsert(obj(a)).map_err(|e| e.to_string())?;
+                let old = match prev {
+                    Some(Object::Route(r)) => Some(r.action),
+                    _ => None,
+                };
+                match old {
+                    None => out.push(Delta::Create(obj(a))),
+                    Some(o) if o == a => {}
+                    Some(_) => out.push(Delta::Modify(obj(a))),
+                }
+                old
             }
-            (Some(o), Some(a)) if o == a => {}
-            (Some(_), Some(a)) => {
-                s.upsert(obj(a)).map_err(|e| e.to_string())?;
-                out.push(Delta::Modify(obj(a)));
-            }
-            (Some(_), None) => {
+            None => {
                 let k = ObjectKey::Route(key);
-                s.remove(&k).map_err(|e| e.to_string())?;
-                out.push(Delta::Delete(k));
+                match s.routes().contains_key(&key) {
+                    true => {
+                        let prev = s.remove(&k).map_err(|e| e.to_string())?;
+                        out.push(Delta::Delete(k));
+                        match prev {
+                            Object::Route(r) => Some(r.action),
+                            _ => None,
+                        }
+                    }
+                    false => None,
+                }
             }
-        }
+        };
         if let Some(RouteAction::Group(g)) = old {
             if want != old {
                 collect_group(&self.compiler, s, g, out);

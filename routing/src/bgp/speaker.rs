@@ -13,7 +13,12 @@ use ipnet::IpNet;
 use nos_core::config::{AddressFamily, BgpConfig, Config, UpstreamRole};
 use serde::Serialize;
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
+
+/// Hash maps of the RIBs: prefixes and attributes come from peers, so the
+/// hash is seeded per map (foldhash's random state), and fast.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+type HashSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -486,7 +491,7 @@ impl Speaker {
                 if soft != p.adj_in_pre.is_some() {
                     // Turned on: the pre-policy copy starts empty, so the peer
                     // is asked for its routes to fill it. Turned off: dropped.
-                    p.adj_in_pre = soft.then(HashMap::new);
+                    p.adj_in_pre = soft.then(HashMap::default);
                     p.pre_complete = soft && p.up.is_none();
                     refilter |= soft;
                 } else if refilter && p.pre_complete {
@@ -524,15 +529,15 @@ impl Speaker {
                     state: State::Idle,
                     since: Instant::now(),
                     up: None,
-                    adj_in: HashMap::new(),
-                    paths: HashMap::new(),
-                    adj_in_pre: n.soft_reconfiguration_inbound.then(HashMap::new),
+                    adj_in: HashMap::default(),
+                    paths: HashMap::default(),
+                    adj_in_pre: n.soft_reconfiguration_inbound.then(HashMap::default),
                     pre_complete: n.soft_reconfiguration_inbound,
-                    adj_out: HashMap::new(),
+                    adj_out: HashMap::default(),
                     received: 0,
                     last_error: None,
                     warned_8212: false,
-                    stale: HashSet::new(),
+                    stale: HashSet::default(),
                     stale_until: None,
                     role: None,
                     next_hop_self: n.next_hop_self,
@@ -953,7 +958,8 @@ impl Speaker {
         };
         // One synthetic UPDATE per attribute set; paths the peer no longer
         // offers are withdrawn by the policy result (accepted or not) below.
-        let mut by_attrs: HashMap<*const PathAttrs, (Arc<PathAttrs>, Vec<Nlri>)> = HashMap::new();
+        let mut by_attrs: HashMap<*const PathAttrs, (Arc<PathAttrs>, Vec<Nlri>)> =
+            HashMap::default();
         for ((prefix, path_id), a) in pre {
             by_attrs
                 .entry(Arc::as_ptr(a))
@@ -1345,7 +1351,7 @@ impl Speaker {
                 continue;
             };
             let mut withdraw: [Vec<IpNet>; 2] = Default::default();
-            let mut announce: HashMap<(Arc<PathAttrs>, usize), Vec<IpNet>> = HashMap::new();
+            let mut announce: HashMap<(Arc<PathAttrs>, usize), Vec<IpNet>> = HashMap::default();
             for (prefix, attrs) in changes {
                 let fam = usize::from(family_of(&prefix) == IPV6_UNICAST);
                 match attrs {
@@ -1390,7 +1396,7 @@ impl Speaker {
     fn summary(&self) -> Option<Summary> {
         let c = self.config.as_ref()?;
         // Best paths per peer and family (IPv4, IPv6), in one pass.
-        let mut installed: HashMap<IpAddr, [u64; 2]> = HashMap::new();
+        let mut installed: HashMap<IpAddr, [u64; 2]> = HashMap::default();
         for (pfx, sel) in &self.loc {
             if let Some(Source::Peer(a)) = sel.first() {
                 installed.entry(*a).or_default()[usize::from(!pfx.addr().is_ipv4())] += 1;

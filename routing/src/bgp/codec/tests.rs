@@ -1774,35 +1774,3 @@ fn mutated_opens_never_panic() {
         check(1, &b, &SessionCaps::default());
     }
 }
-
-/// Decode throughput of full-table-like UPDATEs (run with --release
-/// --ignored to see the figure).
-#[test]
-#[ignore]
-fn decode_speed() {
-    let c = ebgp4();
-    let mut attrs = full_attrs();
-    attrs.local_pref = None;
-    let prefixes: Vec<IpNet> = (0..1_000_000u32)
-        .map(|i| IpNet::V4(ipnet::Ipv4Net::new(Ipv4Addr::from(i << 8), 24).unwrap()))
-        .collect();
-    let msgs: Vec<Vec<u8>> = prefixes
-        .chunks(10)
-        .flat_map(|chunk| encode_updates(&attrs, chunk, &c).unwrap())
-        .collect();
-    let start = std::time::Instant::now();
-    let mut n = 0;
-    for m in &msgs {
-        let header: [u8; HEADER_LEN] = m[..HEADER_LEN].try_into().unwrap();
-        let (t, _) = parse_header(&header).unwrap();
-        if let Message::Update(u) = decode(t, &m[HEADER_LEN..], &c).unwrap() {
-            n += u.announced.len();
-        }
-    }
-    let took = start.elapsed();
-    assert_eq!(n, 1_000_000);
-    eprintln!(
-        "decoded {n} prefixes in {} UPDATEs (10 per UPDATE) in {took:?}",
-        msgs.len()
-    );
-}
