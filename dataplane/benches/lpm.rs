@@ -196,6 +196,8 @@ fn bench_ipv4(rng: &mut StdRng) -> Vec<Prefix<u32>> {
         ("default layout (Lpm4::build)", None),
         ("compact layout (18-bit direct array)", Some(18)),
     ];
+    // The default layout's load rate and random and hot lookup rates.
+    let mut ours = None;
     for (name, bits) in layouts {
         let input = table.clone();
         let start = Instant::now();
@@ -232,8 +234,125 @@ fn bench_ipv4(rng: &mut StdRng) -> Vec<Prefix<u32>> {
             HOT_SET,
             HOT_ROUNDS
         );
+        let bulk = |keys: &[u32], rounds: usize| {
+            let mut out = [None; 64];
+            let start = Instant::now();
+            let mut sum = 0u64;
+            for _ in 0..rounds {
+                for c in keys.chunks(64) {
+                    lpm.lookup_bulk(black_box(c), &mut out[..c.len()]);
+                    for v in &out[..c.len()] {
+                        sum = sum.wrapping_add(u64::from(v.unwrap_or(0)));
+                    }
+                }
+            }
+            (rate(keys.len() * rounds, start.elapsed()), black_box(sum))
+        };
+        let (br, bsum) = bulk(&random, 1);
+        let (bh, bhsum) = bulk(&hot, HOT_ROUNDS);
+        println!(
+            "    in bulks of 64 (lookup_bulk): random {:.1} M/s (checksum {bsum}), cache-hot {:.1} M/s (checksum {bhsum})",
+            br / 1e6,
+            bh / 1e6
+        );
+        if bits.is_none() {
+            ours = Some((rate(table.len(), load), br, bh, lpm));
+        }
+    }
+    #[cfg(feature = "dpdk")]
+    if let Some((load, random_rate, hot_rate, lpm)) = &ours {
+        bench_rte_lpm(&table, &random, &hot, (*load, *random_rate, *hot_rate), lpm);
+    }
+    #[cfg(not(feature = "dpdk"))]
+    {
+        drop(ours);
+        println!("  DPDK rte_lpm: not run (build with --features dpdk to compare)");
     }
     table
+}
+
+/// DPDK's rte_lpm on the same table and destinations, and the ratios.
+#[cfg(feature = "dpdk")]
+fn bench_rte_lpm(
+    table: &[Prefix<u32>],
+    random: &[u32],
+    hot: &[u32],
+    (our_load, our_random, our_hot): (f64, f64, f64),
+    ours: &Lpm4,
+) {
+    use dataplane::dpdk;
+    let eal = match dpdk::eal(&[]) {
+        Ok(e) => e,
+        Err(e) => {
+            println!("  DPDK rte_lpm: not run: {e}");
+            return;
+        }
+    };
+    let tbl8s = table
+        .iter()
+        .filter(|p| p.1 > 24)
+        .map(|p| p.0 >> 8)
+        .collect::<HashSet<u32>>()
+        .len() as u32
+        + 1024;
+    let mut lpm = dpdk::RteLpm::new(eal, table.len() as u32 + 1, tbl8s).expect("rte_lpm");
+    // Shortest prefixes first (the order rte_lpm adds fastest in); the sort
+    // is timed too.
+    let start = Instant::now();
+    let mut sorted = table.to_vec();
+    sorted.sort_by_key(|p| p.1);
+    for p in &sorted {
+        lpm.add(p.0, p.1, p.2).expect("rte_lpm_add");
+    }
+    let load = start.elapsed();
+    let bulk = |keys: &[u32], rounds: usize| {
+        let mut out = [0u32; 64];
+        let start = Instant::now();
+        let mut sum = 0u64;
+        for _ in 0..rounds {
+            for c in keys.chunks(64) {
+                lpm.lookup_bulk(black_box(c), &mut out[..c.len()]);
+                for v in &out[..c.len()] {
+                    sum = sum.wrapping_add(u64::from(if *v == u32::MAX { 0 } else { *v }));
+                }
+            }
+        }
+        (rate(keys.len() * rounds, start.elapsed()), black_box(sum))
+    };
+    // Same answers as the engine's table, or the comparison means nothing.
+    let mut out = [0u32; 64];
+    for c in random[..100_000].chunks(64) {
+        lpm.lookup_bulk(c, &mut out[..c.len()]);
+        for (k, v) in c.iter().zip(&out) {
+            let theirs = (*v != u32::MAX).then_some(*v);
+            assert_eq!(
+                theirs,
+                ours.lookup(*k),
+                "rte_lpm and the engine differ on {k:#x}"
+            );
+        }
+    }
+    let (r, sum) = bulk(random, 1);
+    let (h, hsum) = bulk(hot, HOT_ROUNDS);
+    let memory = (1usize << 24) * 4 + tbl8s as usize * 256 * 4;
+    println!("  DPDK rte_lpm (DIR-24-8), same prefixes and destinations, lookups in bulks of 64:");
+    println!(
+        "    load: {:.1} ms ({:.3} M prefixes/s); tables {:.1} MiB",
+        load.as_secs_f64() * 1e3,
+        rate(table.len(), load) / 1e6,
+        mib(memory)
+    );
+    println!(
+        "    random lookups: {:.1} M/s (checksum {sum}); cache-hot: {:.1} M/s (checksum {hsum})",
+        r / 1e6,
+        h / 1e6
+    );
+    println!(
+        "    engine / rte_lpm, both in bulks of 64: random lookups {:.2}x, cache-hot {:.2}x, load {:.1}x",
+        our_random / r,
+        our_hot / h,
+        our_load / rate(table.len(), load)
+    );
 }
 
 fn bench_ipv6(rng: &mut StdRng) {

@@ -967,3 +967,68 @@ mod tests {
         assert!(!plugin_present(&dir, "net_nonexistent"));
     }
 }
+
+// ---- DPDK's LPM (benchmarks) ---------------------------------------------------
+
+/// DPDK's IPv4 LPM (`rte_lpm`, DIR-24-8), for comparison with the engine's
+/// tables in the LPM benchmark.
+#[derive(Debug)]
+pub struct RteLpm(NonNull<sys::rte_lpm>);
+
+// SAFETY: lookups only read the tables; adds need `&mut self`.
+unsafe impl Send for RteLpm {}
+// SAFETY: as above.
+unsafe impl Sync for RteLpm {}
+
+static LPM_SEQ: AtomicU32 = AtomicU32::new(0);
+
+impl RteLpm {
+    /// An empty table for up to `max_rules` prefixes, `tbl8s` of them
+    /// longer than /24 in distinct /24s.
+    pub fn new(_eal: &Eal, max_rules: u32, tbl8s: u32) -> Result<Self, DpdkError> {
+        let name = format!("nos_lpm{}", LPM_SEQ.fetch_add(1, Ordering::Relaxed));
+        let c = CString::new(name).expect("no NUL");
+        // SAFETY: the EAL is running; `c` is a valid C string.
+        let l = unsafe { sys::nos_lpm_create(c.as_ptr(), sys::SOCKET_ID_ANY, max_rules, tbl8s) };
+        NonNull::new(l).map(RteLpm).ok_or_else(|| {
+            DpdkError::Resource(format!(
+                "cannot create an rte_lpm: {}",
+                strerror(rte_errno())
+            ))
+        })
+    }
+
+    /// Adds `addr/len` → `value` (24 bits).
+    pub fn add(&mut self, addr: u32, len: u8, value: u32) -> Result<(), DpdkError> {
+        // SAFETY: the table is live and owned by `self`.
+        let rc = unsafe { sys::rte_lpm_add(self.0.as_ptr(), addr, len, value) };
+        if rc < 0 {
+            return Err(DpdkError::Resource(format!(
+                "rte_lpm_add {addr:#x}/{len}: {}",
+                strerror(-rc)
+            )));
+        }
+        Ok(())
+    }
+
+    /// Looks up `addrs` into `out` (`u32::MAX` for a miss).
+    pub fn lookup_bulk(&self, addrs: &[u32], out: &mut [u32]) {
+        let n = addrs.len().min(out.len());
+        // SAFETY: both slices hold at least `n` elements; the table is live.
+        unsafe {
+            sys::nos_lpm_lookup_bulk(
+                self.0.as_ptr(),
+                addrs.as_ptr(),
+                out.as_mut_ptr(),
+                n as c_uint,
+            )
+        }
+    }
+}
+
+impl Drop for RteLpm {
+    fn drop(&mut self) {
+        // SAFETY: the table was created by `new` and is freed once.
+        unsafe { sys::rte_lpm_free(self.0.as_ptr()) }
+    }
+}

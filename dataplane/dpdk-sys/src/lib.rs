@@ -65,6 +65,12 @@ pub struct rte_ring {
     _private: [u8; 0],
 }
 
+#[repr(C)]
+#[derive(Debug)]
+pub struct rte_lpm {
+    _private: [u8; 0],
+}
+
 /// `shim.c`'s `struct nos_port_info`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
@@ -142,7 +148,18 @@ extern "C" {
         numa_node: c_uint,
     ) -> c_int;
 
+    // IPv4 LPM (rte_lpm.h), for the LPM benchmark's comparison.
+    pub fn rte_lpm_add(lpm: *mut rte_lpm, ip: u32, depth: u8, next_hop: u32) -> c_int;
+    pub fn rte_lpm_free(lpm: *mut rte_lpm);
+
     // shim.c.
+    pub fn nos_lpm_create(
+        name: *const c_char,
+        socket: c_int,
+        max_rules: u32,
+        number_tbl8s: u32,
+    ) -> *mut rte_lpm;
+    pub fn nos_lpm_lookup_bulk(lpm: *const rte_lpm, ips: *const u32, out: *mut u32, n: c_uint);
     pub fn nos_errno() -> c_int;
     pub fn nos_rx_burst(port: u16, queue: u16, pkts: *mut *mut rte_mbuf, n: u16) -> u16;
     pub fn nos_tx_burst(port: u16, queue: u16, pkts: *mut *mut rte_mbuf, n: u16) -> u16;

@@ -21,6 +21,7 @@
 #include <rte_errno.h>
 #include <rte_ethdev.h>
 #include <rte_lcore.h>
+#include <rte_lpm.h>
 #include <rte_mbuf.h>
 #include <rte_mempool.h>
 #include <rte_ring.h>
@@ -212,4 +213,25 @@ int nos_port_stats(uint16_t port, struct nos_port_stats *out)
 	out->oerrors = s.oerrors;
 	out->rx_nombuf = s.rx_nombuf;
 	return 0;
+}
+
+/* DPDK's own IPv4 LPM, for comparison in the LPM benchmark: its config
+ * struct is filled here, and its lookups are static inline. */
+struct rte_lpm *nos_lpm_create(const char *name, int socket, uint32_t max_rules,
+			       uint32_t number_tbl8s)
+{
+	struct rte_lpm_config c;
+	memset(&c, 0, sizeof(c));
+	c.max_rules = max_rules;
+	c.number_tbl8s = number_tbl8s;
+	return rte_lpm_create(name, socket, &c);
+}
+
+/* Looks up n addresses; a miss gives UINT32_MAX. */
+void nos_lpm_lookup_bulk(const struct rte_lpm *lpm, const uint32_t *ips, uint32_t *out,
+			 unsigned n)
+{
+	rte_lpm_lookup_bulk(lpm, ips, out, n);
+	for (unsigned i = 0; i < n; i++)
+		out[i] = (out[i] & RTE_LPM_LOOKUP_SUCCESS) ? (out[i] & 0x00ffffff) : UINT32_MAX;
 }

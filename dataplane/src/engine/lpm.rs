@@ -124,6 +124,9 @@ struct Node {
 /// prefix length and the value a lookup returns for addresses it covers.
 pub type Prefix<K> = (K, u8, u32);
 
+/// Keys per pass of [`Lpm::lookup_bulk`]: a burst of the workers.
+pub const BULK: usize = 64;
+
 /// A longest-prefix-match table from prefixes of `K` to `u32` values.
 pub struct Lpm<K> {
     direct_bits: u32,
@@ -493,6 +496,30 @@ impl<K: Key> Lpm<K> {
             }
         };
         stored.checked_sub(1)
+    }
+
+    /// Looks up `keys` into `out` (as [`Lpm::lookup`] would, one by one), in
+    /// two passes over chunks of [`BULK`] keys: first every key's direct
+    /// entry, independent loads the processor overlaps, then the trie walk
+    /// of the keys whose entry is a node.
+    pub fn lookup_bulk(&self, keys: &[K], out: &mut [Option<u32>]) {
+        let mut d = [0u32; BULK];
+        for (ks, os) in keys.chunks(BULK).zip(out.chunks_mut(BULK)) {
+            for (e, k) in d.iter_mut().zip(ks) {
+                *e = self
+                    .direct
+                    .get(k.bits(0, self.direct_bits))
+                    .copied()
+                    .unwrap_or(LEAF);
+            }
+            for ((o, &e), &k) in os.iter_mut().zip(&d).zip(ks) {
+                *o = if e & LEAF != 0 {
+                    (e & !LEAF).checked_sub(1)
+                } else {
+                    self.lookup(k)
+                };
+            }
+        }
     }
 
     /// Number of distinct prefixes loaded.
@@ -903,8 +930,14 @@ mod tests {
                 Some(b) => Lpm4::build_with_direct_bits(table.clone(), b),
             };
             prop_assert_eq!(t.len(), table.len());
-            for k in probes!(u32, table, random) {
+            let keys = probes!(u32, table, random);
+            for &k in &keys {
                 prop_assert_eq!(t.lookup(k), naive(&table, k), "key {:#010x}", k);
+            }
+            let mut bulk = vec![Some(0); keys.len()];
+            t.lookup_bulk(&keys, &mut bulk);
+            for (k, b) in keys.iter().zip(&bulk) {
+                prop_assert_eq!(*b, naive(&table, *k), "bulk, key {:#010x}", k);
             }
         }
 
