@@ -1,4 +1,4 @@
-//! DPDK ports built from rings (`net_ring`) and `net_null`, through the x86
+//! DPDK ports built from rings (`net_ring`), `net_null` and `net_memif`, through the x86
 //! backend with two forwarding workers: a generated stream of frames goes into
 //! port A's two receive rings, and every frame that comes out of port B's
 //! transmit rings is checked against a model of the pipeline (MACs, TTL, IPv4
@@ -440,6 +440,116 @@ fn null_device(eal: &'static Eal) {
     drop(again);
 }
 
+/// Shared-memory packet interfaces (`net_memif`): two pairs in this process,
+/// a worker on the server ends as ports A and B, the test on the client
+/// ends: frames sent into A's pair come out of B's pair rewritten as the
+/// model says.
+fn memif_pairs(eal: &'static Eal) {
+    let dir = std::env::temp_dir().join(format!("nos-memif-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let sock = |n: &str| dir.join(n).display().to_string();
+    let open = |name: &str, role: &str, socket: &str| {
+        DpdkPort::open(eal, &format!("{name},role={role},socket={socket},id=0"), 1)
+            .unwrap_or_else(|e| panic!("probe {name}: {e}"))
+    };
+    let (a_sock, b_sock) = (sock("a.sock"), sock("b.sock"));
+    let a_server = open("net_memif10", "server", &a_sock);
+    let a_client = open("net_memif11", "client", &a_sock);
+    let b_server = open("net_memif12", "server", &b_sock);
+    let b_client = open("net_memif13", "client", &b_sock);
+    assert_eq!(a_server.driver(), "net_memif");
+
+    let mut backend = X86Backend::detached();
+    for r in backend.apply(&nos_core::diff(&ForwardingState::new(), &state())) {
+        r.unwrap();
+    }
+    let mut w = ManualWorker::new(
+        &backend.tables_reader(),
+        vec![
+            (
+                PortId(1),
+                Box::new(a_server.queues(eal, 0, 1)) as Box<dyn PacketIo>,
+            ),
+            (PortId(2), Box::new(b_server.queues(eal, 0, 1))),
+        ],
+        Arc::new(|_| {}),
+    );
+    let mut inject = a_client.queues(eal, 0, 1);
+    let mut collect = b_client.queues(eal, 0, 1);
+
+    let plan: Vec<(Ipv4Addr, u8)> = stream(2_000)
+        .into_iter()
+        .filter(|(d, t)| matches!(model(*d, *t), Expect::Out(_)))
+        .take(512)
+        .collect();
+    let frames: Vec<Vec<u8>> = plan
+        .iter()
+        .enumerate()
+        .map(|(i, (d, t))| frame(*d, *t, i as u32))
+        .collect();
+    assert_eq!(frames.len(), 512);
+    let mut seen: HashMap<u32, [u8; 6]> = HashMap::new();
+    let mut errors = Vec::new();
+    let mut rx = dataplane::backend::RxBurst::default();
+    // The client ends connect to their servers in the background, and a
+    // memif that is not connected yet drops what it is given: frames not seen
+    // after a while are sent again.
+    let mut todo: Vec<usize> = (0..frames.len()).collect();
+    let mut last_send = Instant::now();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while seen.len() < frames.len() && Instant::now() < deadline {
+        if todo.is_empty() && last_send.elapsed() > Duration::from_millis(100) {
+            todo = (0..frames.len())
+                .filter(|i| !seen.contains_key(&(*i as u32)))
+                .collect();
+        }
+        if !todo.is_empty() {
+            let n = todo.len().min(32);
+            let refs: Vec<&[u8]> = todo[..n].iter().map(|i| frames[*i].as_slice()).collect();
+            let sent = inject
+                .transmit(dataplane::backend::TxFrames::Bytes(&refs))
+                .unwrap_or(0);
+            todo.drain(..sent);
+            last_send = Instant::now();
+        }
+        w.round();
+        if let Ok(dataplane::backend::Received::Mbufs(n)) = collect.receive(&mut rx) {
+            for i in 0..n {
+                let got = rx.mbufs.get(i).unwrap().bytes();
+                let seq = seq_of(got);
+                let Some((d, t)) = plan.get(seq as usize) else {
+                    errors.push(format!("unknown frame {seq}"));
+                    continue;
+                };
+                let Expect::Out(macs) = model(*d, *t) else {
+                    unreachable!("only forwarded frames are sent")
+                };
+                match check_out(&frames[seq as usize], got, &macs) {
+                    Ok(mac) => {
+                        seen.insert(seq, mac);
+                    }
+                    Err(e) => errors.push(format!("frame {seq}: {e}")),
+                }
+            }
+            rx.mbufs.clear();
+        }
+        if todo.is_empty() {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    }
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(
+        seen.len(),
+        frames.len(),
+        "every frame crossed both memif pairs"
+    );
+    assert!(w.counters().forwarded >= frames.len() as u64);
+    drop(w);
+    drop((inject, collect));
+    drop((a_client, b_client, a_server, b_server));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// A device whose driver is not installed is refused with what to install.
 fn missing_driver(eal: &'static Eal) {
     let err = DpdkPort::open(eal, "net_nosuchdriver0", 1)
@@ -455,5 +565,6 @@ fn dpdk_ring_and_null_ports() {
     assert!(eal.args().iter().any(|a| a == "--no-huge"));
     ring_loop(eal);
     null_device(eal);
+    memif_pairs(eal);
     missing_driver(eal);
 }
