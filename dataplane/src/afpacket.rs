@@ -168,10 +168,14 @@ impl PacketSocket {
     /// Receives up to [`BATCH`] frames into `batch` without blocking; returns how many.
     pub fn recv_batch(&self, batch: &mut RecvBatch) -> io::Result<usize> {
         for (i, buf) in batch.bufs.iter_mut().enumerate() {
-            buf.resize(MAX_FRAME, 0);
-            // Leave 4 bytes of room in front for a VLAN tag the kernel stripped.
+            // 4 bytes of room in front for a VLAN tag the kernel stripped,
+            // then the kernel writes into the spare capacity (nothing is
+            // zeroed per frame).
+            buf.clear();
+            buf.reserve(MAX_FRAME);
+            buf.extend_from_slice(&[0; 4]);
             batch.iov[i] = libc::iovec {
-                iov_base: buf[4..].as_mut_ptr().cast(),
+                iov_base: buf.spare_capacity_mut().as_mut_ptr().cast(),
                 iov_len: MAX_FRAME - 4,
             };
             let hdr = &mut batch.hdrs[i].msg_hdr;
@@ -205,7 +209,10 @@ impl PacketSocket {
         }
         let n = n as usize;
         for i in 0..n {
-            let len = batch.hdrs[i].msg_len as usize;
+            let len = (batch.hdrs[i].msg_len as usize).min(MAX_FRAME - 4);
+            // SAFETY: recvmmsg wrote `len` bytes (at most the iovec's length)
+            // into the spare capacity right after the 4 initialised bytes.
+            unsafe { batch.bufs[i].set_len(4 + len) };
             // A cut frame, or one whose VLAN/checksum metadata was cut, cannot be
             // handled correctly; the caller counts it as an error.
             let truncated =
