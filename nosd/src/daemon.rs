@@ -89,6 +89,12 @@ pub(crate) enum ConfigCmd {
 pub async fn run(opts: Options) -> anyhow::Result<Exit> {
     std::fs::create_dir_all(&opts.state_dir)
         .with_context(|| format!("cannot create state directory {}", opts.state_dir.display()))?;
+    // Present while nosd runs: found at start, the nosd before this one
+    // stopped without closing its BGP sessions (graceful restart).
+    let running = opts.state_dir.join("running");
+    let restarted = running.exists();
+    std::fs::write(&running, std::process::id().to_string())
+        .with_context(|| format!("cannot write {}", running.display()))?;
     let db = opts.state_dir.join("config.db");
     let store = ConfigStore::open(&db)
         .with_context(|| format!("cannot open config store {}", db.display()))?;
@@ -244,12 +250,16 @@ pub async fn run(opts: Options) -> anyhow::Result<Exit> {
     let (host_q_tx, host_q_rx) = mpsc::channel(16);
     let (bgp_rib_tx, bgp_rib_rx) = mpsc::unbounded_channel();
     let (bgp_q_tx, bgp_q_rx) = mpsc::channel(16);
-    let speaker = tokio::spawn(Speaker::new().run(
-        config_rx.clone(),
-        bgp_rib_tx,
-        bgp_q_rx,
-        shutdown_rx.clone(),
-    ));
+    let speaker = if restarted {
+        tracing::info!(
+            "the previous nosd stopped without closing its sessions: BGP sessions say we restarted (graceful restart)"
+        );
+        Speaker::new().restarted()
+    } else {
+        Speaker::new()
+    };
+    let speaker =
+        tokio::spawn(speaker.run(config_rx.clone(), bgp_rib_tx, bgp_q_rx, shutdown_rx.clone()));
     let router = tokio::spawn(Router::new().run(
         config_rx.clone(),
         neigh_rx,
@@ -365,6 +375,7 @@ pub async fn run(opts: Options) -> anyhow::Result<Exit> {
         let _ = g.await;
     }
     tokio::task::spawn_blocking(move || driver.stop()).await?;
+    let _ = std::fs::remove_file(&running);
     tracing::info!("stopped");
     Ok(exit)
 }

@@ -867,4 +867,59 @@ router bgp 64501\n bgp router-id 198.51.100.2\n no bgp ebgp-requires-policy\n no
         c["p4runtime_packet_ins"], c["p4runtime_updates_written"]
     );
     assert!(c["p4runtime_packet_ins"] > 5, "{c:?}");
+
+    // Graceful restart, nosd restarting: the target forwards on without
+    // nosd, so nosd's OPEN lists its family with "forwarding state
+    // preserved" and FRR sees it as restart-capable. nosd is killed and
+    // started again at once (its TCP connection dies with its host
+    // interface, so FRR learns of the restart from the new OPEN, with the
+    // "Restart State" bit): FRR keeps nosd's route throughout, and it is
+    // fresh (not stale) after nosd's End-of-RIB.
+    let show = |l: &P4Lab, what: &str| {
+        l.lab
+            .must(&ns, &["vtysh", "-N", &ns, "-c", what])
+            .map(|o| String::from_utf8_lossy(&o.stdout).replace(char::is_whitespace, ""))
+            .unwrap_or_default()
+    };
+    let neighbor = "show bgp neighbors 198.51.100.1 json";
+    let route = "show bgp ipv4 unicast 192.0.2.0/24 json";
+    let gr = show(&lab, neighbor);
+    assert!(
+        gr.contains("\"remoteGrMode\":\"Restart\"") && gr.contains("\"fBit\":true"),
+        "FRR does not see nosd as restart-capable with its forwarding preserved: {gr}"
+    );
+    let mut nosd = lab.nosd.take().expect("nosd runs");
+    let _ = nosd.child.kill();
+    let _ = nosd.child.wait();
+    lab.start_nosd();
+    let start = Instant::now();
+    let mut missing = 0;
+    loop {
+        let r = show(&lab, route);
+        if !r.contains("192.0.2.0/24") {
+            missing += 1;
+        }
+        let n = show(&lab, neighbor);
+        // The second session, opened by the restarted nosd with the
+        // "Restart State" bit, and nosd's route refreshed by its End-of-RIB.
+        if n.contains("\"connectionsEstablished\":2")
+            && n.contains("\"rBit\":true")
+            && n.contains("\"bgpState\":\"Established\"")
+            && r.contains("192.0.2.0/24")
+            && !r.contains("\"stale\":true")
+        {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "nosd's session did not come back gracefully: {n}\n{r}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(missing, 0, "FRR dropped nosd's route while nosd restarted");
+    assert!(
+        lab.log("nosd.log").contains("graceful restart"),
+        "the restarted nosd does not say it restarted"
+    );
+    assert!(lab.ping_until(&lab.a, "203.0.113.1", Duration::from_secs(10)));
 }

@@ -82,6 +82,8 @@ async fn connect() -> Peer {
         port,
         password: None,
         ttl: 1,
+        forwarding_survives: false,
+        restarted_until: None,
     };
     let (ev_tx, events) = mpsc::channel(64);
     let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();

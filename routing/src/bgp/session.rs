@@ -54,7 +54,19 @@ pub struct PeerConfig {
     /// IP TTL of the session's packets: 1 for single-hop eBGP, the hop count
     /// for eBGP multihop, 255 for iBGP.
     pub ttl: u8,
+    /// Graceful restart (RFC 4724) as the restarting speaker: the forwarding
+    /// state survives a restart of this process (a P4Runtime target keeps
+    /// its entries), so the families are announced with their "forwarding
+    /// state preserved" bit and the peer keeps our routes while we restart.
+    /// Without it the capability lists no family: the peer drops our routes
+    /// at once when the session goes, as our forwarding went with it.
+    pub forwarding_survives: bool,
+    /// Until when an OPEN says we restarted ("Restart State" bit).
+    pub restarted_until: Option<std::time::Instant>,
 }
+
+/// The restart time announced in the graceful-restart capability, seconds.
+pub const RESTART_TIME: u16 = 120;
 
 /// What a session reports to the RIB.
 #[derive(Debug)]
@@ -361,11 +373,20 @@ impl Session {
         caps.push(Capability::AddPath(
             self.cfg.families.iter().map(|f| (*f, 1)).collect(),
         ));
-        // Graceful restart, receiving speaker only (no families: RFC 4724 4.1).
+        // Graceful restart: always as the receiving speaker; as the restarting
+        // one only when our forwarding survives us (no families otherwise:
+        // RFC 4724 4.1).
         caps.push(Capability::GracefulRestart {
-            restarting: false,
-            restart_time: 120,
-            families: Vec::new(),
+            restarting: self
+                .cfg
+                .restarted_until
+                .is_some_and(|t| std::time::Instant::now() < t),
+            restart_time: RESTART_TIME,
+            families: if self.cfg.forwarding_survives {
+                self.cfg.families.iter().map(|f| (*f, true)).collect()
+            } else {
+                Vec::new()
+            },
         });
         Open {
             version: 4,

@@ -234,6 +234,10 @@ pub struct Speaker {
     reachable_static: Vec<IpNet>,
     /// Whether an upstream session is established (the default route is sent).
     default_up: bool,
+    /// Until when sessions say we restarted (graceful restart's "Restart
+    /// State" bit): the restart time after a start that followed an unclean
+    /// stop.
+    restarted_until: Option<std::time::Instant>,
 }
 
 impl std::fmt::Debug for Speaker {
@@ -272,6 +276,18 @@ impl Outbox {
 impl Speaker {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A speaker started after its predecessor stopped without closing its
+    /// sessions (a crash, a kill): for the restart time, its OPENs say it
+    /// restarted (RFC 4724), so peers that kept our routes keep them until
+    /// our End-of-RIB.
+    pub fn restarted(mut self) -> Self {
+        self.restarted_until = Some(
+            std::time::Instant::now()
+                + Duration::from_secs(u64::from(super::session::RESTART_TIME)),
+        );
+        self
     }
 
     /// Runs until shutdown.
@@ -404,6 +420,12 @@ impl Speaker {
         let mut out = Outbox::default();
         let mut replays = Vec::new();
         // Peers whose session parameters changed are restarted; removed ones stop.
+        // A P4Runtime target forwards on while nosd restarts; the in-process
+        // dataplane stops with it.
+        let forwarding_survives = matches!(
+            config.dataplane.backend,
+            nos_core::config::BackendKind::P4Runtime
+        );
         let wanted: HashMap<IpAddr, PeerConfig> = bgp
             .neighbors
             .iter()
@@ -443,6 +465,8 @@ impl Speaker {
                         } else {
                             n.ebgp_multihop.map_or(1, |h| h.saturating_add(1))
                         },
+                        forwarding_survives,
+                        restarted_until: self.restarted_until,
                     },
                 )
             })
