@@ -235,7 +235,7 @@ fn mac_text(m: MacAddr) -> String {
 pub fn two_hosts_state() -> ForwardingState {
     let mut s = ForwardingState::new();
     let rif = |id: u32| {
-        Object::Rif(RouterInterface {
+        Object::from(RouterInterface {
             id: RifId(id),
             name: format!("rif{id}"),
             vrf: VrfId::DEFAULT,

@@ -88,7 +88,7 @@ fn state(table: &[(u32, u8)]) -> ForwardingState {
     // Ingress rules that never match this traffic (TCP to ports 1000..),
     // so every frame is checked against all of them.
     for r in 0..ACL_RULES {
-        objs.push(Object::Acl(AclRule {
+        objs.push(Object::from(AclRule {
             id: AclId(r),
             name: format!("rule{r}"),
             stage: AclStage::Ingress,

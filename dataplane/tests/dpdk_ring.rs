@@ -48,7 +48,7 @@ fn state() -> ForwardingState {
             mtu: 1500,
             admin_up: true,
         }));
-        objs.push(Object::Rif(RouterInterface {
+        objs.push(Object::from(RouterInterface {
             id: RifId(p),
             name: format!("rif{p}"),
             vrf: VrfId::DEFAULT,

@@ -86,7 +86,7 @@ fn build_old(rng: &mut StdRng) -> ForwardingState {
             mtu: 1500,
             admin_up: true,
         }));
-        put(Object::Rif(RouterInterface {
+        put(Object::from(RouterInterface {
             id: RifId(r),
             name: format!("eth{r}"),
             vrf: VrfId::DEFAULT,

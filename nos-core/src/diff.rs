@@ -55,7 +55,7 @@ pub fn diff(old: &ForwardingState, new: &ForwardingState) -> Vec<Delta> {
     walk(
         old.rifs(),
         new.rifs(),
-        |_, r| Object::Rif(r.clone()),
+        |_, r| Object::from(r.clone()),
         ObjectKey::Rif,
         |d| emit(Kind::Rif, d),
     );
@@ -96,7 +96,7 @@ pub fn diff(old: &ForwardingState, new: &ForwardingState) -> Vec<Delta> {
     walk(
         old.acls(),
         new.acls(),
-        |_, a| Object::Acl(a.clone()),
+        |_, a| Object::from(a.clone()),
         ObjectKey::Acl,
         |d| emit(Kind::Acl, d),
     );
@@ -197,7 +197,7 @@ mod tests {
                             vlan: v,
                         },
                     };
-                    let _ = s.upsert(Object::Rif(RouterInterface {
+                    let _ = s.upsert(Object::from(RouterInterface {
                         id: RifId(id),
                         name: format!("r{id}"),
                         vrf: VrfId(vrf),
@@ -267,7 +267,7 @@ mod tests {
                         2 => (AclStage::Ingress, AclAction::Trap),
                         _ => (AclStage::Ingress, AclAction::Permit),
                     };
-                    let _ = s.upsert(Object::Acl(AclRule {
+                    let _ = s.upsert(Object::from(AclRule {
                         id: AclId(id),
                         name: format!("a{id}"),
                         stage,

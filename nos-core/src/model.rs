@@ -296,12 +296,26 @@ pub struct AclRule {
 pub enum Object {
     Port(Port),
     Vrf(Vrf),
-    Rif(RouterInterface),
+    /// Boxed, as is `Acl`: the large, rare kinds do not make every object
+    /// (and every delta of a million-route batch) as large as they are.
+    Rif(Box<RouterInterface>),
     Neighbor(Neighbor),
     NextHop(NextHop),
     Group(NextHopGroup),
     Route(Route),
-    Acl(AclRule),
+    Acl(Box<AclRule>),
+}
+
+impl From<RouterInterface> for Object {
+    fn from(r: RouterInterface) -> Self {
+        Object::Rif(Box::new(r))
+    }
+}
+
+impl From<AclRule> for Object {
+    fn from(a: AclRule) -> Self {
+        Object::Acl(Box::new(a))
+    }
 }
 
 /// The identity of a forwarding object.
@@ -646,7 +660,7 @@ impl ForwardingState {
         Some(match key {
             ObjectKey::Port(k) => Object::Port(self.ports.get(k)?.clone()),
             ObjectKey::Vrf(k) => Object::Vrf(self.vrfs.get(k)?.clone()),
-            ObjectKey::Rif(k) => Object::Rif(self.rifs.get(k)?.clone()),
+            ObjectKey::Rif(k) => Object::from(self.rifs.get(k)?.clone()),
             ObjectKey::Neighbor(r, ip) => Object::Neighbor(self.neighbors.get(&(*r, *ip))?.clone()),
             ObjectKey::NextHop(k) => Object::NextHop(self.next_hops.get(k)?.clone()),
             ObjectKey::Group(k) => Object::Group(self.groups.get(k)?.clone()),
@@ -655,7 +669,7 @@ impl ForwardingState {
                 prefix: k.prefix,
                 action: *self.routes.get(k)?,
             }),
-            ObjectKey::Acl(k) => Object::Acl(self.acls.get(k)?.clone()),
+            ObjectKey::Acl(k) => Object::from(self.acls.get(k)?.clone()),
         })
     }
 
@@ -757,7 +771,7 @@ impl ForwardingState {
         match obj {
             Object::Port(p) => self.ports.insert(p.id, p).map(Object::Port),
             Object::Vrf(v) => self.vrfs.insert(v.id, v).map(Object::Vrf),
-            Object::Rif(r) => self.rifs.insert(r.id, r).map(Object::Rif),
+            Object::Rif(r) => self.rifs.insert(r.id, *r).map(Object::from),
             Object::Neighbor(n) => self
                 .neighbors
                 .insert((n.rif, n.ip), n)
@@ -771,7 +785,7 @@ impl ForwardingState {
                     action,
                 })
             }),
-            Object::Acl(a) => self.acls.insert(a.id, a).map(Object::Acl),
+            Object::Acl(a) => self.acls.insert(a.id, *a).map(Object::from),
         }
     }
 
@@ -779,7 +793,7 @@ impl ForwardingState {
         Some(match key {
             ObjectKey::Port(k) => Object::Port(self.ports.remove(k)?),
             ObjectKey::Vrf(k) => Object::Vrf(self.vrfs.remove(k)?),
-            ObjectKey::Rif(k) => Object::Rif(self.rifs.remove(k)?),
+            ObjectKey::Rif(k) => Object::from(self.rifs.remove(k)?),
             ObjectKey::Neighbor(r, ip) => Object::Neighbor(self.neighbors.remove(&(*r, *ip))?),
             ObjectKey::NextHop(k) => Object::NextHop(self.next_hops.remove(k)?),
             ObjectKey::Group(k) => Object::Group(self.groups.remove(k)?),
@@ -788,7 +802,7 @@ impl ForwardingState {
                 prefix: k.prefix,
                 action: self.routes.remove(k)?,
             }),
-            ObjectKey::Acl(k) => Object::Acl(self.acls.remove(k)?),
+            ObjectKey::Acl(k) => Object::from(self.acls.remove(k)?),
         })
     }
 
@@ -810,7 +824,7 @@ impl ForwardingState {
             .cloned()
             .map(Object::Port)
             .chain(self.vrfs.values().cloned().map(Object::Vrf))
-            .chain(self.rifs.values().cloned().map(Object::Rif))
+            .chain(self.rifs.values().cloned().map(Object::from))
             .chain(self.neighbors.values().cloned().map(Object::Neighbor))
             .chain(self.next_hops.values().cloned().map(Object::NextHop))
             .chain(self.groups.values().cloned().map(Object::Group))
@@ -821,7 +835,7 @@ impl ForwardingState {
                     action: *a,
                 })
             }))
-            .chain(self.acls.values().cloned().map(Object::Acl))
+            .chain(self.acls.values().cloned().map(Object::from))
     }
 
     /// Re-checks every object and reference from scratch (for tests and audits).
@@ -912,12 +926,12 @@ impl<'de> Deserialize<'de> for ForwardingState {
             .into_iter()
             .map(Object::Port)
             .chain(l.vrfs.into_iter().map(Object::Vrf))
-            .chain(l.router_interfaces.into_iter().map(Object::Rif))
+            .chain(l.router_interfaces.into_iter().map(Object::from))
             .chain(l.neighbors.into_iter().map(Object::Neighbor))
             .chain(l.next_hops.into_iter().map(Object::NextHop))
             .chain(l.groups.into_iter().map(Object::Group))
             .chain(l.routes.into_iter().map(Object::Route))
-            .chain(l.acl_rules.into_iter().map(Object::Acl));
+            .chain(l.acl_rules.into_iter().map(Object::from));
         ForwardingState::from_objects(objs).map_err(serde::de::Error::custom)
     }
 }
@@ -936,7 +950,7 @@ pub(crate) mod tests {
     }
 
     pub fn rif(id: u32, port: u32) -> Object {
-        Object::Rif(RouterInterface {
+        Object::from(RouterInterface {
             id: RifId(id),
             name: format!("rif{id}"),
             vrf: VrfId::DEFAULT,

@@ -85,7 +85,7 @@ fn base(groups: usize) -> ForwardingState {
             mtu: 1500,
             admin_up: true,
         }));
-        put(Object::Rif(RouterInterface {
+        put(Object::from(RouterInterface {
             id: RifId(p),
             name: format!("rif{p}"),
             vrf: VrfId(0),

@@ -214,7 +214,7 @@ mod tests {
         let d = m.translate(&Delta::Create(port(1, "eth1")), &n).unwrap();
         assert_eq!(d, Delta::Create(port(7, "eth1")));
         m.translate(&Delta::Create(port(2, "eth2")), &n).unwrap();
-        let rif = Object::Rif(RouterInterface {
+        let rif = Object::from(RouterInterface {
             id: RifId(1),
             name: "e2".into(),
             vrf: VrfId::DEFAULT,

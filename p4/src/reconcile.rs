@@ -214,7 +214,7 @@ mod tests {
     }
 
     fn rif(id: u32, last: u8) -> Object {
-        Object::Rif(RouterInterface {
+        Object::from(RouterInterface {
             id: RifId(id),
             name: String::new(),
             vrf: VrfId(0),

@@ -259,7 +259,7 @@ impl Compiler {
         for i in &config.interfaces {
             let rif = self.rif(config, i, router_mac, &port_mtu)?;
             rif_by_name.insert(i.name.clone(), rif.clone());
-            s.upsert(Object::Rif(rif.clone()))?;
+            s.upsert(Object::from(rif.clone()))?;
             interfaces.push(HostInterface {
                 rif,
                 addresses: i.addresses().collect(),
@@ -507,7 +507,7 @@ impl Compiler {
         }
 
         for a in &config.acl {
-            s.upsert(Object::Acl(self.acl(a)?))?;
+            s.upsert(Object::from(self.acl(a)?))?;
         }
         // Every next hop in the table needs its neighbor resolved ahead of traffic.
         resolve.clear();

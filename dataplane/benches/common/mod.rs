@@ -19,7 +19,7 @@ pub fn two_ports(next_hops: u32) -> Vec<Object> {
             mtu: 1500,
             admin_up: true,
         }));
-        objs.push(Object::Rif(RouterInterface {
+        objs.push(Object::from(RouterInterface {
             id: RifId(p),
             name: format!("rif{p}"),
             vrf: VrfId::DEFAULT,

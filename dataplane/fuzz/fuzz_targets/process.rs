@@ -60,7 +60,7 @@ fn tables() -> &'static Tables {
                 },
             ),
         ] {
-            objs.push(Object::Rif(RouterInterface {
+            objs.push(Object::from(RouterInterface {
                 id: RifId(r),
                 name: format!("rif{r}"),
                 vrf: VrfId::DEFAULT,
@@ -127,7 +127,7 @@ fn tables() -> &'static Tables {
             (2, 17, 53, AclAction::Copy),
             (3, 6, 5001, AclAction::Drop),
         ] {
-            objs.push(Object::Acl(AclRule {
+            objs.push(Object::from(AclRule {
                 id: AclId(id),
                 name: format!("rule{id}"),
                 stage: AclStage::Ingress,

@@ -29,7 +29,7 @@ fn port(id: u32, up: bool) -> Object {
 }
 
 fn rif(id: u32, vrf: VrfId, kind: RifKind, up: bool) -> Object {
-    Object::Rif(RouterInterface {
+    Object::from(RouterInterface {
         id: RifId(id),
         name: format!("rif{id}"),
         vrf,
@@ -66,7 +66,7 @@ fn route(vrf: VrfId, prefix: &str, action: RouteAction) -> Object {
 }
 
 fn acl(id: u32, stage: AclStage, priority: u32, matches: AclMatch, action: AclAction) -> Object {
-    Object::Acl(AclRule {
+    Object::from(AclRule {
         id: AclId(id),
         name: format!("acl{id}"),
         stage,

@@ -421,7 +421,7 @@ impl State {
                     .collect(),
             }
         };
-        Some(Object::Rif(RouterInterface {
+        Some(Object::from(RouterInterface {
             id: RifId(rif),
             name: format!("rif{rif}"),
             vrf: VrfId(vrf),
@@ -516,7 +516,7 @@ impl State {
                 })
             }
             TableKind::AclPreIngress | TableKind::AclIngress => {
-                Object::Acl(self.derive_acl(kind, key, entry, direct()?)?)
+                Object::from(self.derive_acl(kind, key, entry, direct()?)?)
             }
         }))
     }

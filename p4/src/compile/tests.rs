@@ -32,7 +32,7 @@ fn port(id: u32, up: bool) -> Object {
 }
 
 fn rif(id: u32, kind: RifKind, m: u8) -> Object {
-    Object::Rif(RouterInterface {
+    Object::from(RouterInterface {
         id: RifId(id),
         name: format!("r{id}"),
         vrf: VrfId(0),
@@ -226,7 +226,7 @@ fn conflicting_objects_are_refused_and_leave_the_model_alone() {
     assert!(matches!(e, CompileError::Model(_)));
     // Same ACL key twice.
     let acl = |id: u32| {
-        Object::Acl(AclRule {
+        Object::from(AclRule {
             id: AclId(id),
             name: format!("a{id}"),
             stage: AclStage::Ingress,
@@ -412,7 +412,7 @@ fn acl_rules_become_ternary_entries() {
         },
         action: AclAction::SetVrf(VrfId(0)),
     };
-    let d = c.delta(&mut m, &Delta::Create(Object::Acl(rule))).unwrap();
+    let d = c.delta(&mut m, &Delta::Create(Object::from(rule))).unwrap();
     let Some(p4::entity::Entity::TableEntry(t)) =
         &d.updates[0].update.entity.as_ref().unwrap().entity
     else {

@@ -127,7 +127,7 @@ pub fn port(id: u32) -> Object {
 }
 
 pub fn rif(id: u32, port: u32) -> Object {
-    Object::Rif(RouterInterface {
+    Object::from(RouterInterface {
         id: RifId(id),
         name: format!("rif{id}"),
         vrf: VrfId(0),
@@ -203,7 +203,7 @@ pub fn state() -> ForwardingState {
         route("2001:db8:1::/48", RouteAction::NextHop(NextHopId(3))),
         route("192.0.2.1/32", RouteAction::ToCpu),
         route("0.0.0.0/0", RouteAction::Drop),
-        Object::Acl(AclRule {
+        Object::from(AclRule {
             id: AclId(1),
             name: "no-5001".into(),
             stage: AclStage::Ingress,
