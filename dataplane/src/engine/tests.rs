@@ -1467,7 +1467,8 @@ proptest! {
     /// The writer's incrementally patched tables (both copies, as they take turns
     /// being published) forward like a full build after every batch: routes
     /// added, changed and removed, groups rewritten, neighbors changed, and with a
-    /// long-lived reader forcing the copy path now and then.
+    /// long-lived reader forcing the copy path now and then, and the standby
+    /// copy brought up to date early now and then.
     #[test]
     fn table_writer_matches_a_full_build(
         batches in proptest::collection::vec(
@@ -1475,6 +1476,7 @@ proptest! {
                 proptest::collection::vec((0usize..20, 0usize..7, any::<bool>()), 0..30),
                 0u8..8,
                 0u8..3,
+                any::<bool>(),
             ),
             1..8,
         )
@@ -1495,7 +1497,7 @@ proptest! {
         assert_like_full_build(&target.load(), &state, &pool);
         // Readers holding a published copy across commits (0, 1 or 2 of them).
         let mut readers: Vec<(u8, std::sync::Arc<Tables>)> = Vec::new();
-        for (ops, object_change, hold) in batches {
+        for (ops, object_change, hold, catch_up) in batches {
             let mut deltas = Vec::new();
             let mut scratch = state.clone();
             for (p, a, blue) in ops {
@@ -1539,6 +1541,10 @@ proptest! {
                 readers.push((hold, target.load_full()));
             }
             commit(&mut w, &mut state, &target, &deltas);
+            if catch_up {
+                // The standby copy brought up to date between batches.
+                w.catch_up(&state);
+            }
             readers.retain_mut(|(left, _)| {
                 *left -= 1;
                 *left > 0

@@ -227,17 +227,8 @@ impl TableWriter {
             missed: Vec::new(),
             objects: self.published_objects,
         });
-        let mut todo = std::mem::take(&mut standby.missed);
-        todo.extend_from_slice(&changes);
-        let t = exclusive(&mut standby.tables);
-        if standby.objects != self.objects {
-            self.compile_objects(t, state);
-        } else {
-            self.compile_new_actions(t, state, &todo);
-        }
-        self.update_routes(t, &todo);
-        t.routes = self.v4.iter().map(PrefixMap::len).sum::<usize>()
-            + self.v6.iter().map(PrefixMap::len).sum::<usize>();
+        standby.missed.extend_from_slice(&changes);
+        self.bring_up(&mut standby, state);
 
         let behind = self.published_objects;
         self.published_objects = self.objects;
@@ -247,6 +238,42 @@ impl TableWriter {
             missed: changes,
             objects: behind,
         });
+    }
+
+    /// Applies to `standby` what it missed, objects and routes.
+    fn bring_up(&mut self, standby: &mut Standby, state: &ForwardingState) {
+        let todo = std::mem::take(&mut standby.missed);
+        let t = exclusive(&mut standby.tables);
+        if standby.objects != self.objects {
+            self.compile_objects(t, state);
+        } else {
+            self.compile_new_actions(t, state, &todo);
+        }
+        self.update_routes(t, &todo);
+        t.routes = self.v4.iter().map(PrefixMap::len).sum::<usize>()
+            + self.v6.iter().map(PrefixMap::len).sum::<usize>();
+        standby.objects = self.objects;
+    }
+
+    /// Brings the standby copy up to date now, so that the next batch costs
+    /// only its own changes: after a large batch (a full table), the next one
+    /// would otherwise replay it first, as when a failover's one group
+    /// rewrite follows the table's load. `state` is the state of the last
+    /// commit.
+    pub fn catch_up(&mut self, state: &ForwardingState) {
+        let Some(mut standby) = self.standby.take() else {
+            return;
+        };
+        if !standby.missed.is_empty() || standby.objects != self.objects {
+            self.bring_up(&mut standby, state);
+        }
+        self.standby = Some(standby);
+    }
+
+    /// Whether the standby copy lags the published one by at least `n`
+    /// route changes.
+    pub fn standby_behind(&self, n: usize) -> bool {
+        self.standby.as_ref().is_some_and(|s| s.missed.len() >= n)
     }
 
     /// Records a route set (`Some`) or removed (`None`) in the route set.
