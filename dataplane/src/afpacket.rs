@@ -24,6 +24,7 @@ const PACKET_FANOUT: libc::c_int = 18;
 const PACKET_FANOUT_HASH: u32 = 0;
 const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
 const PACKET_STATISTICS: libc::c_int = 6;
+const PACKET_QDISC_BYPASS: libc::c_int = 20;
 
 /// `struct tpacket_stats` (linux/if_packet.h), what PACKET_STATISTICS reads.
 #[repr(C)]
@@ -122,6 +123,9 @@ impl PacketSocket {
         // before 4.20 lack it; then sent frames come back with our own source MAC
         // and are dropped by L3 admit, so failure here is not fatal.
         let _ = setsockopt(raw, libc::SOL_PACKET, PACKET_IGNORE_OUTGOING, &one);
+        // Frames go straight to the device's driver, past the qdisc layer, as
+        // a switch's forwarding path would (kernels before 3.14 lack it).
+        let _ = setsockopt(raw, libc::SOL_PACKET, PACKET_QDISC_BYPASS, &one);
         let bufsize: libc::c_int = 4 << 20;
         let _ = setsockopt(raw, libc::SOL_SOCKET, libc::SO_RCVBUF, &bufsize);
         let _ = setsockopt(raw, libc::SOL_SOCKET, libc::SO_SNDBUF, &bufsize);
