@@ -151,6 +151,19 @@ fn time_lookups<K: Copy>(
     (rate(keys.len() * rounds, d), black_box(sum))
 }
 
+/// Lookups per second over `keys` in chunks of 64, `rounds` times; `lookup`
+/// answers one chunk and gives the sum of its values (misses as 0).
+fn time_bulk(keys: &[u32], rounds: usize, lookup: &mut impl FnMut(&[u32]) -> u64) -> (f64, u64) {
+    let start = Instant::now();
+    let mut sum = 0u64;
+    for _ in 0..rounds {
+        for c in keys.chunks(64) {
+            sum = sum.wrapping_add(lookup(black_box(c)));
+        }
+    }
+    (rate(keys.len() * rounds, start.elapsed()), black_box(sum))
+}
+
 /// Keys inside the table's prefixes (random host bits).
 fn hot_v4(rng: &mut StdRng, t: &[Prefix<u32>]) -> Vec<u32> {
     (0..HOT_SET)
@@ -234,22 +247,16 @@ fn bench_ipv4(rng: &mut StdRng) -> Vec<Prefix<u32>> {
             HOT_SET,
             HOT_ROUNDS
         );
-        let bulk = |keys: &[u32], rounds: usize| {
-            let mut out = [None; 64];
-            let start = Instant::now();
-            let mut sum = 0u64;
-            for _ in 0..rounds {
-                for c in keys.chunks(64) {
-                    lpm.lookup_bulk(black_box(c), &mut out[..c.len()]);
-                    for v in &out[..c.len()] {
-                        sum = sum.wrapping_add(u64::from(v.unwrap_or(0)));
-                    }
-                }
-            }
-            (rate(keys.len() * rounds, start.elapsed()), black_box(sum))
+        let mut out = [None; 64];
+        let mut bulk = |c: &[u32]| {
+            lpm.lookup_bulk(c, &mut out[..c.len()]);
+            out[..c.len()]
+                .iter()
+                .map(|v| u64::from(v.unwrap_or(0)))
+                .sum()
         };
-        let (br, bsum) = bulk(&random, 1);
-        let (bh, bhsum) = bulk(&hot, HOT_ROUNDS);
+        let (br, bsum) = time_bulk(&random, 1, &mut bulk);
+        let (bh, bhsum) = time_bulk(&hot, HOT_ROUNDS, &mut bulk);
         println!(
             "    in bulks of 64 (lookup_bulk): random {:.1} M/s (checksum {bsum}), cache-hot {:.1} M/s (checksum {bhsum})",
             br / 1e6,
@@ -305,19 +312,13 @@ fn bench_rte_lpm(
         lpm.add(p.0, p.1, p.2).expect("rte_lpm_add");
     }
     let load = start.elapsed();
-    let bulk = |keys: &[u32], rounds: usize| {
-        let mut out = [0u32; 64];
-        let start = Instant::now();
-        let mut sum = 0u64;
-        for _ in 0..rounds {
-            for c in keys.chunks(64) {
-                lpm.lookup_bulk(black_box(c), &mut out[..c.len()]);
-                for v in &out[..c.len()] {
-                    sum = sum.wrapping_add(u64::from(if *v == u32::MAX { 0 } else { *v }));
-                }
-            }
-        }
-        (rate(keys.len() * rounds, start.elapsed()), black_box(sum))
+    let mut hops = [0u32; 64];
+    let mut bulk = |c: &[u32]| {
+        lpm.lookup_bulk(c, &mut hops[..c.len()]);
+        hops[..c.len()]
+            .iter()
+            .map(|v| u64::from(if *v == u32::MAX { 0 } else { *v }))
+            .sum()
     };
     // Same answers as the engine's table, or the comparison means nothing.
     let mut out = [0u32; 64];
@@ -332,8 +333,8 @@ fn bench_rte_lpm(
             );
         }
     }
-    let (r, sum) = bulk(random, 1);
-    let (h, hsum) = bulk(hot, HOT_ROUNDS);
+    let (r, sum) = time_bulk(random, 1, &mut bulk);
+    let (h, hsum) = time_bulk(hot, HOT_ROUNDS, &mut bulk);
     let memory = (1usize << 24) * 4 + tbl8s as usize * 256 * 4;
     println!("  DPDK rte_lpm (DIR-24-8), same prefixes and destinations, lookups in bulks of 64:");
     println!(
@@ -431,28 +432,7 @@ fn bench_pipeline(rng: &mut StdRng, table: &[Prefix<u32>]) {
     let hot = hot_v4(rng, table);
     let frames: Vec<Vec<u8>> = hot
         .iter()
-        .map(|&dst| {
-            let mut f = vec![0u8; 60];
-            f[0..6].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
-            f[6..12].copy_from_slice(&[2, 0xbb, 0, 0, 0, 1]);
-            f[12..14].copy_from_slice(&[0x08, 0x00]);
-            let ip = &mut f[14..34];
-            ip[0] = 0x45;
-            ip[2..4].copy_from_slice(&46u16.to_be_bytes());
-            ip[8] = 64;
-            ip[9] = 17;
-            ip[12..16].copy_from_slice(&[10, 9, 9, 9]);
-            ip[16..20].copy_from_slice(&dst.to_be_bytes());
-            let mut sum = 0u32;
-            for w in ip.chunks_exact(2) {
-                sum += u32::from(u16::from_be_bytes([w[0], w[1]]));
-            }
-            while sum > 0xffff {
-                sum = (sum & 0xffff) + (sum >> 16);
-            }
-            ip[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
-            f
-        })
+        .map(|&dst| common::udp_frame([2, 0, 0, 0, 0, 1], [10, 9, 9, 9], dst, 0))
         .collect();
     let mut buf = Vec::with_capacity(64);
     let mut counters = Counters::default();

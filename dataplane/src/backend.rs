@@ -479,9 +479,7 @@ impl Backend for X86Backend {
             // After a large batch, the copy the next batch will patch is
             // brought up to date now, so that the next (small, urgent:
             // a failover's group rewrite) batch pays only for itself.
-            if self.writer.standby_behind(CATCH_UP_AFTER) {
-                self.writer.catch_up(&self.state);
-            }
+            self.writer.catch_up(&self.state, CATCH_UP_AFTER);
         }
         results
     }

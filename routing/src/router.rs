@@ -186,16 +186,16 @@ impl Router {
             }
             None => {
                 let k = ObjectKey::Route(key);
-                match s.routes().contains_key(&key) {
-                    true => {
-                        let prev = s.remove(&k).map_err(|e| e.to_string())?;
+                match s.remove(&k) {
+                    Ok(prev) => {
                         out.push(Delta::Delete(k));
                         match prev {
                             Object::Route(r) => Some(r.action),
                             _ => None,
                         }
                     }
-                    false => None,
+                    Err(nos_core::ModelError::NotFound(_)) => None,
+                    Err(e) => return Err(e.to_string()),
                 }
             }
         };

@@ -1543,7 +1543,7 @@ proptest! {
             commit(&mut w, &mut state, &target, &deltas);
             if catch_up {
                 // The standby copy brought up to date between batches.
-                w.catch_up(&state);
+                w.catch_up(&state, 0);
             }
             readers.retain_mut(|(left, _)| {
                 *left -= 1;

@@ -255,25 +255,25 @@ impl TableWriter {
         standby.objects = self.objects;
     }
 
-    /// Brings the standby copy up to date now, so that the next batch costs
-    /// only its own changes: after a large batch (a full table), the next one
+    /// Brings the standby copy up to date now when it lags the published one
+    /// by at least `behind` route changes (by anything, with 0), so that the next batch costs only
+    /// its own changes: after a large batch (a full table), the next one
     /// would otherwise replay it first, as when a failover's one group
     /// rewrite follows the table's load. `state` is the state of the last
     /// commit.
-    pub fn catch_up(&mut self, state: &ForwardingState) {
+    pub fn catch_up(&mut self, state: &ForwardingState, behind: usize) {
         let Some(mut standby) = self.standby.take() else {
             return;
         };
-        if !standby.missed.is_empty() || standby.objects != self.objects {
+        // With `behind` 0, anything missed counts, objects included.
+        let lagging = match behind {
+            0 => !standby.missed.is_empty() || standby.objects != self.objects,
+            n => standby.missed.len() >= n,
+        };
+        if lagging {
             self.bring_up(&mut standby, state);
         }
         self.standby = Some(standby);
-    }
-
-    /// Whether the standby copy lags the published one by at least `n`
-    /// route changes.
-    pub fn standby_behind(&self, n: usize) -> bool {
-        self.standby.as_ref().is_some_and(|s| s.missed.len() >= n)
     }
 
     /// Records a route set (`Some`) or removed (`None`) in the route set.
