@@ -5,7 +5,8 @@
 //! (every delta it received, applied in order); `installed` is what the target
 //! accepted (only deltas whose per-delta result was `Ok`). When a delta fails,
 //! the two differ, the failure is logged with the object and reason and reported
-//! as an event, and the driver retries the difference on its reconcile timer —
+//! as an event, and the driver retries the difference on its reconcile timer,
+//! or at once when told the target has become ready ([`DriverHandle::retry`]),
 //! so the target and the model never drift apart silently.
 
 use crate::backend::{Backend, BackendError};
@@ -31,6 +32,7 @@ type Query = Box<dyn FnOnce(&ForwardingState, &mut dyn Backend) + Send>;
 enum Msg {
     Apply(Vec<Delta>),
     Query(Query),
+    Retry,
     Stop,
 }
 
@@ -57,6 +59,13 @@ impl DriverHandle {
     /// Queues deltas for the target. Returns false if the driver has stopped.
     pub fn apply(&self, deltas: Vec<Delta>) -> bool {
         self.tx.send(Msg::Apply(deltas)).is_ok()
+    }
+
+    /// Retries the changes the target refused, now rather than at the next
+    /// reconcile (a target that has just become ready, say). Returns false if
+    /// the driver has stopped.
+    pub fn retry(&self) -> bool {
+        self.tx.send(Msg::Retry).is_ok()
     }
 
     /// Runs `f` on the driver thread with the installed state and the backend
@@ -118,6 +127,7 @@ impl Driver {
                             w.apply(all);
                         }
                         Ok(Msg::Query(q)) => q(&w.installed, w.backend.as_mut()),
+                        Ok(Msg::Retry) => w.reconcile(),
                         Ok(Msg::Stop) | Err(RecvTimeoutError::Disconnected) => break,
                         Err(RecvTimeoutError::Timeout) => {}
                     }
@@ -344,6 +354,35 @@ mod tests {
         let (tx, rx) = channel();
         h.query(move |inst, b| tx.send(b.read().unwrap() == *inst).unwrap());
         assert!(rx.recv().unwrap(), "target and installed model agree");
+        d.stop();
+    }
+
+    #[test]
+    fn a_retry_request_installs_refused_changes_before_the_reconcile_timer() {
+        let heal = Arc::new(Mutex::new(false));
+        let d = Driver::spawn(
+            Box::new(Picky {
+                state: ForwardingState::new(),
+                heal: heal.clone(),
+            }),
+            // Far beyond the test: only `retry` can install the refused port.
+            Duration::from_secs(3600),
+            |_| {},
+        )
+        .unwrap();
+        let h = d.handle();
+        h.apply(vec![port(1, "bad")]);
+        assert!(installed(&h).ports().is_empty());
+        // Nothing heals by itself while the target still refuses.
+        assert!(h.retry());
+        assert!(installed(&h).ports().is_empty());
+        *heal.lock().unwrap() = true;
+        assert!(h.retry());
+        assert_eq!(
+            installed(&h).ports().len(),
+            1,
+            "retry pushed the refused port to the healed target"
+        );
         d.stop();
     }
 }

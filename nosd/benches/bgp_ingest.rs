@@ -506,6 +506,7 @@ impl Feed {
             four_octet_as: true,
             add_path_rx: Vec::new(),
             ebgp: true,
+            ..SessionCaps::default()
         };
         let mut chunks = Vec::new();
         let mut chunk = Vec::with_capacity(CHUNK + codec::MAX_MESSAGE_LEN);
@@ -709,6 +710,7 @@ async fn feed_session(
         four_octet_as: true,
         add_path_rx: Vec::new(),
         ebgp: true,
+        ..SessionCaps::default()
     };
     let give_up = Instant::now() + Duration::from_secs(60);
     let stream = loop {

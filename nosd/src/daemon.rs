@@ -200,13 +200,6 @@ pub async fn run(opts: Options) -> anyhow::Result<Exit> {
             (Box::new(backend), sender)
         }
     };
-    let p4_watch = p4_session.map(|(address, monitor)| {
-        tokio::spawn(crate::p4rt::watch_session(
-            address,
-            monitor,
-            shutdown_rx.clone(),
-        ))
-    });
 
     let (installed_tx, installed_rx) = mpsc::unbounded_channel();
     // Counts ports entering and leaving the target (their oper-status, for gNMI).
@@ -234,6 +227,14 @@ pub async fn run(opts: Options) -> anyhow::Result<Exit> {
         }
     })?;
     let dh = driver.handle();
+    let p4_watch = p4_session.map(|(address, monitor)| {
+        tokio::spawn(crate::p4rt::watch_session(
+            address,
+            monitor,
+            dh.clone(),
+            shutdown_rx.clone(),
+        ))
+    });
 
     let (fib_tx, mut fib_rx) = mpsc::unbounded_channel();
     let fwd = dh.clone();

@@ -208,7 +208,12 @@ impl Drop for Lab {
             }
             let _ = Command::new("ip").args(["netns", "del", &ns]).status();
         }
-        let _ = std::fs::remove_dir_all(&self.dir);
+        // A failed test leaves its logs behind for whoever reads its output.
+        if std::thread::panicking() || std::env::var_os("NOS_KEEP_LAB").is_some() {
+            eprintln!("lab files kept in {}", self.dir.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }
 

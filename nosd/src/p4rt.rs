@@ -13,6 +13,7 @@
 use anyhow::Context;
 use nos_core::backend::PacketInSink;
 use nos_core::config::{Config, P4RuntimeTargetConfig};
+use nos_core::driver::DriverHandle;
 use p4::{ClientConfig, Monitor, P4RuntimeBackend, P4RuntimeConfig, PipelineConfig, SessionState};
 use std::sync::Arc;
 use std::time::Duration;
@@ -79,8 +80,16 @@ pub fn start(
 }
 
 /// Logs the session's changes of state (unreachable and retrying, backup,
-/// ready, unusable) until `shutdown`.
-pub async fn watch_session(address: String, monitor: Monitor, mut shutdown: watch::Receiver<bool>) {
+/// ready, unusable) until `shutdown`. Each time the target becomes ready the
+/// driver retries at once what it refused while the target was not (so a
+/// restarted nosd's ports, and with them its packet-out, are back within
+/// moments rather than at the next reconcile).
+pub async fn watch_session(
+    address: String,
+    monitor: Monitor,
+    driver: DriverHandle,
+    mut shutdown: watch::Receiver<bool>,
+) {
     // 0: not tried yet; then one number per kind of state.
     let mut last = 0u8;
     loop {
@@ -116,7 +125,8 @@ pub async fn watch_session(address: String, monitor: Monitor, mut shutdown: watc
                         connects = s.connects,
                         updates_written = s.updates_written,
                         "P4Runtime target ready: primary, pipeline in place, reconciled"
-                    )
+                    );
+                    driver.retry();
                 }
             }
         }

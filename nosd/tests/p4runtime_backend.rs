@@ -789,7 +789,7 @@ fn bgp_with_frr_runs_over_packet_in_and_packet_out() {
     std::fs::write(
         etc.join("bgpd.conf"),
         format!(
-            "frr defaults traditional\nhostname {ns}\nlog file {}/bgpd.log debugging\n!\n\
+            "frr defaults traditional\nhostname {ns}\nlog file {}/bgpd.log debugging\ndebug bgp neighbor-events\n!\n\
 router bgp 64501\n bgp router-id 198.51.100.2\n no bgp ebgp-requires-policy\n no bgp network import-check\n\
  neighbor 198.51.100.1 remote-as 64500\n neighbor 198.51.100.1 timers 3 9\n neighbor 198.51.100.1 timers connect 1\n\
  address-family ipv4 unicast\n  network 203.0.113.0/24\n exit-address-family\n!\n",
@@ -920,6 +920,70 @@ router bgp 64501\n bgp router-id 198.51.100.2\n no bgp ebgp-requires-policy\n no
     assert!(
         lab.log("nosd.log").contains("graceful restart"),
         "the restarted nosd does not say it restarted"
+    );
+    assert!(lab.ping_until(&lab.a, "203.0.113.1", Duration::from_secs(10)));
+
+    // RFC 8538: both sides set the N bit, so when nosd hangs (SIGSTOP) past
+    // the hold time, FRR's hold timer expiry is graceful too: FRR keeps
+    // nosd's route (stale) until nosd is back and refreshes it.
+    let n = show(&lab, neighbor);
+    assert!(
+        n.contains("\"nBit\":true"),
+        "FRR does not see nosd's N bit: {n}"
+    );
+    let pid = lab.nosd.as_ref().expect("nosd runs").child.id().to_string();
+    let signal = |sig: &str| {
+        let ok = Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill {sig} nosd");
+    };
+    signal("-STOP");
+    let start = Instant::now();
+    let mut missing = 0;
+    let mut stale_seen = false;
+    // Until FRR's hold timer (9 s) has expired and it kept the route stale.
+    loop {
+        let r = show(&lab, route);
+        if !r.contains("192.0.2.0/24") {
+            missing += 1;
+        }
+        stale_seen |= r.contains("\"stale\":true");
+        if stale_seen {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "FRR's hold timer did not expire: {}",
+            show(&lab, neighbor)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    signal("-CONT");
+    let start = Instant::now();
+    loop {
+        let r = show(&lab, route);
+        if !r.contains("192.0.2.0/24") {
+            missing += 1;
+        }
+        let n = show(&lab, neighbor);
+        if n.contains("\"connectionsEstablished\":3")
+            && n.contains("\"bgpState\":\"Established\"")
+            && r.contains("192.0.2.0/24")
+            && !r.contains("\"stale\":true")
+        {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "nosd's session did not come back after the hold timer expired: {n}\n{r}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        missing, 0,
+        "FRR dropped nosd's route when its hold timer expired"
     );
     assert!(lab.ping_until(&lab.a, "203.0.113.1", Duration::from_secs(10)));
 }

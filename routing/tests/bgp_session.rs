@@ -16,6 +16,8 @@ const T: Duration = Duration::from_secs(5);
 
 struct Peer {
     sock: TcpStream,
+    /// The session's OPEN body.
+    open: Vec<u8>,
     events: mpsc::Receiver<SessionEvent>,
     _cmds: mpsc::UnboundedSender<SessionCmd>,
 }
@@ -94,6 +96,7 @@ async fn connect() -> Peer {
     assert_eq!(body[0], 4, "BGP version 4");
     Peer {
         sock,
+        open: body,
         events,
         _cmds: cmd_tx,
     }
@@ -483,4 +486,208 @@ async fn a_gracefully_restarting_peer_that_reconnects_gets_a_new_session() {
             other => panic!("unexpected {other:?}"),
         }
     }
+}
+
+/// The capabilities in an OPEN body, as (code, value).
+fn capabilities(open: &[u8]) -> Vec<(u8, Vec<u8>)> {
+    let params = &open[10..10 + open[9] as usize];
+    let mut caps = Vec::new();
+    let mut i = 0;
+    while i + 2 <= params.len() {
+        let (kind, len) = (params[i], params[i + 1] as usize);
+        let value = &params[i + 2..i + 2 + len];
+        if kind == 2 {
+            let mut j = 0;
+            while j + 2 <= value.len() {
+                let l = value[j + 1] as usize;
+                caps.push((value[j], value[j + 2..j + 2 + l].to_vec()));
+                j += 2 + l;
+            }
+        }
+        i += 2 + len;
+    }
+    caps
+}
+
+/// Completes the OPEN exchange with an OPEN carrying graceful restart (restart
+/// time 120 s, IPv4 unicast with forwarding preserved) and, if `n_bit`, RFC
+/// 8538's N bit; `hold` is the peer's hold time.
+async fn establish_gr(n_bit: bool, hold: u16) -> Peer {
+    let mut p = connect().await;
+    let mut body = open_body(4, 64501, hold, [198, 51, 100, 2]);
+    let gr = [64u8, 6, if n_bit { 0x40 } else { 0 }, 0x78, 0, 1, 1, 0x80];
+    body[9] += gr.len() as u8;
+    body[11] += gr.len() as u8;
+    body.extend_from_slice(&gr);
+    p.sock.write_all(&frame(1, &body)).await.unwrap();
+    p.sock.write_all(&frame(4, &[])).await.unwrap();
+    let _ = read_msg(&mut p.sock).await.expect("KEEPALIVE");
+    loop {
+        match timeout(T, p.events.recv()).await.unwrap().unwrap() {
+            SessionEvent::Established { caps, .. } => {
+                assert_eq!(caps.graceful_notification, n_bit, "N bit negotiated");
+                return p;
+            }
+            SessionEvent::State { .. } => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+/// Waits for the session's Down event; returns whether it was graceful.
+async fn down_graceful(p: &mut Peer) -> bool {
+    loop {
+        match timeout(T, p.events.recv()).await.unwrap().unwrap() {
+            SessionEvent::Down { graceful, .. } => return graceful,
+            SessionEvent::State { .. } | SessionEvent::Update { .. } => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn our_open_sets_the_graceful_notification_bit() {
+    let p = connect().await;
+    let gr = capabilities(&p.open)
+        .into_iter()
+        .find(|(code, _)| *code == 64)
+        .expect("a graceful restart capability");
+    assert_eq!(gr.1[0] & 0x40, 0x40, "N bit (RFC 8538) in {:?}", gr.1);
+    assert_eq!(gr.1[0] & 0x80, 0, "not restarting");
+}
+
+#[tokio::test]
+async fn with_the_n_bit_a_notification_ends_the_session_gracefully() {
+    // Received Cease/Administrative Shutdown: graceful with the N bit...
+    let mut p = establish_gr(true, 9).await;
+    p.sock.write_all(&frame(3, &[6, 2])).await.unwrap();
+    assert!(
+        down_graceful(&mut p).await,
+        "Cease with the N bit keeps routes"
+    );
+    // ...not without it (RFC 4724 alone)...
+    let mut p = establish_gr(false, 9).await;
+    p.sock.write_all(&frame(3, &[6, 2])).await.unwrap();
+    assert!(
+        !down_graceful(&mut p).await,
+        "Cease without the N bit drops routes"
+    );
+    // ...and never for a Hard Reset.
+    let mut p = establish_gr(true, 9).await;
+    p.sock.write_all(&frame(3, &[6, 9, 6, 4])).await.unwrap();
+    assert!(!down_graceful(&mut p).await, "Hard Reset drops routes");
+}
+
+#[tokio::test]
+async fn with_the_n_bit_hold_timer_expiry_is_graceful() {
+    // Hold time 3 s and a silent peer: our NOTIFICATION 4/0, then a graceful end.
+    let mut p = establish_gr(true, 3).await;
+    loop {
+        let (kind, body) = read_msg(&mut p.sock)
+            .await
+            .expect("messages until the NOTIFICATION");
+        if kind == 3 {
+            assert_eq!((body[0], body[1]), (err::HOLD_TIMER_EXPIRED, 0));
+            break;
+        }
+    }
+    assert!(
+        down_graceful(&mut p).await,
+        "hold timer expiry with the N bit keeps routes"
+    );
+}
+
+#[tokio::test]
+async fn stopping_a_session_with_the_n_bit_sends_a_hard_reset() {
+    let mut p = establish_gr(true, 9).await;
+    p._cmds.send(SessionCmd::Stop).unwrap();
+    loop {
+        let (kind, body) = read_msg(&mut p.sock).await.expect("a NOTIFICATION");
+        if kind == 3 {
+            // Cease/Hard Reset carrying Cease/Administrative Shutdown.
+            assert_eq!(body, vec![6, 9, 6, 2]);
+            break;
+        }
+    }
+    assert!(!down_graceful(&mut p).await);
+    // Without the N bit: a plain Cease.
+    let mut p = establish_gr(false, 9).await;
+    p._cmds.send(SessionCmd::Stop).unwrap();
+    loop {
+        let (kind, body) = read_msg(&mut p.sock).await.expect("a NOTIFICATION");
+        if kind == 3 {
+            assert_eq!(body, vec![6, 2]);
+            break;
+        }
+    }
+}
+
+#[test]
+fn a_peer_without_a_route_yet_is_tried_again_within_seconds() {
+    // A network namespace of this thread's own, where 10.1.1.1 has no route
+    // until the test adds it (as when nosd starts before its interfaces are
+    // up). The connect-retry time is 30 s: the session must not wait it out.
+    std::thread::spawn(|| {
+        // SAFETY: unshare(2) with CLONE_NEWNET changes only this thread's
+        // network namespace; no memory is involved.
+        #[allow(unsafe_code)]
+        let r = unsafe { libc::unshare(libc::CLONE_NEWNET) };
+        if r != 0 {
+            let e = std::io::Error::last_os_error();
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "needs root for a network namespace: {e}"
+            );
+            eprintln!("SKIPPED: needs root for a network namespace: {e}");
+            return;
+        }
+        let ip = |args: &[&str]| {
+            let ok = std::process::Command::new("ip")
+                .args(args)
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false);
+            assert!(ok, "ip {args:?}");
+        };
+        ip(&["link", "set", "lo", "up"]);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let cfg = PeerConfig {
+                address: "10.1.1.1".parse().unwrap(),
+                remote_as: 64501,
+                local_as: 64500,
+                router_id: Ipv4Addr::new(192, 0, 2, 1),
+                hold_time: 9,
+                passive: false,
+                families: vec![IPV4_UNICAST],
+                connect_retry: Duration::from_secs(30),
+                port: 1179,
+                password: None,
+                ttl: 1,
+                forwarding_survives: false,
+                restarted_until: None,
+            };
+            let (ev_tx, mut events) = mpsc::channel(64);
+            let (_cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+            tokio::spawn(Session::new(cfg, ev_tx, cmd_rx).run());
+            // The first attempt fails at once: no route.
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            ip(&["addr", "add", "10.1.1.1/32", "dev", "lo"]);
+            let l = TcpListener::bind("10.1.1.1:1179").await.unwrap();
+            let (mut sock, _) = timeout(Duration::from_secs(10), l.accept())
+                .await
+                .expect("the session connects again long before its connect-retry time")
+                .unwrap();
+            let (kind, _) = read_msg(&mut sock).await.expect("the session's OPEN");
+            assert_eq!(kind, 1);
+            while let Ok(Some(e)) = timeout(Duration::from_millis(10), events.recv()).await {
+                assert!(matches!(e, SessionEvent::State { .. }), "{e:?}");
+            }
+        });
+    })
+    .join()
+    .expect("the test thread");
 }

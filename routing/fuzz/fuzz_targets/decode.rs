@@ -32,6 +32,7 @@ fn caps(selector: u8) -> SessionCaps {
         four_octet_as: selector & 0x08 != 0,
         add_path_rx,
         ebgp: selector & 0x40 != 0,
+        ..SessionCaps::default()
     }
 }
 

@@ -26,9 +26,12 @@ pub enum Capability {
     RouteRefresh,
     /// RFC 6793.
     FourOctetAs(u32),
-    /// RFC 4724.
+    /// RFC 4724, with RFC 8538's N bit.
     GracefulRestart {
         restarting: bool,
+        /// RFC 8538: a NOTIFICATION other than Hard Reset ends the session
+        /// gracefully (routes kept) when both sides set this bit.
+        notification: bool,
         restart_time: u16,
         /// Families with their "forwarding state preserved" bit.
         families: Vec<(Family, bool)>,
@@ -85,6 +88,27 @@ pub struct Notification {
     pub data: Vec<u8>,
 }
 
+impl Notification {
+    /// This NOTIFICATION inside a Cease/Hard Reset (RFC 8538 section 3): the
+    /// data is the reason's code, subcode and data.
+    pub fn hard_reset(self) -> Self {
+        let mut data = Vec::with_capacity(2 + self.data.len());
+        data.push(self.code);
+        data.push(self.subcode);
+        data.extend_from_slice(&self.data);
+        Self {
+            code: err::CEASE,
+            subcode: err::HARD_RESET,
+            data,
+        }
+    }
+
+    /// Cease/Hard Reset: the session ends without graceful restart.
+    pub fn is_hard_reset(&self) -> bool {
+        self.code == err::CEASE && self.subcode == err::HARD_RESET
+    }
+}
+
 /// NOTIFICATION error codes (RFC 4271 section 4.5 and later RFCs).
 pub mod err {
     pub const HEADER: u8 = 1;
@@ -127,6 +151,9 @@ pub mod err {
     pub const ADMIN_RESET: u8 = 4;
     pub const CONNECTION_REJECTED: u8 = 5;
     pub const CONNECTION_COLLISION: u8 = 7;
+    /// RFC 8538: end the session without graceful restart; the data carries
+    /// the code, subcode and data of the reason.
+    pub const HARD_RESET: u8 = 9;
 }
 
 /// A ROUTE-REFRESH message (RFC 2918).
@@ -310,4 +337,8 @@ pub struct SessionCaps {
     pub add_path_rx: Vec<Family>,
     /// The session is external (for RFC 7606 rules such as LOCAL_PREF from eBGP).
     pub ebgp: bool,
+    /// Both sides set graceful restart's N bit (RFC 8538): a NOTIFICATION
+    /// other than Hard Reset, or the hold timer expiring, ends the session
+    /// gracefully.
+    pub graceful_notification: bool,
 }

@@ -131,6 +131,20 @@ enum End {
     Stop,
 }
 
+impl End {
+    /// Whether the peer's routes are kept as for a restart (RFC 4724): the
+    /// connection died, or, with the N bit on both sides (RFC 8538), a
+    /// NOTIFICATION other than Hard Reset went either way (hold timer
+    /// expiry included).
+    fn graceful(&self, graceful_notification: bool) -> bool {
+        match self {
+            End::Closed(_) => true,
+            End::Sent(n, _) | End::Received(n) => graceful_notification && !n.is_hard_reset(),
+            End::Stop => false,
+        }
+    }
+}
+
 /// One TCP connection with its framing.
 struct Conn {
     /// To the writer task: the session never waits on the socket, so its timers
@@ -331,6 +345,7 @@ impl Session {
                 tracing::debug!(peer = %self.cfg.address, "BGP session stopped");
                 return;
             };
+            let graceful_notification = conn.caps.graceful_notification;
             let end = self.established(conn).await;
             let reason = match &end {
                 End::Sent(n, why) => format!("sent NOTIFICATION {}/{}: {why}", n.code, n.subcode),
@@ -344,7 +359,7 @@ impl Session {
                 .send(SessionEvent::Down {
                     peer: self.cfg.address,
                     reason,
-                    graceful: matches!(end, End::Closed(_)),
+                    graceful: end.graceful(graceful_notification),
                 })
                 .await;
             self.set_state(State::Idle).await;
@@ -377,6 +392,9 @@ impl Session {
         // one only when our forwarding survives us (no families otherwise:
         // RFC 4724 4.1).
         caps.push(Capability::GracefulRestart {
+            // RFC 8538: NOTIFICATIONs and hold timer expiry end sessions
+            // gracefully too (administrative resets send Hard Reset).
+            notification: true,
             restarting: self
                 .cfg
                 .restarted_until
@@ -400,8 +418,7 @@ impl Session {
     /// Connects and accepts until one connection reaches Established; returns
     /// None when told to stop.
     async fn establish(&mut self, first_try: Instant) -> Option<Established> {
-        // Each handshake reports its direction (true: outgoing) with its result.
-        let mut handshakes: JoinSet<(bool, Result<Opened, String>)> = JoinSet::new();
+        let mut handshakes: JoinSet<Attempt> = JoinSet::new();
         let mut confirming: JoinSet<Result<Opened, String>> = JoinSet::new();
         let mut next_connect = if self.cfg.passive {
             None
@@ -421,7 +438,7 @@ impl Session {
                     let conn = Conn::new(s, false, ttl).map_err(|e| e.to_string())?;
                     open_exchange(conn, open).await
                 };
-                (false, r.await)
+                Attempt::incoming(r.await)
             });
         }
         self.set_state(if self.cfg.passive {
@@ -442,6 +459,7 @@ impl Session {
                     let ttl = self.cfg.ttl;
                     pending_out += 1;
                     handshakes.spawn(async move {
+                        let mut no_route = false;
                         let r = async {
                             let sock = if addr.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() }
                                 .map_err(|e| format!("socket: {e}"))?;
@@ -452,11 +470,20 @@ impl Session {
                             let s = tokio::time::timeout(Duration::from_secs(5), sock.connect(addr))
                                 .await
                                 .map_err(|_| format!("connect to {addr} timed out"))?
-                                .map_err(|e| format!("connect to {addr}: {e}"))?;
+                                .map_err(|e| {
+                                    no_route = matches!(
+                                        e.kind(),
+                                        std::io::ErrorKind::NetworkUnreachable
+                                            | std::io::ErrorKind::HostUnreachable
+                                            | std::io::ErrorKind::AddrNotAvailable
+                                    );
+                                    format!("connect to {addr}: {e}")
+                                })?;
                             let conn = Conn::new(s, true, ttl).map_err(|e| e.to_string())?;
                             open_exchange(conn, open).await
                         };
-                        (true, r.await)
+                        let result = r.await;
+                        Attempt { outgoing: true, no_route, result }
                     });
                 }
                 c = self.cmds.recv() => match c {
@@ -470,13 +497,13 @@ impl Session {
                                 let conn = Conn::new(s, false, ttl).map_err(|e| e.to_string())?;
                                 open_exchange(conn, open).await
                             };
-                            (false, r.await)
+                            Attempt::incoming(r.await)
                         });
                     }
                     Some(other) => tracing::trace!(peer = %self.cfg.address, ?other, "command ignored: session not established"),
                 },
                 Some(r) = handshakes.join_next() => {
-                    let Ok((outgoing, r)) = r else {
+                    let Ok(Attempt { outgoing, no_route, result: r }) = r else {
                         // A handshake task panicked or was aborted: nothing to count.
                         pending_out = pending_out.min(handshakes.len());
                         pending_in = pending_in.min(handshakes.len());
@@ -486,6 +513,14 @@ impl Session {
                     match r {
                         Err(e) => {
                             tracing::debug!(peer = %self.cfg.address, "connection attempt failed: {e}");
+                            if no_route {
+                                // No route to the peer yet (the interfaces are
+                                // still coming up, typically at start): nothing
+                                // went on the wire, so try again soon rather
+                                // than after the whole connect-retry time.
+                                let soon = Instant::now() + NO_ROUTE_RETRY;
+                                next_connect = next_connect.map(|t| t.min(soon));
+                            }
                         }
                         Ok(mut o) => {
                             if let Err(n) = self.check_open(&o.peer_open) {
@@ -641,7 +676,12 @@ impl Session {
                 c = self.cmds.recv() => {
                     let bytes: Result<Vec<Vec<u8>>, String> = match c {
                         None | Some(SessionCmd::Stop) => {
-                            let n = Notification { code: err::CEASE, subcode: err::ADMIN_SHUTDOWN, data: vec![] };
+                            // Stopped on purpose: the peer is to drop our routes,
+                            // so with the N bit the Cease goes inside a Hard Reset.
+                            let mut n = Notification { code: err::CEASE, subcode: err::ADMIN_SHUTDOWN, data: vec![] };
+                            if caps.graceful_notification {
+                                n = n.hard_reset();
+                            }
                             conn.notify(&n);
                             return End::Stop;
                         }
@@ -690,6 +730,29 @@ impl Session {
     }
 }
 
+/// How long to wait before connecting again when the last attempt found no
+/// route to the peer.
+const NO_ROUTE_RETRY: Duration = Duration::from_secs(1);
+
+/// One connection's handshake, as it ended.
+struct Attempt {
+    /// We connected (false: the peer did).
+    outgoing: bool,
+    /// Our own stack had no route to the peer: nothing was sent.
+    no_route: bool,
+    result: Result<Opened, String>,
+}
+
+impl Attempt {
+    fn incoming(result: Result<Opened, String>) -> Self {
+        Self {
+            outgoing: false,
+            no_route: false,
+            result,
+        }
+    }
+}
+
 struct Established {
     conn: Conn,
     peer_open: Open,
@@ -713,6 +776,16 @@ fn negotiate(cfg: &PeerConfig, peer: &Open) -> SessionCaps {
             .map(|(f, _)| *f)
             .collect(),
         ebgp: cfg.remote_as != cfg.local_as,
+        // We always set the N bit.
+        graceful_notification: peer.has(|c| {
+            matches!(
+                c,
+                Capability::GracefulRestart {
+                    notification: true,
+                    ..
+                }
+            )
+        }),
     }
 }
 

@@ -26,6 +26,8 @@ const CAP_ADD_PATH: u8 = 69;
 
 /// Restart State (R) bit in the first octet of the graceful restart capability.
 const GR_RESTARTING: u8 = 0x80;
+/// Graceful Notification (N) bit beside it (RFC 8538).
+const GR_NOTIFICATION: u8 = 0x40;
 /// Forwarding State (F) bit of each family in the graceful restart capability.
 const GR_FORWARDING: u8 = 0x80;
 
@@ -188,6 +190,7 @@ fn capability(code: u8, value: &[u8]) -> Capability {
             }
             Capability::GracefulRestart {
                 restarting: flags & GR_RESTARTING != 0,
+                notification: flags & GR_NOTIFICATION != 0,
                 restart_time: u16::from_be_bytes([flags & 0x0f, time_lo]),
                 families: tuples
                     .chunks_exact(4)
@@ -263,6 +266,7 @@ fn to_bgprs(cap: &Capability) -> Result<OpenCapability, EncodeError> {
         }
         Capability::GracefulRestart {
             restarting,
+            notification,
             restart_time,
             families,
         } => {
@@ -271,7 +275,14 @@ fn to_bgprs(cap: &Capability) -> Result<OpenCapability, EncodeError> {
             }
             let [t_hi, t_lo] = restart_time.to_be_bytes();
             let mut v = Vec::with_capacity(2 + families.len() * 4);
-            v.push(if *restarting { GR_RESTARTING } else { 0 } | t_hi);
+            let mut flags = t_hi;
+            if *restarting {
+                flags |= GR_RESTARTING;
+            }
+            if *notification {
+                flags |= GR_NOTIFICATION;
+            }
+            v.push(flags);
             v.push(t_lo);
             for &((afi, safi), forwarding) in families {
                 v.extend_from_slice(&afi.to_be_bytes());

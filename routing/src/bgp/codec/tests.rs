@@ -16,6 +16,7 @@ fn caps(four_octet_as: bool, ebgp: bool, add_path_rx: &[Family]) -> SessionCaps 
         four_octet_as,
         add_path_rx: add_path_rx.to_vec(),
         ebgp,
+        ..SessionCaps::default()
     }
 }
 
@@ -279,6 +280,7 @@ fn open_roundtrip_all_capabilities() {
             Capability::FourOctetAs(4_200_000_001),
             Capability::GracefulRestart {
                 restarting: true,
+                notification: true,
                 restart_time: 120,
                 families: vec![(IPV4_UNICAST, true), (IPV6_UNICAST, false)],
             },
@@ -350,6 +352,7 @@ fn open_capability_shapes() {
         cap_param(&[2, 0]),
         cap_param(&[]),
         cap_param(&[64, 6, 0x80 | 0x01, 0x2c, 0, 2, 1, 0x80]),
+        cap_param(&[64, 2, 0x40, 0x5a]),
     ]
     .concat();
     let b = open_body(4, 65001, 3, [10, 0, 0, 1], &params);
@@ -362,8 +365,15 @@ fn open_capability_shapes() {
             Capability::RouteRefresh,
             Capability::GracefulRestart {
                 restarting: true,
+                notification: false,
                 restart_time: 300,
                 families: vec![(IPV6_UNICAST, true)],
+            },
+            Capability::GracefulRestart {
+                restarting: false,
+                notification: true,
+                restart_time: 90,
+                families: vec![],
             }
         ]
     );
@@ -1748,6 +1758,7 @@ fn mutated_opens_never_panic() {
             Capability::FourOctetAs(65001),
             Capability::GracefulRestart {
                 restarting: false,
+                notification: false,
                 restart_time: 120,
                 families: vec![(IPV4_UNICAST, true)],
             },
