@@ -55,6 +55,12 @@ pub struct P4RuntimeConfig {
     pub write: WriteOptions,
     /// Read-and-compare period (`None`: no periodic audit).
     pub audit_every: Option<Duration>,
+    /// After a controller restart, how long the entries the target held are
+    /// kept for adoption: periodic audits meanwhile leave the ones nothing
+    /// has asked for yet in place (they forward while the control plane
+    /// learns its routes again; BGP defers route selection for up to its
+    /// restart time). An explicit audit deletes them at any time.
+    pub adopt_for: Duration,
     /// The clone session ACL copies use (written with the entries).
     pub clone_session: Option<CloneSession>,
     /// First and longest wait between connection attempts.
@@ -75,6 +81,7 @@ impl std::fmt::Debug for P4RuntimeConfig {
             .field("cookie", &self.pipeline.cookie)
             .field("write", &self.write)
             .field("audit_every", &self.audit_every)
+            .field("adopt_for", &self.adopt_for)
             .field("clone_session", &self.clone_session)
             .finish_non_exhaustive()
     }
@@ -87,6 +94,7 @@ impl P4RuntimeConfig {
             pipeline,
             write: WriteOptions::default(),
             audit_every: Some(Duration::from_secs(60)),
+            adopt_for: Duration::from_secs(180),
             clone_session: Some(CloneSession {
                 session_id: 255,
                 port: 255,
@@ -313,6 +321,7 @@ impl P4RuntimeBackend {
             shared: shared.clone(),
             model: ForwardingState::new(),
             adopt: HashMap::new(),
+            adopt_until: None,
             conn: None,
             generation: 0,
         };
@@ -545,15 +554,30 @@ struct Settled {
     failures: usize,
 }
 
+/// Why the target is compared with the model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Check {
+    /// A new connection (the first one after a restart adopts).
+    Connect,
+    /// The periodic audit.
+    Periodic,
+    /// Someone asked for an audit.
+    Asked,
+}
+
 struct Session {
     cfg: P4RuntimeConfig,
     shared: Arc<Shared>,
     model: ForwardingState,
     /// Entries the target held when this controller, with nothing
     /// programmed yet, connected: a controller restart. Deltas that call
-    /// for them take them over without a write; the next audit deletes the
-    /// ones nobody asked for.
+    /// for them take them over without a write; the first periodic audit
+    /// after `adopt_for`, or any audit asked for, deletes the ones nobody
+    /// asked for.
     adopt: HashMap<EntityKey, EntityValue>,
+    /// Until when periodic audits keep adoptable entries (`adopt_for` after
+    /// the restart).
+    adopt_until: Option<Instant>,
     conn: Option<Conn>,
     generation: u64,
 }
@@ -577,7 +601,7 @@ impl Session {
                     None => break,
                     Some(Command::Apply(d, tx)) => { let _ = tx.send(self.apply(&d).await); }
                     Some(Command::Read(tx)) => { let _ = tx.send(self.model.clone()); }
-                    Some(Command::Audit(repair, tx)) => { let _ = tx.send(self.reconcile(repair, false).await); }
+                    Some(Command::Audit(repair, tx)) => { let _ = tx.send(self.reconcile(repair, Check::Asked).await); }
                 },
                 Some(Event::Mastership(generation, m)) = ev_rx.recv() => {
                     if self.conn.as_ref().is_some_and(|c| c.generation == generation) {
@@ -600,7 +624,7 @@ impl Session {
                 },
                 _ = async { match audit_at { Some(t) => tokio::time::sleep_until(t).await, None => std::future::pending().await } } => {
                     if self.is_ready() {
-                        if let Err(e) = self.reconcile(true, false).await {
+                        if let Err(e) = self.reconcile(true, Check::Periodic).await {
                             tracing::warn!("periodic audit failed: {e}");
                         }
                     }
@@ -776,7 +800,7 @@ impl Session {
         }
         *lock(&self.shared.packet_path) = Some((client, schema));
         self.shared.stats.reconciles.fetch_add(1, Ordering::Relaxed);
-        let r = self.reconcile(true, true).await.map_err(|e| {
+        let r = self.reconcile(true, Check::Connect).await.map_err(|e| {
             SetupError::Client(ClientError::Rpc {
                 op: "reconcile",
                 code: Code::Unavailable,
@@ -1029,11 +1053,8 @@ impl Session {
     /// writes the difference. On connect with nothing programmed yet (a
     /// controller restart), what the target holds is kept for adoption
     /// instead of deleted.
-    async fn reconcile(
-        &mut self,
-        repair: bool,
-        on_connect: bool,
-    ) -> Result<AuditReport, BackendError> {
+    async fn reconcile(&mut self, repair: bool, check: Check) -> Result<AuditReport, BackendError> {
+        let on_connect = check == Check::Connect;
         let Some(Conn {
             client,
             ready: Some(r),
@@ -1063,7 +1084,12 @@ impl Session {
             tokio::task::block_in_place(|| compare(&names, &compiler, model, entities));
         // A fresh comparison replaces any adoption still pending.
         self.adopt.clear();
-        let adopting = on_connect && self.model.is_empty();
+        let restart = on_connect && self.model.is_empty();
+        if restart {
+            self.adopt_until = Some(Instant::now() + self.cfg.adopt_for);
+        }
+        let adopting = restart
+            || (check == Check::Periodic && self.adopt_until.is_some_and(|t| Instant::now() < t));
         let mut report = AuditReport {
             missing: d.missing,
             different: d.different,
@@ -1074,7 +1100,7 @@ impl Session {
         };
         let mut updates = d.updates;
         if adopting {
-            if !d.extras.is_empty() {
+            if restart && !d.extras.is_empty() {
                 tracing::info!(
                     entries = d.extras.len(),
                     "the target holds entries from before this controller started; deltas that call for them take them over"

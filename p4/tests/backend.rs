@@ -296,6 +296,44 @@ fn a_restarted_controller_writes_only_the_difference() {
 }
 
 #[test]
+fn periodic_audits_leave_a_restarts_leftovers_until_adopt_for_has_passed() {
+    let rt = runtime();
+    let t = rt.block_on(Target::start());
+    let s = state();
+    let mut b = start(config(&t));
+    all_ok(&b.apply(&deltas(&s)));
+    drop(b);
+
+    // The restarted controller has learned all but one route so far (BGP
+    // still deferring, say); audits run every 100 ms.
+    let mut part = s.clone();
+    part.remove(&ObjectKey::Route(nos_core::RouteKey {
+        vrf: nos_core::VrfId(0),
+        prefix: "192.0.2.1/32".parse().unwrap(),
+    }))
+    .unwrap();
+    let mut c = config(&t);
+    c.audit_every = Some(Duration::from_millis(100));
+    c.adopt_for = Duration::from_millis(1500);
+    let restarted = Instant::now();
+    let mut b = start(c);
+    all_ok(&b.apply(&deltas(&part)));
+    std::thread::sleep(Duration::from_millis(600));
+    if restarted.elapsed() < Duration::from_millis(1400) {
+        assert!(b.stats().audits >= 2, "{:?}", b.stats());
+        target_holds(&t, &s);
+    }
+    // Once adopt_for has passed, the next audit deletes the leftover.
+    wait_until("the leftover route deleted", || {
+        t.server.model().routes() == part.routes()
+    });
+    assert!(restarted.elapsed() >= Duration::from_millis(1500));
+    target_holds(&t, &part);
+    drop(b);
+    rt.block_on(t.stop());
+}
+
+#[test]
 fn a_restarted_target_gets_everything_again() {
     let rt = runtime();
     let t = rt.block_on(Target::start());
