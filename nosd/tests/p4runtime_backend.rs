@@ -502,9 +502,17 @@ fn hosts_talk_through_the_target_across_nosd_and_target_restarts() {
         "restarted nosd: {} updates written, {} adopted, {} pipeline pushes",
         c["p4runtime_updates_written"], c["p4runtime_adopted"], c["p4runtime_pipeline_pushes"]
     );
-    assert_eq!(
-        c["p4runtime_updates_written"], 0,
+    // The configuration's entries are all taken over. A neighbor the new
+    // nosd learns that the old one had not (a host's IPv6 link-local
+    // address, seen only once the host speaks from it) is a new entry: a
+    // write or two for the hosts' link-local neighbors, nothing else.
+    assert!(
+        c["p4runtime_updates_written"] <= 2,
         "writes after the restart: {c:?}"
+    );
+    assert!(
+        c["p4runtime_adopted"] >= 13,
+        "the configuration's entries were not taken over: {c:?}"
     );
     assert_eq!(
         c["p4runtime_pipeline_pushes"], 0,
@@ -917,9 +925,16 @@ router bgp 64501\n bgp router-id 198.51.100.2\n no bgp ebgp-requires-policy\n no
         std::thread::sleep(Duration::from_millis(50));
     }
     assert_eq!(missing, 0, "FRR dropped nosd's route while nosd restarted");
+    let log = lab.log("nosd.log");
     assert!(
-        lab.log("nosd.log").contains("graceful restart"),
+        log.contains("BGP sessions say we restarted (graceful restart)"),
         "the restarted nosd does not say it restarted"
+    );
+    // Route selection waited for FRR's End-of-RIB (RFC 4724 4.1).
+    assert!(
+        log.contains("route selection deferred")
+            && log.contains("End-of-RIB from every peer; selecting routes"),
+        "the restarted nosd did not defer route selection"
     );
     assert!(lab.ping_until(&lab.a, "203.0.113.1", Duration::from_secs(10)));
 

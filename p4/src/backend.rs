@@ -901,6 +901,12 @@ impl Session {
                     .stats
                     .adopted
                     .fetch_add(n as u64, Ordering::Relaxed);
+                // After a restart, what still needs a write (and why).
+                for u in planned.iter().take(8) {
+                    if let Some(e) = &u.update.entity {
+                        tracing::debug!(kind = u.update.r#type, entry = %self.describe(e), "not adoptable: writing");
+                    }
+                }
             }
             // A slice that is one phase continuing the phase in flight goes
             // out beside it (a full table: one phase of routes); any other

@@ -238,6 +238,25 @@ pub struct Speaker {
     /// State" bit): the restart time after a start that followed an unclean
     /// stop.
     restarted_until: Option<std::time::Instant>,
+    /// Route selection deferred after a restart (RFC 4724 4.1).
+    deferral: Option<Deferral>,
+}
+
+/// RFC 4724 4.1: after a restart with forwarding preserved, route selection
+/// waits until every peer that can restart gracefully has sent End-of-RIB,
+/// or the deferral time passes. The preserved forwarding state stands
+/// meanwhile, and each peer gets our table, then our End-of-RIB, once.
+#[derive(Default)]
+struct Deferral {
+    until: Option<Instant>,
+    /// Prefixes touched meanwhile, decided when the deferral ends.
+    pending: HashSet<IpNet>,
+    /// End-of-RIB still awaited, per peer and family.
+    awaiting: HashSet<(IpAddr, Family)>,
+    /// Peers whose session has come up meanwhile.
+    heard: HashSet<IpAddr>,
+    /// Peers up meanwhile, with their families: owed our End-of-RIB.
+    owed_eor: HashMap<IpAddr, Vec<Family>>,
 }
 
 impl std::fmt::Debug for Speaker {
@@ -290,6 +309,71 @@ impl Speaker {
         self
     }
 
+    /// After a restart whose forwarding state survived (a P4Runtime target
+    /// forwarding on), defers route selection (RFC 4724 4.1) until every
+    /// configured peer has come up and each that can restart gracefully (and
+    /// is not restarting itself) has sent End-of-RIB, for at most the
+    /// restart time. Without preserved forwarding there is nothing to wait
+    /// for.
+    fn defer_selection(&mut self, forwarding_survives: bool) {
+        if self.restarted_until.is_none() || !forwarding_survives {
+            return;
+        }
+        let wait = Duration::from_secs(u64::from(super::session::RESTART_TIME));
+        tracing::info!(
+            max_wait_s = wait.as_secs(),
+            "graceful restart: route selection deferred until every peer's End-of-RIB; the forwarding state stands meanwhile"
+        );
+        self.deferral = Some(Deferral {
+            until: Some(Instant::now() + wait),
+            ..Default::default()
+        });
+    }
+
+    /// Ends the deferral once its conditions hold: every prefix touched
+    /// meanwhile is decided (and exported), then every peer that came up
+    /// gets our End-of-RIB.
+    fn end_deferral_if_done(&mut self, changes: &mut Vec<BgpRibChange>, out: &mut Outbox) {
+        let Some(d) = &self.deferral else {
+            return;
+        };
+        let all_heard = self.peers.keys().all(|a| d.heard.contains(a));
+        let timed_out = d.until.is_some_and(|t| Instant::now() >= t);
+        if !(timed_out || (all_heard && d.awaiting.is_empty())) {
+            return;
+        }
+        let Some(d) = self.deferral.take() else {
+            return;
+        };
+        if timed_out {
+            let silent: Vec<String> = self
+                .peers
+                .keys()
+                .filter(|a| !d.heard.contains(a))
+                .map(|a| a.to_string())
+                .chain(
+                    d.awaiting
+                        .iter()
+                        .map(|(a, f)| format!("{a} {}", family_name(*f))),
+                )
+                .collect();
+            tracing::warn!(waiting_for = %silent.join(", "), prefixes = d.pending.len(), "graceful restart: deferral time over; selecting routes without them");
+        } else {
+            tracing::info!(
+                prefixes = d.pending.len(),
+                "graceful restart: End-of-RIB from every peer; selecting routes"
+            );
+        }
+        for pfx in d.pending {
+            self.decide(pfx, changes, out);
+        }
+        for (peer, families) in d.owed_eor {
+            if self.peers.get(&peer).is_some_and(|p| p.up.is_some()) {
+                out.eor.entry(peer).or_default().extend(families);
+            }
+        }
+    }
+
     /// Runs until shutdown.
     pub async fn run(
         mut self,
@@ -302,6 +386,7 @@ impl Speaker {
         let (ev_tx, mut ev_rx) = mpsc::channel::<SessionEvent>(1024);
         let (in_tx, mut in_rx) = mpsc::channel::<(TcpStream, SocketAddr)>(64);
         let first = config.borrow_and_update().clone();
+        self.defer_selection(forwarding_survives(&first));
         self.configure(&first, &ev_tx, &in_tx, &rib).await;
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
@@ -319,6 +404,7 @@ impl Speaker {
                     while let Ok(e) = ev_rx.try_recv() {
                         self.event(e, &mut changes, &mut out);
                     }
+                    self.end_deferral_if_done(&mut changes, &mut out);
                     self.flush(out).await;
                     if !changes.is_empty() { let _ = rib.send(changes); }
                 }
@@ -334,6 +420,7 @@ impl Speaker {
                     let mut changes = Vec::new();
                     let mut out = Outbox::default();
                     self.expire_stale(&mut changes, &mut out);
+                    self.end_deferral_if_done(&mut changes, &mut out);
                     self.flush(out).await;
                     if !changes.is_empty() { let _ = rib.send(changes); }
                 }
@@ -422,10 +509,7 @@ impl Speaker {
         // Peers whose session parameters changed are restarted; removed ones stop.
         // A P4Runtime target forwards on while nosd restarts; the in-process
         // dataplane stops with it.
-        let forwarding_survives = matches!(
-            config.dataplane.backend,
-            nos_core::config::BackendKind::P4Runtime
-        );
+        let forwarding_survives = forwarding_survives(config);
         let wanted: HashMap<IpAddr, PeerConfig> = bgp
             .neighbors
             .iter()
@@ -710,6 +794,28 @@ impl Speaker {
                 if p.ebgp() && p.export.is_none() {
                     tracing::warn!(%peer, "eBGP neighbor has no export policy: announcing nothing to it (RFC 8212)");
                 }
+                if let Some(d) = self.deferral.as_mut() {
+                    // Our table and End-of-RIB go when selection resumes. We
+                    // wait for this peer's End-of-RIB only if it can restart
+                    // gracefully and is not restarting itself (RFC 4724 4.1).
+                    d.heard.insert(peer);
+                    let waits = p.up.as_ref().is_some_and(|u| {
+                        u.peer_open.has(|c| {
+                            matches!(
+                                c,
+                                Capability::GracefulRestart {
+                                    restarting: false,
+                                    ..
+                                }
+                            )
+                        })
+                    });
+                    if waits {
+                        d.awaiting.extend(families.iter().map(|f| (peer, *f)));
+                    }
+                    d.owed_eor.insert(peer, families);
+                    return;
+                }
                 let prefixes: Vec<IpNet> = self.loc.keys().copied().collect();
                 for pfx in prefixes {
                     self.export_one(peer, pfx, out);
@@ -726,6 +832,10 @@ impl Speaker {
                 reason,
                 graceful,
             } => {
+                if let Some(d) = self.deferral.as_mut() {
+                    d.awaiting.retain(|(a, _)| *a != peer);
+                    d.owed_eor.remove(&peer);
+                }
                 let Some(p) = self.peers.get_mut(&peer) else {
                     return;
                 };
@@ -943,6 +1053,9 @@ impl Speaker {
         }
         if let Some(f) = u.end_of_rib {
             tracing::info!(%peer, family = ?f, "End-of-RIB received");
+            if let Some(d) = self.deferral.as_mut() {
+                d.awaiting.remove(&(peer, f));
+            }
             if p.stale_until.is_some() {
                 // The restarted peer has sent this family again: what it did not
                 // re-send is gone.
@@ -1053,6 +1166,10 @@ impl Speaker {
 
     /// The decision process (RFC 4271 9.1.2) over every path for `pfx`.
     fn decide(&mut self, pfx: IpNet, changes: &mut Vec<BgpRibChange>, out: &mut Outbox) {
+        if let Some(d) = self.deferral.as_mut() {
+            d.pending.insert(pfx);
+            return;
+        }
         let mut cands: Vec<Source> = Vec::new();
         if self.local.contains_key(&pfx) {
             cands.push(Source::Local);
@@ -1619,6 +1736,15 @@ fn elect_path(p: &mut Peer, prefix: IpNet) {
 
 /// The default routes of both families.
 const DEFAULTS: [&str; 2] = ["0.0.0.0/0", "::/0"];
+
+/// A P4Runtime target forwards on while nosd restarts; the in-process
+/// dataplane stops with it.
+fn forwarding_survives(config: &Config) -> bool {
+    matches!(
+        config.dataplane.backend,
+        nos_core::config::BackendKind::P4Runtime
+    )
+}
 
 fn intern(set: &mut HashSet<Arc<PathAttrs>>, a: PathAttrs) -> Arc<PathAttrs> {
     if let Some(x) = set.get(&a) {
@@ -2203,6 +2329,159 @@ bgp:
         );
         let r = last_set(&changes, "203.0.113.0/24").unwrap();
         assert_eq!(r.next_hops, vec![ISP2.parse::<IpAddr>().unwrap()]);
+    }
+
+    /// An OPEN that can restart gracefully (not restarting now).
+    fn gr_up(peer: &str, asn: u32, local: &str) -> SessionEvent {
+        let mut o = open(asn, [10, 0, 0, asn as u8]);
+        o.capabilities.push(Capability::GracefulRestart {
+            restarting: false,
+            notification: true,
+            restart_time: 120,
+            families: vec![(IPV4_UNICAST, true)],
+        });
+        SessionEvent::Established {
+            peer: peer.parse().unwrap(),
+            peer_open: o,
+            caps: SessionCaps::default(),
+            families: vec![IPV4_UNICAST],
+            local_address: local.parse().unwrap(),
+        }
+    }
+
+    fn end_of_rib(peer: &str) -> SessionEvent {
+        SessionEvent::Update {
+            peer: peer.parse().unwrap(),
+            update: Update {
+                end_of_rib: Some(IPV4_UNICAST),
+                ..Default::default()
+            },
+        }
+    }
+
+    /// A speaker after a restart with forwarding preserved, with ISP1 and
+    /// CUSTOMER as neighbors and 192.0.2.0/24 as its own network.
+    async fn restarted_speaker() -> Speaker {
+        let cfg = Config::from_yaml(&format!(
+            r#"
+ports: [{{ name: eth1 }}, {{ name: eth2 }}]
+interfaces:
+  - {{ name: eth1, port: eth1, ipv4: [192.0.2.1/24] }}
+  - {{ name: eth2, port: eth2, ipv4: [198.51.100.1/24] }}
+bgp:
+  asn: 64500
+  router_id: 192.0.2.1
+  port: 0
+  networks: [192.0.2.0/24]
+  neighbors:
+    - {{ address: {ISP1}, remote_as: 64501, import_policy: all, export_policy: all }}
+    - {{ address: {CUSTOMER}, remote_as: 64510, import_policy: all, export_policy: all }}
+  policies:
+    - {{ name: all, rules: [{{ action: accept }}] }}
+"#
+        ))
+        .unwrap();
+        let (ev_tx, _ev_rx) = mpsc::channel(16);
+        let (in_tx, _in_rx) = mpsc::channel(16);
+        let (rib_tx, _rib_rx) = mpsc::unbounded_channel();
+        let mut s = Speaker::new().restarted();
+        s.defer_selection(true);
+        s.configure(&cfg, &ev_tx, &in_tx, &rib_tx).await;
+        s
+    }
+
+    fn sent(out: &Outbox, peer: &str, prefix: &str) -> bool {
+        let (peer, prefix): (IpAddr, IpNet) = (peer.parse().unwrap(), prefix.parse().unwrap());
+        out.changes
+            .get(&peer)
+            .is_some_and(|m| m.get(&prefix).is_some_and(|a| a.is_some()))
+    }
+
+    #[tokio::test]
+    async fn a_restarted_speaker_selects_routes_after_every_peers_end_of_rib() {
+        let mut s = restarted_speaker().await;
+        let (mut changes, mut out) = (Vec::new(), Outbox::default());
+        s.event(gr_up(ISP1, 64501, "198.51.100.1"), &mut changes, &mut out);
+        s.event(gr_up(CUSTOMER, 64510, "192.0.2.1"), &mut changes, &mut out);
+        s.event(
+            announce(ISP1, vec![64501], "203.0.113.0/24"),
+            &mut changes,
+            &mut out,
+        );
+        s.event(end_of_rib(ISP1), &mut changes, &mut out);
+        s.end_deferral_if_done(&mut changes, &mut out);
+        assert!(
+            last_set(&changes, "203.0.113.0/24").is_none(),
+            "no selection before CUSTOMER's End-of-RIB"
+        );
+        assert!(!sent(&out, CUSTOMER, "203.0.113.0/24"));
+        assert!(!sent(&out, ISP1, "192.0.2.0/24"), "nor our own network");
+        assert!(out.eor.is_empty(), "no End-of-RIB of ours yet");
+
+        s.event(end_of_rib(CUSTOMER), &mut changes, &mut out);
+        s.end_deferral_if_done(&mut changes, &mut out);
+        assert!(s.deferral.is_none());
+        let r = last_set(&changes, "203.0.113.0/24").expect("selected");
+        assert_eq!(r.next_hops, vec![ISP1.parse::<IpAddr>().unwrap()]);
+        assert!(sent(&out, CUSTOMER, "203.0.113.0/24"), "table exported");
+        assert!(sent(&out, ISP1, "192.0.2.0/24"));
+        assert!(sent(&out, CUSTOMER, "192.0.2.0/24"));
+        for peer in [ISP1, CUSTOMER] {
+            assert_eq!(
+                out.eor.get(&peer.parse::<IpAddr>().unwrap()),
+                Some(&vec![IPV4_UNICAST]),
+                "End-of-RIB to {peer}, after the table"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn deferral_skips_peers_without_graceful_restart_and_ends_at_its_deadline() {
+        // CUSTOMER cannot restart gracefully: its End-of-RIB is not awaited.
+        let mut s = restarted_speaker().await;
+        let (mut changes, mut out) = (Vec::new(), Outbox::default());
+        s.event(gr_up(ISP1, 64501, "198.51.100.1"), &mut changes, &mut out);
+        s.event(up(CUSTOMER, 64510, "192.0.2.1"), &mut changes, &mut out);
+        s.event(
+            announce(ISP1, vec![64501], "203.0.113.0/24"),
+            &mut changes,
+            &mut out,
+        );
+        s.end_deferral_if_done(&mut changes, &mut out);
+        assert!(s.deferral.is_some(), "ISP1's End-of-RIB is awaited");
+        s.event(end_of_rib(ISP1), &mut changes, &mut out);
+        s.end_deferral_if_done(&mut changes, &mut out);
+        assert!(last_set(&changes, "203.0.113.0/24").is_some());
+
+        // CUSTOMER never comes up: selection waits until the deadline.
+        let mut s = restarted_speaker().await;
+        let (mut changes, mut out) = (Vec::new(), Outbox::default());
+        s.event(gr_up(ISP1, 64501, "198.51.100.1"), &mut changes, &mut out);
+        s.event(
+            announce(ISP1, vec![64501], "203.0.113.0/24"),
+            &mut changes,
+            &mut out,
+        );
+        s.event(end_of_rib(ISP1), &mut changes, &mut out);
+        s.end_deferral_if_done(&mut changes, &mut out);
+        assert!(last_set(&changes, "203.0.113.0/24").is_none());
+        if let Some(d) = s.deferral.as_mut() {
+            d.until = Some(Instant::now());
+        }
+        s.end_deferral_if_done(&mut changes, &mut out);
+        assert!(s.deferral.is_none());
+        assert!(last_set(&changes, "203.0.113.0/24").is_some());
+        assert!(out.eor.contains_key(&ISP1.parse::<IpAddr>().unwrap()));
+    }
+
+    #[tokio::test]
+    async fn without_preserved_forwarding_a_restart_defers_nothing() {
+        let mut s = Speaker::new().restarted();
+        s.defer_selection(false);
+        assert!(s.deferral.is_none());
+        let mut s = Speaker::new();
+        s.defer_selection(true);
+        assert!(s.deferral.is_none(), "a clean start defers nothing");
     }
 
     #[tokio::test]

@@ -227,11 +227,13 @@ impl HostStack {
 
     async fn set_view(&mut self, v: HostView) {
         self.view = v;
-        // Forget neighbors of interfaces that are gone or no longer hold the subnet.
+        // Forget neighbors of interfaces that are gone or where they may no
+        // longer be learned (the subnet or the configured next hop went; a
+        // link-local neighbor stays).
         let stale: Vec<_> = self
             .entries
             .keys()
-            .filter(|(rif, ip)| self.interface(*rif).is_none_or(|h| !on_subnet(h, *ip)))
+            .filter(|(rif, ip)| self.interface(*rif).is_none_or(|h| !self.learnable(h, *ip)))
             .copied()
             .collect();
         for k in stale {
@@ -1157,6 +1159,45 @@ mod tests {
             }
         );
         assert!(h.rows().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_new_view_keeps_link_local_neighbors_and_drops_off_subnet_ones() {
+        let (mut h, _sent, mut ev) = stack(fast());
+        h.set_view(view()).await;
+        let target: Ipv6Addr = "2001:db8::1".parse().unwrap();
+        let (group, gmac) = solicited_node(target);
+        // Neighbor solicitations from a link-local and a global address.
+        for src in ["fe80::2", "2001:db8::2"] {
+            let ns = build_ipv6(
+                src.parse().unwrap(),
+                group,
+                PROTO_ICMPV6,
+                255,
+                &build_nd(ICMP6_NEIGHBOR_SOLICIT, 0, target, HOST_MAC),
+            );
+            h.handle(punt(
+                PuntReason::NeighborDiscovery,
+                build_eth(gmac, HOST_MAC, None, ETHERTYPE_IPV6, &ns),
+            ))
+            .await;
+            assert!(matches!(ev.try_recv(), Ok(NeighborEvent::Up { .. })));
+        }
+        // The same interfaces again (the router recompiled): nothing forgotten.
+        h.set_view(view()).await;
+        assert!(ev.try_recv().is_err(), "no neighbor went down");
+        // The IPv6 subnet removed: the global neighbor goes, the link-local stays.
+        let mut v = view();
+        v.interfaces[0].addresses.truncate(1);
+        h.set_view(v).await;
+        assert_eq!(
+            ev.try_recv().unwrap(),
+            NeighborEvent::Down {
+                rif: RifId(1),
+                ip: "2001:db8::2".parse().unwrap()
+            }
+        );
+        assert!(ev.try_recv().is_err());
     }
 
     #[tokio::test]
