@@ -7,8 +7,11 @@
 //!   leaf (bit 31 set, the value in the low bits) or the index of a node. `s` grows
 //!   with the table: 8 bits (1 KiB) for small tables, 18 bits (1 MiB) from 2,048
 //!   prefixes and, for IPv4 tables of at least 131,072 prefixes (full Internet
-//!   tables), 24 bits (64 MiB, DIR-24-8 style) so that the dominant /24 and shorter
-//!   prefixes resolve with a single memory access;
+//!   tables), 24 bits (DIR-24-8 style) so that the dominant /24 and shorter
+//!   prefixes resolve with a single memory access. Entries are kept in 16 bits
+//!   while they fit (a 15-bit value, or the position of a node in a small table
+//!   of roots), so a full table's array is 32 MiB rather than 64 and fits a
+//!   server's last-level cache; a value or root that does not fit widens it;
 //! * *nodes* with a stride of 6 bits. A node has two 64-bit vectors: `vector` marks
 //!   the slots that continue in a child node, `leafvec` marks the slots where a new
 //!   run of equal leaf values starts. The children of a node are stored contiguously
@@ -130,10 +133,11 @@ pub const BULK: usize = 64;
 /// A longest-prefix-match table from prefixes of `K` to `u32` values.
 pub struct Lpm<K> {
     direct_bits: u32,
-    /// Leaf (`LEAF | stored`) or node index, per top `direct_bits` bits. Empty when
-    /// the table has no prefix. A stored value of 0 means "no route", `v + 1` means
-    /// value `v`; the same encoding is used in `leaves`.
-    direct: Vec<u32>,
+    /// Leaf (`LEAF | stored`) or node index, per top `direct_bits` bits (see
+    /// [`Direct`] for how it is kept). Empty when the table has no prefix. A
+    /// stored value of 0 means "no route", `v + 1` means value `v`; the same
+    /// encoding is used in `leaves`.
+    direct: Direct,
     nodes: Vec<Node>,
     leaves: Vec<u32>,
     prefixes: usize,
@@ -141,6 +145,129 @@ pub struct Lpm<K> {
     garbage_nodes: usize,
     garbage_leaves: usize,
     _key: PhantomData<K>,
+}
+
+/// A narrow entry's leaf bit; the low 15 bits are the stored value.
+const NARROW_LEAF: u16 = 1 << 15;
+/// Largest stored value, and number of roots, a narrow array can hold.
+const NARROW_MAX: u32 = (1 << 15) - 1;
+
+/// The direct array. Its entries mean what the 32-bit encoding says (a leaf,
+/// `LEAF | stored`, or a node index) but are kept in 16 bits while they fit:
+/// a leaf whose stored value is below 2^15, or the position in `roots` (the
+/// node indices the array points at, at most 2^15 of them) of a node. A full
+/// IPv4 table's 24-bit array is then 32 MiB instead of 64: it fits a server's
+/// last-level cache, and a random lookup, one read of it, mostly stays there.
+/// A value or a root that does not fit turns the array wide for good (until
+/// the next bulk load tries again).
+#[derive(Debug)]
+enum Direct {
+    Wide(Vec<u32>),
+    Narrow { entries: Vec<u16>, roots: Vec<u32> },
+}
+
+impl Direct {
+    /// The entries of `wide`, narrow when every one fits.
+    fn from_wide(wide: Vec<u32>) -> Self {
+        let mut entries = crate::hugepages::filled_vec(NARROW_LEAF, wide.len());
+        let mut roots = Vec::new();
+        for (n, &w) in entries.iter_mut().zip(&wide) {
+            if w & LEAF != 0 && w & !LEAF <= NARROW_MAX {
+                *n = NARROW_LEAF | (w & !LEAF) as u16;
+            } else if w & LEAF == 0 && roots.len() as u32 <= NARROW_MAX {
+                *n = roots.len() as u16;
+                roots.push(w);
+            } else {
+                return Direct::Wide(wide);
+            }
+        }
+        roots.shrink_to_fit();
+        Direct::Narrow { entries, roots }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Direct::Wide(v) => v.len(),
+            Direct::Narrow { entries, .. } => entries.len(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Entry `i` in the 32-bit encoding.
+    #[inline(always)]
+    fn get(&self, i: usize) -> Option<u32> {
+        match self {
+            Direct::Wide(v) => v.get(i).copied(),
+            Direct::Narrow { entries, roots } => {
+                let e = *entries.get(i)?;
+                if e & NARROW_LEAF != 0 {
+                    Some(LEAF | u32::from(e & !NARROW_LEAF))
+                } else {
+                    roots.get(usize::from(e)).copied()
+                }
+            }
+        }
+    }
+
+    /// Sets entry `i` (32-bit encoding), widening the array if it must.
+    fn set(&mut self, i: usize, w: u32) {
+        if let Direct::Narrow { entries, roots } = self {
+            let old = entries[i];
+            if w & LEAF != 0 {
+                if w & !LEAF <= NARROW_MAX {
+                    // A root this slot held is left unused until the next
+                    // bulk load.
+                    entries[i] = NARROW_LEAF | (w & !LEAF) as u16;
+                    return;
+                }
+            } else if old & NARROW_LEAF == 0 {
+                roots[usize::from(old)] = w;
+                return;
+            } else if roots.len() as u32 <= NARROW_MAX {
+                entries[i] = roots.len() as u16;
+                roots.push(w);
+                return;
+            }
+            *self = Direct::Wide(self.to_wide());
+        }
+        if let Direct::Wide(v) = self {
+            v[i] = w;
+        }
+    }
+
+    fn to_wide(&self) -> Vec<u32> {
+        let mut wide = crate::hugepages::filled_vec(LEAF, self.len());
+        for (i, w) in wide.iter_mut().enumerate() {
+            *w = self.get(i).unwrap_or(LEAF);
+        }
+        wide
+    }
+
+    fn memory_bytes(&self) -> usize {
+        match self {
+            Direct::Wide(v) => v.capacity() * std::mem::size_of::<u32>(),
+            Direct::Narrow { entries, roots } => {
+                entries.capacity() * std::mem::size_of::<u16>()
+                    + roots.capacity() * std::mem::size_of::<u32>()
+            }
+        }
+    }
+}
+
+impl Clone for Direct {
+    /// A copy whose entries get huge pages like the original's.
+    fn clone(&self) -> Self {
+        match self {
+            Direct::Wide(v) => Direct::Wide(crate::hugepages::copied_vec(v)),
+            Direct::Narrow { entries, roots } => Direct::Narrow {
+                entries: crate::hugepages::copied_vec(entries),
+                roots: roots.clone(),
+            },
+        }
+    }
 }
 
 /// IPv4 table.
@@ -166,7 +293,7 @@ impl<K> Clone for Lpm<K> {
     fn clone(&self) -> Self {
         Lpm {
             direct_bits: self.direct_bits,
-            direct: crate::hugepages::copied_vec(&self.direct),
+            direct: self.direct.clone(),
             nodes: self.nodes.clone(),
             leaves: self.leaves.clone(),
             prefixes: self.prefixes,
@@ -188,7 +315,7 @@ impl<K: Key> Lpm<K> {
     pub fn empty() -> Self {
         Lpm {
             direct_bits: DIRECT_BITS_SMALL,
-            direct: Vec::new(),
+            direct: Direct::Wide(Vec::new()),
             nodes: Vec::new(),
             leaves: Vec::new(),
             prefixes: 0,
@@ -294,7 +421,7 @@ impl<K: Key> Lpm<K> {
         b.leaves.shrink_to_fit();
         Lpm {
             direct_bits,
-            direct,
+            direct: Direct::from_wide(direct),
             nodes: b.nodes,
             leaves: b.leaves,
             prefixes: prefixes.len(),
@@ -317,16 +444,17 @@ impl<K: Key> Lpm<K> {
         let len = u32::from(len);
         self.prefixes = map.len();
         if self.direct.is_empty() {
-            self.direct = crate::hugepages::filled_vec(LEAF, 1 << self.direct_bits);
+            self.direct =
+                Direct::from_wide(crate::hugepages::filled_vec(LEAF, 1 << self.direct_bits));
         }
         let d = self.direct_bits;
         if len == d {
             // One direct entry (the most common case: a /24 in a full table).
             let slot = addr.bits(0, d);
             let val = map.covering(addr, len);
-            let entry = self.direct[slot];
+            let entry = self.direct.get(slot).unwrap_or(LEAF);
             if entry & LEAF != 0 {
-                self.direct[slot] = LEAF | val;
+                self.direct.set(slot, LEAF | val);
             } else {
                 self.rebuild(map, Some(slot), entry as usize, addr, d, val);
             }
@@ -351,9 +479,9 @@ impl<K: Key> Lpm<K> {
             }
             for (i, &val) in vals.iter().enumerate() {
                 let slot = first + i;
-                let entry = self.direct[slot];
+                let entry = self.direct.get(slot).unwrap_or(LEAF);
                 if entry & LEAF != 0 {
-                    self.direct[slot] = LEAF | val;
+                    self.direct.set(slot, LEAF | val);
                 } else if !shadowed[i] {
                     let region = key_of_slot::<K>(slot, d);
                     self.rebuild(map, Some(slot), entry as usize, region, d, val);
@@ -362,7 +490,7 @@ impl<K: Key> Lpm<K> {
             return;
         }
         let slot = addr.bits(0, d);
-        let entry = self.direct[slot];
+        let entry = self.direct.get(slot).unwrap_or(LEAF);
         if entry & LEAF != 0 {
             // No node below this slot yet: make one if the slot now has prefixes
             // deeper than the direct array (a removal leaves nothing to do).
@@ -370,7 +498,7 @@ impl<K: Key> Lpm<K> {
             let list = map.within(region, d as u8);
             if list.iter().any(|p| u32::from(p.1) > d) {
                 let node = self.with_builder(|b| b.node(&list, d, entry & !LEAF));
-                self.direct[slot] = self.nodes.len() as u32;
+                self.direct.set(slot, self.nodes.len() as u32);
                 self.nodes.push(node);
             }
             return;
@@ -426,7 +554,7 @@ impl<K: Key> Lpm<K> {
         let list = map.within(region, off as u8);
         match slot {
             Some(slot) if !list.iter().any(|p| u32::from(p.1) > off) => {
-                self.direct[slot] = LEAF | default;
+                self.direct.set(slot, LEAF | default);
                 self.garbage_nodes += 1;
             }
             _ => {
@@ -475,25 +603,45 @@ impl<K: Key> Lpm<K> {
     /// The value of the longest prefix containing `key`, if any.
     #[inline]
     pub fn lookup(&self, key: K) -> Option<u32> {
-        let d = *self.direct.get(key.bits(0, self.direct_bits))?;
-        let stored = if d & LEAF != 0 {
-            d & !LEAF
-        } else {
-            let mut node = self.nodes.get(d as usize)?;
-            let mut off = self.direct_bits;
-            loop {
-                let v = key.bits(off, STRIDE) as u32;
-                let upto = u64::MAX >> (63 - v);
-                if (node.vector >> v) & 1 == 0 {
-                    let rank = (node.leafvec & upto).count_ones() as usize;
-                    let i = (node.base0 as usize + rank).wrapping_sub(1);
-                    break *self.leaves.get(i)?;
+        let i = key.bits(0, self.direct_bits);
+        // The direct entry settles almost every lookup; the trie walk is
+        // kept out of line so this part stays small in a caller's loop.
+        let root = match &self.direct {
+            Direct::Narrow { entries, roots } => {
+                let e = *entries.get(i)?;
+                if e & NARROW_LEAF != 0 {
+                    return u32::from(e & !NARROW_LEAF).checked_sub(1);
                 }
-                let rank = (node.vector & upto).count_ones() as usize;
-                let i = (node.base1 as usize + rank).wrapping_sub(1);
-                node = self.nodes.get(i)?;
-                off += STRIDE;
+                *roots.get(usize::from(e))?
             }
+            Direct::Wide(v) => {
+                let d = *v.get(i)?;
+                if d & LEAF != 0 {
+                    return (d & !LEAF).checked_sub(1);
+                }
+                d
+            }
+        };
+        self.walk(root, key)
+    }
+
+    /// The trie walk from node `idx` under the direct array.
+    #[inline(never)]
+    fn walk(&self, idx: u32, key: K) -> Option<u32> {
+        let mut node = self.nodes.get(idx as usize)?;
+        let mut off = self.direct_bits;
+        let stored = loop {
+            let v = key.bits(off, STRIDE) as u32;
+            let upto = u64::MAX >> (63 - v);
+            if (node.vector >> v) & 1 == 0 {
+                let rank = (node.leafvec & upto).count_ones() as usize;
+                let i = (node.base0 as usize + rank).wrapping_sub(1);
+                break *self.leaves.get(i)?;
+            }
+            let rank = (node.vector & upto).count_ones() as usize;
+            let i = (node.base1 as usize + rank).wrapping_sub(1);
+            node = self.nodes.get(i)?;
+            off += STRIDE;
         };
         stored.checked_sub(1)
     }
@@ -505,12 +653,25 @@ impl<K: Key> Lpm<K> {
     pub fn lookup_bulk(&self, keys: &[K], out: &mut [Option<u32>]) {
         let mut d = [0u32; BULK];
         for (ks, os) in keys.chunks(BULK).zip(out.chunks_mut(BULK)) {
-            for (e, k) in d.iter_mut().zip(ks) {
-                *e = self
-                    .direct
-                    .get(k.bits(0, self.direct_bits))
-                    .copied()
-                    .unwrap_or(LEAF);
+            match &self.direct {
+                Direct::Wide(v) => {
+                    for (e, k) in d.iter_mut().zip(ks) {
+                        *e = v.get(k.bits(0, self.direct_bits)).copied().unwrap_or(LEAF);
+                    }
+                }
+                // A leaf moves its bit to the 32-bit place; a root stays
+                // below it (not a leaf: the walk below reads it again).
+                Direct::Narrow { entries, .. } => {
+                    for (e, k) in d.iter_mut().zip(ks) {
+                        let n = u32::from(
+                            entries
+                                .get(k.bits(0, self.direct_bits))
+                                .copied()
+                                .unwrap_or(NARROW_LEAF),
+                        );
+                        *e = ((n & 0x8000) << 16) | (n & 0x7fff);
+                    }
+                }
             }
             for ((o, &e), &k) in os.iter_mut().zip(&d).zip(ks) {
                 *o = if e & LEAF != 0 {
@@ -534,7 +695,7 @@ impl<K: Key> Lpm<K> {
     /// Bytes allocated for the table's arrays (garbage and spare capacity
     /// included).
     pub fn memory_bytes(&self) -> usize {
-        self.direct.capacity() * std::mem::size_of::<u32>()
+        self.direct.memory_bytes()
             + self.nodes.capacity() * std::mem::size_of::<Node>()
             + self.leaves.capacity() * std::mem::size_of::<u32>()
     }
@@ -785,6 +946,76 @@ mod tests {
         assert_eq!(t.lookup(0x0100_0105), Some(1));
         assert_eq!(t.lookup(0x0100_0115), None);
         assert_eq!(t.lookup(0x0000_0105), None);
+    }
+
+    fn is_narrow<K: Key>(t: &Lpm<K>) -> bool {
+        matches!(t.direct, Direct::Narrow { .. })
+    }
+
+    #[test]
+    fn a_full_ipv4_table_keeps_its_direct_array_in_16_bits() {
+        let prefixes: Vec<Prefix<u32>> = (0..FULL_V4_TABLE as u32)
+            .map(|i| {
+                (
+                    0x0100_0000 + (i << 8),
+                    if i % 4 == 0 { 28 } else { 24 },
+                    i % 10_000,
+                )
+            })
+            .collect();
+        let t = Lpm4::build(prefixes.clone());
+        assert!(is_narrow(&t));
+        assert!(
+            t.memory_bytes() < 40 << 20,
+            "{} bytes: the 24-bit array should take 32 MiB",
+            t.memory_bytes()
+        );
+        for p in prefixes.iter().step_by(97) {
+            assert_eq!(t.lookup(p.0 | 3), naive(&prefixes, p.0 | 3));
+        }
+    }
+
+    #[test]
+    fn values_or_roots_beyond_16_bits_make_the_direct_array_wide() {
+        // A value above 2^15 - 2.
+        let t = Lpm4::build_with_direct_bits(vec![(0x0a00_0000, 8, 40_000)], 16);
+        assert!(!is_narrow(&t));
+        assert_eq!(t.lookup(0x0a01_0203), Some(40_000));
+        // More than 2^15 direct slots with prefixes below them.
+        let deep: Vec<Prefix<u32>> = (0..40_000u32).map(|i| (i << 16, 20, 1)).collect();
+        let t = Lpm4::build_with_direct_bits(deep.clone(), 16);
+        assert!(!is_narrow(&t));
+        assert_eq!(t.lookup(39_999 << 16), Some(1));
+        assert_eq!(t.lookup((39_999 << 16) | 0x1000), None);
+        // Fewer: narrow.
+        let t = Lpm4::build_with_direct_bits(deep[..30_000].to_vec(), 16);
+        assert!(is_narrow(&t));
+        assert_eq!(t.lookup(29_999 << 16), Some(1));
+    }
+
+    #[test]
+    fn an_update_that_does_not_fit_16_bits_widens_the_array_and_loses_nothing() {
+        let mut map = PrefixMap::<u32>::default();
+        for i in 0..2_000u32 {
+            map.insert(i << 12, if i % 3 == 0 { 26 } else { 20 }, i)
+                .unwrap();
+        }
+        let mut t = Lpm4::build_with_direct_bits(map.to_vec(), 16);
+        assert!(is_narrow(&t));
+        // A new root below a slot, then a value too large for 15 bits.
+        map.insert(0x7000_0000, 28, 5).unwrap();
+        t.update(&map, 0x7000_0000, 28);
+        assert!(is_narrow(&t));
+        map.insert(0x7100_0000, 16, 50_000).unwrap();
+        t.update(&map, 0x7100_0000, 16);
+        assert!(!is_narrow(&t));
+        let table = map.to_vec();
+        for k in (0..u32::MAX)
+            .step_by(65_521)
+            .chain([0x7000_0001, 0x7100_0042])
+        {
+            assert_eq!(t.lookup(k), naive(&table, k), "key {k:#x}");
+        }
     }
 
     #[test]
