@@ -1089,33 +1089,41 @@ impl Session {
         let d: Divergence =
             tokio::task::block_in_place(|| compare(&names, &compiler, model, entities));
         // A fresh comparison replaces any adoption still pending.
-        self.adopt.clear();
+        let pending = std::mem::take(&mut self.adopt);
         let restart = on_connect && self.model.is_empty();
         if restart {
             self.adopt_until = Some(Instant::now() + self.cfg.adopt_for);
         }
-        let adopting = restart
-            || (check == Check::Periodic && self.adopt_until.is_some_and(|t| Instant::now() < t));
+        // Within `adopt_for`, a periodic audit or a reconnect (a flapping
+        // channel) keeps what is left of the restart's entries, as found then;
+        // any other extra entry goes, and an audit asked for deletes them all.
+        let window = check != Check::Asked && self.adopt_until.is_some_and(|t| Instant::now() < t);
         let mut report = AuditReport {
             missing: d.missing,
             different: d.different,
-            extra: if adopting { 0 } else { d.extra },
             unreadable: d.unreadable,
             examples: d.examples.clone(),
             ..Default::default()
         };
         let mut updates = d.updates;
-        if adopting {
-            if restart && !d.extras.is_empty() {
+        let (keep, delete): (Vec<_>, Vec<_>) = if restart {
+            if !d.extras.is_empty() {
                 tracing::info!(
                     entries = d.extras.len(),
                     "the target holds entries from before this controller started; deltas that call for them take them over"
                 );
             }
-            self.adopt = d.extras.into_iter().map(|(k, v, _)| (k, v)).collect();
+            (d.extras, Vec::new())
+        } else if window {
+            d.extras
+                .into_iter()
+                .partition(|(k, v, _)| pending.get(k) == Some(v))
         } else {
-            updates.extend(Divergence::deletes(&d.extras));
-        }
+            (Vec::new(), d.extras)
+        };
+        report.extra = delete.len();
+        updates.extend(Divergence::deletes(&delete));
+        self.adopt = keep.into_iter().map(|(k, v, _)| (k, v)).collect();
         if updates.is_empty() {
             return Ok(report);
         }

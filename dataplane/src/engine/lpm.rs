@@ -163,7 +163,12 @@ const NARROW_MAX: u32 = (1 << 15) - 1;
 #[derive(Debug)]
 enum Direct {
     Wide(Vec<u32>),
-    Narrow { entries: Vec<u16>, roots: Vec<u32> },
+    Narrow {
+        entries: Vec<u16>,
+        roots: Vec<u32>,
+        /// Positions in `roots` no entry points at any more, reused first.
+        free: Vec<u16>,
+    },
 }
 
 impl Direct {
@@ -182,7 +187,11 @@ impl Direct {
             }
         }
         roots.shrink_to_fit();
-        Direct::Narrow { entries, roots }
+        Direct::Narrow {
+            entries,
+            roots,
+            free: Vec::new(),
+        }
     }
 
     fn len(&self) -> usize {
@@ -201,7 +210,7 @@ impl Direct {
     fn get(&self, i: usize) -> Option<u32> {
         match self {
             Direct::Wide(v) => v.get(i).copied(),
-            Direct::Narrow { entries, roots } => {
+            Direct::Narrow { entries, roots, .. } => {
                 let e = *entries.get(i)?;
                 if e & NARROW_LEAF != 0 {
                     Some(LEAF | u32::from(e & !NARROW_LEAF))
@@ -214,17 +223,27 @@ impl Direct {
 
     /// Sets entry `i` (32-bit encoding), widening the array if it must.
     fn set(&mut self, i: usize, w: u32) {
-        if let Direct::Narrow { entries, roots } = self {
+        if let Direct::Narrow {
+            entries,
+            roots,
+            free,
+        } = self
+        {
             let old = entries[i];
             if w & LEAF != 0 {
                 if w & !LEAF <= NARROW_MAX {
-                    // A root this slot held is left unused until the next
-                    // bulk load.
+                    if old & NARROW_LEAF == 0 {
+                        free.push(old);
+                    }
                     entries[i] = NARROW_LEAF | (w & !LEAF) as u16;
                     return;
                 }
             } else if old & NARROW_LEAF == 0 {
                 roots[usize::from(old)] = w;
+                return;
+            } else if let Some(r) = free.pop() {
+                roots[usize::from(r)] = w;
+                entries[i] = r;
                 return;
             } else if roots.len() as u32 <= NARROW_MAX {
                 entries[i] = roots.len() as u16;
@@ -249,9 +268,14 @@ impl Direct {
     fn memory_bytes(&self) -> usize {
         match self {
             Direct::Wide(v) => v.capacity() * std::mem::size_of::<u32>(),
-            Direct::Narrow { entries, roots } => {
+            Direct::Narrow {
+                entries,
+                roots,
+                free,
+            } => {
                 entries.capacity() * std::mem::size_of::<u16>()
                     + roots.capacity() * std::mem::size_of::<u32>()
+                    + free.capacity() * std::mem::size_of::<u16>()
             }
         }
     }
@@ -262,9 +286,14 @@ impl Clone for Direct {
     fn clone(&self) -> Self {
         match self {
             Direct::Wide(v) => Direct::Wide(crate::hugepages::copied_vec(v)),
-            Direct::Narrow { entries, roots } => Direct::Narrow {
+            Direct::Narrow {
+                entries,
+                roots,
+                free,
+            } => Direct::Narrow {
                 entries: crate::hugepages::copied_vec(entries),
                 roots: roots.clone(),
+                free: free.clone(),
             },
         }
     }
@@ -607,7 +636,7 @@ impl<K: Key> Lpm<K> {
         // The direct entry settles almost every lookup; the trie walk is
         // kept out of line so this part stays small in a caller's loop.
         let root = match &self.direct {
-            Direct::Narrow { entries, roots } => {
+            Direct::Narrow { entries, roots, .. } => {
                 let e = *entries.get(i)?;
                 if e & NARROW_LEAF != 0 {
                     return u32::from(e & !NARROW_LEAF).checked_sub(1);
@@ -991,6 +1020,24 @@ mod tests {
         let t = Lpm4::build_with_direct_bits(deep[..30_000].to_vec(), 16);
         assert!(is_narrow(&t));
         assert_eq!(t.lookup(29_999 << 16), Some(1));
+    }
+
+    #[test]
+    fn a_slot_going_from_node_to_leaf_and_back_reuses_its_root() {
+        let mut map = PrefixMap::<u32>::default();
+        map.insert(0x0a00_0000, 8, 1).unwrap();
+        let mut t = Lpm4::build_with_direct_bits(map.to_vec(), 16);
+        for _ in 0..40_000 {
+            map.insert(0x0a01_0100, 24, 2).unwrap();
+            t.update(&map, 0x0a01_0100, 24);
+            map.remove(0x0a01_0100, 24);
+            t.update(&map, 0x0a01_0100, 24);
+        }
+        assert!(is_narrow(&t), "40,000 flaps stay within the 2^15 roots");
+        map.insert(0x0a01_0100, 24, 2).unwrap();
+        t.update(&map, 0x0a01_0100, 24);
+        assert_eq!(t.lookup(0x0a01_0105), Some(2));
+        assert_eq!(t.lookup(0x0a01_0205), Some(1));
     }
 
     #[test]

@@ -471,10 +471,12 @@ impl Session {
                                 .await
                                 .map_err(|_| format!("connect to {addr} timed out"))?
                                 .map_err(|e| {
+                                    // Refused by our own stack before anything was
+                                    // sent (a host unreachable may come from the
+                                    // network: not counted).
                                     no_route = matches!(
                                         e.kind(),
                                         std::io::ErrorKind::NetworkUnreachable
-                                            | std::io::ErrorKind::HostUnreachable
                                             | std::io::ErrorKind::AddrNotAvailable
                                     );
                                     format!("connect to {addr}: {e}")

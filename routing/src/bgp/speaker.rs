@@ -367,8 +367,14 @@ impl Speaker {
         for pfx in d.pending {
             self.decide(pfx, changes, out);
         }
+        // The conditional default route too, before the End-of-RIBs (a peer
+        // that kept ours stale would otherwise sweep it).
+        self.refresh_default(out);
         for (peer, families) in d.owed_eor {
             if self.peers.get(&peer).is_some_and(|p| p.up.is_some()) {
+                for d in DEFAULTS {
+                    self.export_one(peer, d.parse().expect("a valid prefix"), out);
+                }
                 out.eor.entry(peer).or_default().extend(families);
             }
         }
@@ -744,6 +750,12 @@ impl Speaker {
     }
 
     async fn remove_peer(&mut self, a: IpAddr, changes: &mut Vec<BgpRibChange>, out: &mut Outbox) {
+        if let Some(d) = self.deferral.as_mut() {
+            // A neighbor configured again starts over: it is waited for anew.
+            d.heard.remove(&a);
+            d.awaiting.retain(|(p, _)| *p != a);
+            d.owed_eor.remove(&a);
+        }
         if let Some(p) = self.peers.remove(&a) {
             let _ = p.cmd.send(SessionCmd::Stop);
             for pfx in p.adj_in.keys() {
@@ -2378,6 +2390,9 @@ bgp:
     - {{ address: {CUSTOMER}, remote_as: 64510, import_policy: all, export_policy: all }}
   policies:
     - {{ name: all, rules: [{{ action: accept }}] }}
+  upstreams:
+    - {{ name: isp1, neighbors: [{ISP1}], role: primary }}
+  default_route: {{ to: [{CUSTOMER}] }}
 "#
         ))
         .unwrap();
@@ -2416,6 +2431,7 @@ bgp:
         );
         assert!(!sent(&out, CUSTOMER, "203.0.113.0/24"));
         assert!(!sent(&out, ISP1, "192.0.2.0/24"), "nor our own network");
+        assert!(!default_sent_to(&out, CUSTOMER), "nor the default route");
         assert!(out.eor.is_empty(), "no End-of-RIB of ours yet");
 
         s.event(end_of_rib(CUSTOMER), &mut changes, &mut out);
@@ -2424,6 +2440,10 @@ bgp:
         let r = last_set(&changes, "203.0.113.0/24").expect("selected");
         assert_eq!(r.next_hops, vec![ISP1.parse::<IpAddr>().unwrap()]);
         assert!(sent(&out, CUSTOMER, "203.0.113.0/24"), "table exported");
+        assert!(
+            default_sent_to(&out, CUSTOMER),
+            "the conditional default route goes before our End-of-RIB"
+        );
         assert!(sent(&out, ISP1, "192.0.2.0/24"));
         assert!(sent(&out, CUSTOMER, "192.0.2.0/24"));
         for peer in [ISP1, CUSTOMER] {
