@@ -257,6 +257,8 @@ struct Deferral {
     heard: HashSet<IpAddr>,
     /// Peers up meanwhile, with their families: owed our End-of-RIB.
     owed_eor: HashMap<IpAddr, Vec<Family>>,
+    /// How many (peer, family) End-of-RIBs were waited for in all.
+    waited: usize,
 }
 
 impl std::fmt::Debug for Speaker {
@@ -358,10 +360,15 @@ impl Speaker {
                 )
                 .collect();
             tracing::warn!(waiting_for = %silent.join(", "), prefixes = d.pending.len(), "graceful restart: deferral time over; selecting routes without them");
-        } else {
+        } else if d.waited > 0 {
             tracing::info!(
                 prefixes = d.pending.len(),
                 "graceful restart: End-of-RIB from every peer; selecting routes"
+            );
+        } else {
+            tracing::info!(
+                prefixes = d.pending.len(),
+                "graceful restart: every peer is up, none to wait for (they cannot restart gracefully, or are restarting too); selecting routes"
             );
         }
         for pfx in d.pending {
@@ -824,6 +831,7 @@ impl Speaker {
                     });
                     if waits {
                         d.awaiting.extend(families.iter().map(|f| (peer, *f)));
+                        d.waited += families.len();
                     }
                     d.owed_eor.insert(peer, families);
                     return;
