@@ -1,17 +1,18 @@
 //! The owner of one backend: a thread that applies ordered deltas to the target
 //! and keeps the model of what is *installed* exactly in step with it.
 //!
-//! The driver keeps two states. `desired` is what the control plane asked for
-//! (every delta it received, applied in order); `installed` is what the target
-//! accepted (only deltas whose per-delta result was `Ok`). When a delta fails,
-//! the two differ, the failure is logged with the object and reason and reported
-//! as an event, and the driver retries the difference on its reconcile timer,
+//! The driver keeps `desired`, what the control plane asked for (every delta
+//! it received, applied in order), and what the target accepted (only deltas
+//! whose per-delta result was `Ok`): the same state while the target takes
+//! everything, a separate `installed` once it refuses something. When a delta
+//! fails, the failure is logged with the object and reason and reported as an
+//! event, and the driver retries the difference on its reconcile timer,
 //! or at once when told the target has become ready ([`DriverHandle::retry`]),
 //! so the target and the model never drift apart silently.
 
 use crate::backend::{Backend, BackendError};
 use crate::diff::{diff, Delta};
-use crate::model::{ForwardingState, ObjectKey};
+use crate::model::{ForwardingState, Object, ObjectKey};
 use std::sync::mpsc::{channel, RecvTimeoutError, Sender};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -92,9 +93,8 @@ impl Driver {
                 let mut w = Worker {
                     backend,
                     desired: ForwardingState::new(),
-                    installed: ForwardingState::new(),
+                    installed: None,
                     events: Box::new(events),
-                    behind: false,
                 };
                 // A message taken off the queue while gathering a batch, handled next.
                 let mut held: Option<Msg> = None;
@@ -126,7 +126,10 @@ impl Driver {
                             }
                             w.apply(all);
                         }
-                        Ok(Msg::Query(q)) => q(&w.installed, w.backend.as_mut()),
+                        Ok(Msg::Query(q)) => q(
+                            w.installed.as_ref().unwrap_or(&w.desired),
+                            w.backend.as_mut(),
+                        ),
                         Ok(Msg::Retry) => w.reconcile(),
                         Ok(Msg::Stop) | Err(RecvTimeoutError::Disconnected) => break,
                         Err(RecvTimeoutError::Timeout) => {}
@@ -165,48 +168,133 @@ impl Drop for Driver {
 struct Worker {
     backend: Box<dyn Backend>,
     desired: ForwardingState,
-    installed: ForwardingState,
+    /// What the target holds while it differs from `desired` (a change it
+    /// refused and has not taken since). `None` while the two are equal: the
+    /// state is then kept once, and a batch goes to the target as it is,
+    /// without comparing whole tables.
+    installed: Option<ForwardingState>,
     events: Box<dyn Fn(DriverEvent) + Send>,
-    /// Some delta was refused and not yet installed: `installed` lags `desired`.
-    /// While false the two are equal, so a batch can go to the target as it is
-    /// instead of costing a comparison of whole tables.
-    behind: bool,
 }
 
 impl Worker {
     fn apply(&mut self, deltas: Vec<Delta>) {
-        let mut consistent = true;
-        for d in &deltas {
-            if let Err(e) = self.desired.apply(d) {
-                tracing::error!("control plane sent an inconsistent delta {d:?}: {e}");
-                consistent = false;
+        if self.installed.is_some() {
+            for d in &deltas {
+                if let Err(e) = self.desired.apply(d) {
+                    tracing::error!("control plane sent an inconsistent delta {d:?}: {e}");
+                }
+            }
+            // Push exactly the difference: this also retries anything that
+            // failed before, in dependency order.
+            self.push_difference();
+            return;
+        }
+        // In step with the target. What each delta replaces is remembered
+        // (only where something is replaced: a full table of new routes
+        // remembers nothing), to rebuild what the target holds if it refuses
+        // a delta.
+        let mut replaced: Vec<(usize, Object)> = Vec::new();
+        let mut inconsistent = Vec::new();
+        for (i, d) in deltas.iter().enumerate() {
+            let key = d.key();
+            let before = match d {
+                Delta::Create(_) => None,
+                _ => self.desired.get(&key),
+            };
+            match self.desired.apply(d) {
+                Ok(()) => {
+                    if let Some(b) = before {
+                        replaced.push((i, b));
+                    }
+                }
+                Err(e) => {
+                    tracing::error!("control plane sent an inconsistent delta {d:?}: {e}");
+                    inconsistent.push(i);
+                }
             }
         }
-        if self.behind || !consistent {
-            // Push exactly the difference: this also retries anything that failed
-            // before, in dependency order.
-            let todo = diff(&self.installed, &self.desired);
-            self.push(&todo);
-        } else {
-            self.push(&deltas);
+        if !inconsistent.is_empty() {
+            // The control plane and the driver disagree: go back to the state
+            // before the batch (what the target holds) and push the
+            // difference.
+            let applied: Vec<usize> = (0..deltas.len())
+                .filter(|i| inconsistent.binary_search(i).is_err())
+                .collect();
+            self.installed = Some(self.reverted(&deltas, &applied, &replaced));
+            self.push_difference();
+            return;
+        }
+        let failed = self.push(&deltas, None);
+        if !failed.is_empty() {
+            self.installed = Some(self.reverted(&deltas, &failed, &replaced));
         }
     }
 
+    /// `desired` with the deltas at `undo` (indices into `deltas`, in
+    /// order) taken back, last first: what the target holds when it refused
+    /// exactly those.
+    fn reverted(
+        &self,
+        deltas: &[Delta],
+        undo: &[usize],
+        replaced: &[(usize, Object)],
+    ) -> ForwardingState {
+        let mut s = self.desired.clone();
+        for &i in undo.iter().rev() {
+            let key = deltas[i].key();
+            let before = replaced
+                .binary_search_by_key(&i, |(j, _)| *j)
+                .ok()
+                .map(|k| replaced[k].1.clone());
+            let r = match before {
+                Some(obj) => s.upsert(obj).map(|_| ()),
+                None if s.contains(&key) => s.remove(&key).map(|_| ()),
+                None => Ok(()),
+            };
+            if let Err(e) = r {
+                // The next retry compares whole states and sorts it out.
+                tracing::debug!(object = %key, "cannot take back a refused change in the installed model: {e}");
+            }
+        }
+        s
+    }
+
     fn reconcile(&mut self) {
-        if self.behind {
-            let todo = diff(&self.installed, &self.desired);
+        if self.installed.is_some() {
+            self.push_difference();
+        }
+    }
+
+    /// Pushes the difference between what the target holds and `desired`.
+    fn push_difference(&mut self) {
+        let Some(mut installed) = self.installed.take() else {
+            return;
+        };
+        let todo = diff(&installed, &self.desired);
+        if !todo.is_empty() {
             tracing::info!(
                 deltas = todo.len(),
                 "retrying changes the target refused earlier"
             );
-            self.push(&todo);
+        }
+        self.push(&todo, Some(&mut installed));
+        // After a push with no refusal left the two are equal again.
+        if installed != self.desired {
+            self.installed = Some(installed);
         }
     }
 
-    fn push(&mut self, deltas: &[Delta]) {
+    /// Sends `deltas` to the target, reporting each result; applies the
+    /// accepted ones to `installed` when given. Returns the indices of the
+    /// refused ones.
+    fn push(
+        &mut self,
+        deltas: &[Delta],
+        mut installed: Option<&mut ForwardingState>,
+    ) -> Vec<usize> {
         let max = self.backend.capabilities().max_batch.max(1);
-        let mut failed = 0usize;
-        for chunk in deltas.chunks(max) {
+        let mut failed = Vec::new();
+        for (c, chunk) in deltas.chunks(max).enumerate() {
             let results = self.backend.apply(chunk);
             for (i, d) in chunk.iter().enumerate() {
                 let r = results.get(i).cloned().unwrap_or_else(|| {
@@ -217,10 +305,12 @@ impl Worker {
                 });
                 match r {
                     Ok(()) => {
-                        if let Err(e) = self.installed.apply(d) {
-                            tracing::error!(
-                                "target accepted {d:?} but the installed model refuses it: {e}"
-                            );
+                        if let Some(inst) = installed.as_deref_mut() {
+                            if let Err(e) = inst.apply(d) {
+                                tracing::error!(
+                                    "target accepted {d:?} but the installed model refuses it: {e}"
+                                );
+                            }
                         }
                         (self.events)(match d {
                             Delta::Delete(k) => DriverEvent::Removed(*k),
@@ -228,8 +318,8 @@ impl Worker {
                         });
                     }
                     Err(error) => {
-                        failed += 1;
-                        if failed <= 10 {
+                        failed.push(c * max + i);
+                        if failed.len() <= 10 {
                             tracing::warn!(object = %d.key(), "target refused change: {error}");
                         }
                         (self.events)(DriverEvent::Failed {
@@ -240,11 +330,10 @@ impl Worker {
                 }
             }
         }
-        if failed > 10 {
-            tracing::warn!("{} more changes refused by the target", failed - 10);
+        if failed.len() > 10 {
+            tracing::warn!("{} more changes refused by the target", failed.len() - 10);
         }
-        // After a full retry with no refusal the two states are equal again.
-        self.behind = failed > 0 || (self.behind && self.installed != self.desired);
+        failed
     }
 }
 
@@ -278,13 +367,19 @@ mod tests {
             batch
                 .iter()
                 .map(|d| {
-                    if let Delta::Create(Object::Port(p)) = d {
-                        if p.name == "bad" && !*self.heal.lock().unwrap() {
-                            return Err(BackendError::new(
-                                BackendErrorKind::Unavailable,
-                                "no such interface",
-                            ));
+                    let healed = *self.heal.lock().unwrap();
+                    let refused = match d {
+                        Delta::Create(Object::Port(p)) | Delta::Modify(Object::Port(p)) => {
+                            p.name == "bad"
                         }
+                        Delta::Delete(ObjectKey::Port(PortId(7))) => true,
+                        _ => false,
+                    };
+                    if refused && !healed {
+                        return Err(BackendError::new(
+                            BackendErrorKind::Unavailable,
+                            "no such interface",
+                        ));
                     }
                     self.state.apply(d).map_err(BackendError::from)
                 })
@@ -383,6 +478,63 @@ mod tests {
             1,
             "retry pushed the refused port to the healed target"
         );
+        d.stop();
+    }
+
+    #[test]
+    fn a_refused_modify_or_delete_leaves_the_installed_model_as_the_target_has_it() {
+        let heal = Arc::new(Mutex::new(false));
+        let d = Driver::spawn(
+            Box::new(Picky {
+                state: ForwardingState::new(),
+                heal: heal.clone(),
+            }),
+            Duration::from_secs(3600),
+            |_| {},
+        )
+        .unwrap();
+        let h = d.handle();
+        h.apply(vec![port(1, "good"), port(7, "good")]);
+        assert_eq!(installed(&h).ports().len(), 2);
+        // A refused rename and a refused delete, beside an accepted create.
+        h.apply(vec![
+            Delta::Modify(Object::Port(Port {
+                id: PortId(1),
+                name: "bad".into(),
+                mtu: 1500,
+                admin_up: true,
+            })),
+            Delta::Delete(ObjectKey::Port(PortId(7))),
+            port(8, "good"),
+        ]);
+        let s = installed(&h);
+        assert_eq!(
+            s.ports()[&PortId(1)].name,
+            "good",
+            "the rename did not happen"
+        );
+        assert!(
+            s.ports().contains_key(&PortId(7)),
+            "the delete did not happen"
+        );
+        assert!(s.ports().contains_key(&PortId(8)));
+        let (tx, rx) = channel();
+        h.query(move |inst, b| tx.send(b.read().unwrap() == *inst).unwrap());
+        assert!(rx.recv().unwrap(), "target and installed model agree");
+        // An inconsistent delta (a port nobody created) beside a good one.
+        h.apply(vec![
+            Delta::Delete(ObjectKey::Port(PortId(5))),
+            port(9, "good"),
+        ]);
+        assert!(installed(&h).ports().contains_key(&PortId(9)));
+        *heal.lock().unwrap() = true;
+        h.retry();
+        let s = installed(&h);
+        assert_eq!(s.ports()[&PortId(1)].name, "bad");
+        assert!(!s.ports().contains_key(&PortId(7)));
+        let (tx, rx) = channel();
+        h.query(move |inst, b| tx.send(b.read().unwrap() == *inst).unwrap());
+        assert!(rx.recv().unwrap(), "target and installed model agree");
         d.stop();
     }
 }
