@@ -12,6 +12,7 @@ use super::session::{PeerConfig, Session, SessionCmd, SessionEvent, State};
 use ipnet::IpNet;
 use nos_core::config::{AddressFamily, BgpConfig, Config, UpstreamRole};
 use serde::Serialize;
+use smallvec::SmallVec;
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
@@ -124,6 +125,10 @@ enum Source {
     Peer(IpAddr),
 }
 
+/// A prefix's selected paths, the best first: one or two almost always, kept
+/// inline (a full table is a million of them).
+type Selected = SmallVec<[Source; 2]>;
+
 struct UpInfo {
     peer_open: Open,
     families: Vec<Family>,
@@ -212,7 +217,7 @@ pub struct Speaker {
     config: Option<BgpConfig>,
     peers: BTreeMap<IpAddr, Peer>,
     /// Selected paths per prefix: the best first, then equal-cost ones.
-    loc: HashMap<IpNet, Vec<Source>>,
+    loc: HashMap<IpNet, Selected>,
     local: BTreeMap<IpNet, Arc<PathAttrs>>,
     interned: HashSet<Arc<PathAttrs>>,
     /// The intern table's size after its last sweep.
@@ -1190,7 +1195,7 @@ impl Speaker {
             d.pending.insert(pfx);
             return;
         }
-        let mut cands: Vec<Source> = Vec::new();
+        let mut cands: SmallVec<[Source; 4]> = SmallVec::new();
         if self.local.contains_key(&pfx) {
             cands.push(Source::Local);
         }
@@ -1209,24 +1214,28 @@ impl Speaker {
             Source::Local => None,
             Source::Peer(_) => s.attrs_of(*c, &pfx).and_then(|a| a.first_as()),
         };
-        let mut by_as: BTreeMap<Option<u32>, Vec<Source>> = BTreeMap::new();
-        for c in cands {
-            by_as.entry(first_as(self, &c)).or_default().push(c);
+        // One path (the usual case of a full table from one peer): nothing
+        // to order.
+        if cands.len() > 1 {
+            let mut by_as: BTreeMap<Option<u32>, Vec<Source>> = BTreeMap::new();
+            for c in cands.drain(..) {
+                by_as.entry(first_as(self, &c)).or_default().push(c);
+            }
+            let mut winners: SmallVec<[Source; 4]> = SmallVec::new();
+            let mut others: SmallVec<[Source; 4]> = SmallVec::new();
+            for (_, mut group) in by_as {
+                group.sort_by(|a, b| self.compare_with(&pfx, *a, *b, true));
+                let mut it = group.into_iter();
+                winners.extend(it.next());
+                others.extend(it);
+            }
+            winners.sort_by(|a, b| self.compare_with(&pfx, *a, *b, false));
+            others.sort_by(|a, b| self.compare_with(&pfx, *a, *b, true));
+            cands = winners;
+            cands.extend(others);
         }
-        let mut winners = Vec::new();
-        let mut others = Vec::new();
-        for (_, mut group) in by_as {
-            group.sort_by(|a, b| self.compare_with(&pfx, *a, *b, true));
-            let mut it = group.into_iter();
-            winners.extend(it.next());
-            others.extend(it);
-        }
-        winners.sort_by(|a, b| self.compare_with(&pfx, *a, *b, false));
-        others.sort_by(|a, b| self.compare_with(&pfx, *a, *b, true));
-        let mut cands = winners;
-        cands.extend(others);
-        let selected: Vec<Source> = match cands.first() {
-            None => Vec::new(),
+        let selected: Selected = match cands.first() {
+            None => Selected::new(),
             Some(best) => {
                 let best = *best;
                 cands
@@ -1262,8 +1271,7 @@ impl Speaker {
             .or_else(|| second_path(self))
             .into_iter()
             .collect();
-        let old = self.loc.get(&pfx).cloned().unwrap_or_default();
-        if old == selected && selected.is_empty() {
+        if selected.is_empty() && !self.loc.contains_key(&pfx) {
             return;
         }
         if selected.is_empty() {
@@ -1272,7 +1280,7 @@ impl Speaker {
             self.loc.insert(pfx, selected.clone());
         }
         // What forwarding needs: next hops of the selected peer paths.
-        let fwd: Vec<(IpAddr, bool, u32)> = selected
+        let fwd: SmallVec<[(IpAddr, bool, u32); 2]> = selected
             .iter()
             .filter_map(|s| match s {
                 Source::Local => None,
@@ -1290,7 +1298,8 @@ impl Speaker {
         if selected.first() == Some(&Source::Local) || fwd.is_empty() {
             changes.push(BgpRibChange::Remove(pfx));
         } else {
-            let mut hops: Vec<(IpAddr, u32)> = fwd.iter().map(|(n, _, w)| (*n, *w)).collect();
+            let mut hops: SmallVec<[(IpAddr, u32); 2]> =
+                fwd.iter().map(|(n, _, w)| (*n, *w)).collect();
             hops.sort();
             hops.dedup_by_key(|h| h.0);
             let next_hops: Vec<IpAddr> = hops.iter().map(|h| h.0).collect();
@@ -1311,7 +1320,7 @@ impl Speaker {
                 backup,
             }));
         }
-        let peers: Vec<IpAddr> = self.peers.keys().copied().collect();
+        let peers: SmallVec<[IpAddr; 8]> = self.peers.keys().copied().collect();
         for a in peers {
             self.export_one(a, pfx, out);
         }
