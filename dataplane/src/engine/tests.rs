@@ -1467,8 +1467,9 @@ proptest! {
     /// The writer's incrementally patched tables (both copies, as they take turns
     /// being published) forward like a full build after every batch: routes
     /// added, changed and removed, groups rewritten, neighbors changed, and with a
-    /// long-lived reader forcing the copy path now and then, and the standby
-    /// copy brought up to date early now and then.
+    /// long-lived reader forcing the copy path now and then, the standby
+    /// copy brought up to date early now and then, and large batches handing
+    /// on a copy of the published tables as the next standby.
     #[test]
     fn table_writer_matches_a_full_build(
         batches in proptest::collection::vec(
@@ -1479,11 +1480,15 @@ proptest! {
                 any::<bool>(),
             ),
             1..8,
-        )
+        ),
+        copy_after in proptest::sample::select(vec![1usize, 6, 1 << 30]),
     ) {
         let pool = route_pool();
         let mut state = ForwardingState::new();
         let mut w = TableWriter::new();
+        // Batches from this many route changes hand on a copy of the
+        // published tables as the next standby.
+        w.set_copy_after(copy_after);
         let target = arc_swap::ArcSwap::from_pointee(Tables::empty());
         // Enough other routes that batches are patched in, not bulk-loaded.
         let filler: Vec<Object> = (0..400u32)
