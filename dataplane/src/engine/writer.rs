@@ -16,7 +16,9 @@
 //!    it) and recompiling interfaces, next hops, groups and ACLs only when one of
 //!    them changed,
 //! 3. publishing it with one atomic pointer swap; the copy swapped out becomes the
-//!    standby and lags by exactly this batch.
+//!    standby and lags by exactly this batch (after a batch of [`COPY_AFTER`]
+//!    route changes or more, a copy of the tables just published becomes the
+//!    standby instead: copying is cheaper than patching so much again).
 //!
 //! A worker therefore never sees half a batch, and the cost of a batch is
 //! proportional to what it changes, not to the size of the table. A VRF created or
