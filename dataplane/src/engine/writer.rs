@@ -151,7 +151,7 @@ impl TableWriter {
     }
 
     /// Sets the batch size from which the standby is copied rather than
-    /// patched (see [`COPY_AFTER`]).
+    /// patched (32,768 route changes by default).
     pub fn set_copy_after(&mut self, changes: usize) {
         self.copy_after = Some(changes);
     }
