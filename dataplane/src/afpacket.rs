@@ -90,8 +90,10 @@ struct Tpacket2Hdr {
     tp_padding: [u8; 4],
 }
 
-/// Bytes of receive ring per socket.
+/// Bytes of receive ring per socket (2048 frames of a 1500-byte MTU).
 const RING_BYTES: usize = 4 << 20;
+/// Frames a receive ring holds at least.
+const MIN_RING_FRAMES: usize = 1024;
 
 /// The receive ring: slots of `frame_size` bytes in memory mapped from the
 /// socket; each slot's status word says whether the kernel or we own it.
@@ -133,7 +135,10 @@ impl RxRing {
         // and a tag.
         let frame_size = (128 + 18 + mtu).next_power_of_two().max(2048);
         let block_size = frame_size.max(1 << 16);
-        let block_nr = (RING_BYTES / block_size).max(1);
+        // RING_BYTES, but room for at least MIN_RING_FRAMES frames of any size
+        // (a jumbo-frame port's slots are large).
+        let bytes = RING_BYTES.max(MIN_RING_FRAMES * frame_size);
+        let block_nr = (bytes / block_size).max(1);
         let frames = block_nr * (block_size / frame_size);
         if setsockopt(fd, libc::SOL_PACKET, PACKET_VERSION, &TPACKET_V2) < 0 {
             return Err(last_err("PACKET_VERSION", ifname));
@@ -161,7 +166,19 @@ impl RxRing {
             )
         };
         if base == libc::MAP_FAILED {
-            return Err(last_err("mmap of the receive ring", ifname));
+            let e = last_err("mmap of the receive ring", ifname);
+            // Without its mapping the ring would swallow every frame: take it
+            // away again (an all-zero request), so recvmmsg gets them.
+            let none = TpacketReq {
+                tp_block_size: 0,
+                tp_block_nr: 0,
+                tp_frame_size: 0,
+                tp_frame_nr: 0,
+            };
+            if setsockopt(fd, libc::SOL_PACKET, PACKET_RX_RING, &none) < 0 {
+                return Err(last_err("removing the unmapped receive ring", ifname));
+            }
+            return Err(e);
         }
         Ok(Self {
             base: base.cast(),
@@ -196,8 +213,8 @@ impl RxRing {
             // copy and its frame lies inside the slot, as checked below.
             let slot = unsafe { self.base.add(i * self.frame_size) };
             let hdr = unsafe { std::ptr::read(slot.cast::<Tpacket2Hdr>()) };
-            let mac = usize::from(hdr.tp_mac);
-            let room = self.frame_size.saturating_sub(mac);
+            let mac = usize::from(hdr.tp_mac).min(self.frame_size);
+            let room = self.frame_size - mac;
             let len = (hdr.tp_snaplen as usize).min(room);
             // SAFETY: `mac + len` is within the slot (len <= frame_size - mac).
             let data = unsafe { std::slice::from_raw_parts(slot.add(mac), len) };
@@ -262,9 +279,6 @@ pub struct PacketSocket {
     ring: Option<RxRing>,
     fd: OwnedFd,
     ifname: String,
-    /// Frames queued on the socket before its ring existed may still wait
-    /// there, for `recvmmsg`.
-    queued: std::cell::Cell<bool>,
 }
 
 fn last_err(what: &str, ifname: &str) -> io::Error {
@@ -373,7 +387,6 @@ impl PacketSocket {
             }
         }
         Ok(Self {
-            queued: std::cell::Cell::new(ring.is_some()),
             ring,
             fd,
             ifname: ifname.to_string(),
@@ -395,13 +408,11 @@ impl PacketSocket {
             return self.recv_mmsg(batch);
         };
         let n = ring.recv(batch);
-        if n == 0 && self.queued.get() {
-            // What arrived before the ring, once.
-            let n = self.recv_mmsg(batch)?;
-            if n == 0 {
-                self.queued.set(false);
-            }
-            return Ok(n);
+        if n == 0 {
+            // An empty ring: the socket may still hold an error (the link
+            // went down) that keeps poll() waking us, or a frame queued
+            // outside the ring; a receive call clears both.
+            return self.recv_mmsg(batch);
         }
         Ok(n)
     }

@@ -226,7 +226,23 @@ impl Worker {
         }
         let failed = self.push(&deltas, None);
         if !failed.is_empty() {
-            self.installed = Some(self.reverted(&deltas, &failed, &replaced));
+            // A refused delta that a later accepted one on the same object
+            // overtook (a route modified, then deleted) leaves nothing to
+            // take back: the object is as the later delta says.
+            let mut last_accepted: std::collections::HashMap<ObjectKey, usize> =
+                std::collections::HashMap::new();
+            for (i, d) in deltas.iter().enumerate() {
+                if failed.binary_search(&i).is_err() {
+                    last_accepted.insert(d.key(), i);
+                }
+            }
+            let undo: Vec<usize> = failed
+                .into_iter()
+                .filter(|&i| last_accepted.get(&deltas[i].key()).is_none_or(|&a| a < i))
+                .collect();
+            if !undo.is_empty() {
+                self.installed = Some(self.reverted(&deltas, &undo, &replaced));
+            }
         }
     }
 
@@ -234,12 +250,13 @@ impl Worker {
     /// order) taken back, last first: what the target holds when it refused
     /// exactly those.
     fn reverted(
-        &self,
+        &mut self,
         deltas: &[Delta],
         undo: &[usize],
         replaced: &[(usize, Object)],
     ) -> ForwardingState {
         let mut s = self.desired.clone();
+        let mut exact = true;
         for &i in undo.iter().rev() {
             let key = deltas[i].key();
             let before = replaced
@@ -252,11 +269,22 @@ impl Worker {
                 None => Ok(()),
             };
             if let Err(e) = r {
-                // The next retry compares whole states and sorts it out.
                 tracing::debug!(object = %key, "cannot take back a refused change in the installed model: {e}");
+                exact = false;
             }
         }
-        s
+        if exact {
+            return s;
+        }
+        // What the target holds cannot be worked out from the batch (a refused
+        // object that an accepted one refers to): ask the target.
+        match self.backend.read() {
+            Ok(held) => held,
+            Err(e) => {
+                tracing::warn!("cannot read the target back after a refusal: {e}; the next retry compares with the model as far as it was taken back");
+                s
+            }
+        }
     }
 
     fn reconcile(&mut self) {
@@ -518,6 +546,21 @@ mod tests {
             "the delete did not happen"
         );
         assert!(s.ports().contains_key(&PortId(8)));
+        let (tx, rx) = channel();
+        h.query(move |inst, b| tx.send(b.read().unwrap() == *inst).unwrap());
+        assert!(rx.recv().unwrap(), "target and installed model agree");
+        // A refused rename overtaken by an accepted delete of the same port.
+        h.apply(vec![port(3, "good")]);
+        h.apply(vec![
+            Delta::Modify(Object::Port(Port {
+                id: PortId(3),
+                name: "bad".into(),
+                mtu: 1500,
+                admin_up: true,
+            })),
+            Delta::Delete(ObjectKey::Port(PortId(3))),
+        ]);
+        assert!(!installed(&h).ports().contains_key(&PortId(3)));
         let (tx, rx) = channel();
         h.query(move |inst, b| tx.send(b.read().unwrap() == *inst).unwrap());
         assert!(rx.recv().unwrap(), "target and installed model agree");

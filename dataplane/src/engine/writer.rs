@@ -252,8 +252,8 @@ impl TableWriter {
         if changes.len() >= self.copy_after.unwrap_or(COPY_AFTER) {
             // A large batch (a full table arriving): the next standby starts
             // as a copy of what is published now instead of replaying it.
-            let copy = Tables::clone(&standby.tables);
             target.swap(standby.tables);
+            let copy = Tables::clone(&target.load());
             self.standby = Some(Standby {
                 tables: Arc::new(copy),
                 missed: Vec::new(),
