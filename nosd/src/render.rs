@@ -265,6 +265,38 @@ pub fn bgp_neighbor(n: &routing::bgp::speaker::NeighborSummary) -> String {
         n.import_policy.as_deref().unwrap_or("none (eBGP: accept nothing, RFC 8212)"),
         n.export_policy.as_deref().unwrap_or("none (eBGP: announce nothing, RFC 8212)"),
     ));
+    if let Some(gr) = &n.graceful_restart {
+        let mut line = String::from("  Graceful restart:");
+        if let Some(t) = gr.restart_time_s {
+            line.push_str(&format!(" peer's restart time {t} s"));
+            line.push_str(&if gr.preserved.is_empty() {
+                ", no forwarding kept while it restarts".to_string()
+            } else {
+                format!(", forwarding kept for {}", gr.preserved.join(", "))
+            });
+            if gr.peer_restarted {
+                line.push_str(", peer has just restarted");
+            }
+            line.push_str(if gr.notification {
+                ", notification (RFC 8538) on"
+            } else {
+                ", notification (RFC 8538) off"
+            });
+        }
+        if gr.stale_routes > 0 {
+            line.push_str(&format!(
+                "{}{} stale routes kept until its End-of-RIB",
+                if gr.restart_time_s.is_some() {
+                    "; "
+                } else {
+                    " "
+                },
+                gr.stale_routes
+            ));
+        }
+        out.push_str(&line);
+        out.push('\n');
+    }
     if let Some(e) = &n.last_error {
         out.push_str(&format!("  Last reset: {e}\n"));
     }
@@ -322,5 +354,37 @@ mod tests {
             ],
         );
         assert_eq!(t, "A     Long header\nxxxx  1\ny     22\n");
+    }
+
+    #[test]
+    fn a_neighbor_shows_its_graceful_restart() {
+        let mut n: routing::bgp::speaker::NeighborSummary =
+            serde_json::from_value(serde_json::json!({
+                "address": "198.51.100.2", "remote_as": 64501, "description": null,
+                "state": "Established", "state_for_s": 5, "router_id": "198.51.100.2",
+                "hold_time_s": 9, "families": ["ipv4-unicast"], "received": 1, "accepted": 1,
+                "advertised": 0, "import_policy": "in", "export_policy": "out", "last_error": null,
+                "graceful_restart": { "restart_time_s": 120, "preserved": ["ipv4-unicast"],
+                    "peer_restarted": true, "notification": true, "stale_routes": 0 }
+            }))
+            .unwrap();
+        let out = bgp_neighbor(&n);
+        assert!(
+            out.contains("Graceful restart: peer's restart time 120 s, forwarding kept for ipv4-unicast, peer has just restarted, notification (RFC 8538) on"),
+            "{out}"
+        );
+        n.graceful_restart = Some(routing::bgp::speaker::GracefulRestartInfo {
+            restart_time_s: None,
+            preserved: vec![],
+            peer_restarted: false,
+            notification: false,
+            stale_routes: 42,
+        });
+        assert!(
+            bgp_neighbor(&n)
+                .contains("Graceful restart: 42 stale routes kept until its End-of-RIB"),
+            "{}",
+            bgp_neighbor(&n)
+        );
     }
 }

@@ -76,6 +76,26 @@ pub struct NeighborSummary {
     /// in Adj-RIB-Out, and selected as best into the Loc-RIB.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub prefixes: Vec<FamilyPrefixes>,
+    /// Graceful restart with this peer: what its OPEN said, and the routes
+    /// kept for it while it restarts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub graceful_restart: Option<GracefulRestartInfo>,
+}
+
+/// A neighbor's graceful restart (RFC 4724, RFC 8538).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct GracefulRestartInfo {
+    /// The peer's restart time, from its OPEN (while the session is up).
+    pub restart_time_s: Option<u16>,
+    /// Families whose forwarding the peer keeps while it restarts.
+    pub preserved: Vec<String>,
+    /// The peer's OPEN said it had just restarted (Restart State bit).
+    pub peer_restarted: bool,
+    /// Both sides set the N bit: NOTIFICATIONs and hold timer expiry end
+    /// the session gracefully (RFC 8538).
+    pub notification: bool,
+    /// Routes of the peer kept (stale) while it restarts.
+    pub stale_routes: u64,
 }
 
 /// Prefix counts of one neighbor in one address family.
@@ -1602,6 +1622,43 @@ impl Speaker {
                     import_policy: p.import.as_ref().map(|x| x.name.clone()),
                     export_policy: p.export.as_ref().map(|x| x.name.clone()),
                     last_error: p.last_error.clone(),
+                    graceful_restart: {
+                        let cap = p.up.as_ref().and_then(|u| {
+                            u.peer_open.capabilities.iter().find_map(|c| match c {
+                                Capability::GracefulRestart {
+                                    restarting,
+                                    notification,
+                                    restart_time,
+                                    families,
+                                } => Some((*restarting, *notification, *restart_time, families)),
+                                _ => None,
+                            })
+                        });
+                        let stale = p.stale.len() as u64;
+                        match cap {
+                            Some((restarted, notification, time, families)) => {
+                                Some(GracefulRestartInfo {
+                                    restart_time_s: Some(time),
+                                    preserved: families
+                                        .iter()
+                                        .filter(|(_, f)| *f)
+                                        .map(|(fam, _)| family_name(*fam))
+                                        .collect(),
+                                    peer_restarted: restarted,
+                                    notification,
+                                    stale_routes: stale,
+                                })
+                            }
+                            None if stale > 0 => Some(GracefulRestartInfo {
+                                restart_time_s: None,
+                                preserved: Vec::new(),
+                                peer_restarted: false,
+                                notification: false,
+                                stale_routes: stale,
+                            }),
+                            None => None,
+                        }
+                    },
                     prefixes: {
                         let (rx, tx) = (count(&p.adj_in), count(&p.adj_out));
                         let best = installed.get(&p.cfg.address).copied().unwrap_or_default();
@@ -2509,6 +2566,52 @@ bgp:
         assert!(s.deferral.is_none());
         assert!(last_set(&changes, "203.0.113.0/24").is_some());
         assert!(out.eor.contains_key(&ISP1.parse::<IpAddr>().unwrap()));
+    }
+
+    #[tokio::test]
+    async fn the_summary_shows_graceful_restart_and_the_stale_routes() {
+        let (mut s, _rib) = speaker("").await;
+        let (mut changes, mut out) = (Vec::new(), Outbox::default());
+        s.event(gr_up(ISP1, 64501, "198.51.100.1"), &mut changes, &mut out);
+        s.event(up(ISP2, 64502, "198.18.1.1"), &mut changes, &mut out);
+        s.event(
+            announce(ISP1, vec![64501], "203.0.113.0/24"),
+            &mut changes,
+            &mut out,
+        );
+        let of = |s: &Speaker, peer: &str| {
+            let peer: IpAddr = peer.parse().unwrap();
+            s.summary()
+                .unwrap()
+                .neighbors
+                .into_iter()
+                .find(|n| n.address == peer)
+                .unwrap()
+                .graceful_restart
+        };
+        assert_eq!(
+            of(&s, ISP1),
+            Some(GracefulRestartInfo {
+                restart_time_s: Some(120),
+                preserved: vec![family_name(IPV4_UNICAST)],
+                peer_restarted: false,
+                notification: true,
+                stale_routes: 0,
+            })
+        );
+        assert_eq!(of(&s, ISP2), None, "no graceful restart capability");
+        // ISP1's connection dies: its route is kept, stale.
+        s.event(
+            SessionEvent::Down {
+                peer: ISP1.parse().unwrap(),
+                reason: "connection closed".into(),
+                graceful: true,
+            },
+            &mut changes,
+            &mut out,
+        );
+        let gr = of(&s, ISP1).expect("stale routes shown");
+        assert_eq!((gr.restart_time_s, gr.stale_routes), (None, 1));
     }
 
     #[tokio::test]
