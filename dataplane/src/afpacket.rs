@@ -857,13 +857,12 @@ mod tests {
         assert_eq!(fold(sum), 0);
     }
 
-    /// A socket that never reads, on the loopback of a network namespace of
-    /// its own, loses frames once its queue is full, and says how many.
-    #[test]
-    fn counts_frames_its_full_queue_lost() {
-        let lost = std::thread::spawn(|| {
+    /// Runs `f` on a thread of its own in a new network namespace whose
+    /// loopback is up; returns what `f` returns.
+    fn in_own_namespace<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+        std::thread::spawn(move || {
             // SAFETY: unshare(2) moves only this thread into a new network
-            // namespace; the thread ends with the test.
+            // namespace; the thread ends with `f`.
             if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
                 panic!("unshare(CLONE_NEWNET): {}", io::Error::last_os_error());
             }
@@ -872,6 +871,17 @@ mod tests {
                 .status()
                 .expect("ip");
             assert!(up.success());
+            f()
+        })
+        .join()
+        .unwrap()
+    }
+
+    /// A socket that never reads, on the loopback of a network namespace of
+    /// its own, loses frames once its queue is full, and says how many.
+    #[test]
+    fn counts_frames_its_full_queue_lost() {
+        let lost = in_own_namespace(|| {
             let mut idle = PacketSocket::open("lo").expect("receiver");
             let sender = PacketSocket::open("lo").expect("sender");
             assert_eq!(idle.take_dropped().unwrap(), 0);
@@ -884,9 +894,7 @@ mod tests {
             let first = idle.take_dropped().unwrap();
             let again = idle.take_dropped().unwrap();
             (first, again)
-        })
-        .join()
-        .unwrap();
+        });
         assert!(lost.0 > 1000, "19,200 frames into a 4 MiB queue: {lost:?}");
         assert_eq!(lost.1, 0, "reading the statistics resets them");
     }
@@ -895,17 +903,7 @@ mod tests {
     /// byte for byte, through the receiver's ring.
     #[test]
     fn receives_through_its_ring_what_was_sent() {
-        std::thread::spawn(|| {
-            // SAFETY: unshare(2) moves only this thread into a new network
-            // namespace; the thread ends with the test.
-            if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
-                panic!("unshare(CLONE_NEWNET): {}", io::Error::last_os_error());
-            }
-            let up = std::process::Command::new("ip")
-                .args(["link", "set", "lo", "up"])
-                .status()
-                .expect("ip");
-            assert!(up.success());
+        in_own_namespace(|| {
             let receiver = PacketSocket::open("lo").expect("receiver");
             assert!(receiver.has_ring(), "the receive ring is set up");
             let sender = PacketSocket::open("lo").expect("sender");
@@ -940,9 +938,7 @@ mod tests {
             }
             assert_eq!(got.len(), frames.len());
             assert!(got == frames, "frames arrive whole and in order");
-        })
-        .join()
-        .unwrap();
+        });
     }
 
     #[test]

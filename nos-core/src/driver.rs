@@ -433,6 +433,29 @@ mod tests {
         rx.recv().unwrap()
     }
 
+    /// A driver over a `Picky` target that never reconciles by itself within
+    /// a test, and the switch that heals the target.
+    fn picky_driver() -> (Driver, Arc<Mutex<bool>>) {
+        let heal = Arc::new(Mutex::new(false));
+        let d = Driver::spawn(
+            Box::new(Picky {
+                state: ForwardingState::new(),
+                heal: heal.clone(),
+            }),
+            Duration::from_secs(3600),
+            |_| {},
+        )
+        .unwrap();
+        (d, heal)
+    }
+
+    /// Whether the target holds exactly the driver's installed model.
+    fn agrees(h: &DriverHandle) -> bool {
+        let (tx, rx) = channel();
+        h.query(move |inst, b| tx.send(b.read().unwrap() == *inst).unwrap());
+        rx.recv().unwrap()
+    }
+
     #[test]
     fn failed_deltas_are_reported_and_retried_until_the_target_takes_them() {
         let heal = Arc::new(Mutex::new(false));
@@ -474,25 +497,14 @@ mod tests {
             3,
             "the reconcile timer installed it once the target healed"
         );
-        let (tx, rx) = channel();
-        h.query(move |inst, b| tx.send(b.read().unwrap() == *inst).unwrap());
-        assert!(rx.recv().unwrap(), "target and installed model agree");
+        assert!(agrees(&h), "target and installed model agree");
         d.stop();
     }
 
     #[test]
     fn a_retry_request_installs_refused_changes_before_the_reconcile_timer() {
-        let heal = Arc::new(Mutex::new(false));
-        let d = Driver::spawn(
-            Box::new(Picky {
-                state: ForwardingState::new(),
-                heal: heal.clone(),
-            }),
-            // Far beyond the test: only `retry` can install the refused port.
-            Duration::from_secs(3600),
-            |_| {},
-        )
-        .unwrap();
+        // No reconcile within the test: only `retry` can install the refused port.
+        let (d, heal) = picky_driver();
         let h = d.handle();
         h.apply(vec![port(1, "bad")]);
         assert!(installed(&h).ports().is_empty());
@@ -511,16 +523,7 @@ mod tests {
 
     #[test]
     fn a_refused_modify_or_delete_leaves_the_installed_model_as_the_target_has_it() {
-        let heal = Arc::new(Mutex::new(false));
-        let d = Driver::spawn(
-            Box::new(Picky {
-                state: ForwardingState::new(),
-                heal: heal.clone(),
-            }),
-            Duration::from_secs(3600),
-            |_| {},
-        )
-        .unwrap();
+        let (d, heal) = picky_driver();
         let h = d.handle();
         h.apply(vec![port(1, "good"), port(7, "good")]);
         assert_eq!(installed(&h).ports().len(), 2);
@@ -546,9 +549,7 @@ mod tests {
             "the delete did not happen"
         );
         assert!(s.ports().contains_key(&PortId(8)));
-        let (tx, rx) = channel();
-        h.query(move |inst, b| tx.send(b.read().unwrap() == *inst).unwrap());
-        assert!(rx.recv().unwrap(), "target and installed model agree");
+        assert!(agrees(&h), "target and installed model agree");
         // A refused rename overtaken by an accepted delete of the same port.
         h.apply(vec![port(3, "good")]);
         h.apply(vec![
@@ -561,9 +562,7 @@ mod tests {
             Delta::Delete(ObjectKey::Port(PortId(3))),
         ]);
         assert!(!installed(&h).ports().contains_key(&PortId(3)));
-        let (tx, rx) = channel();
-        h.query(move |inst, b| tx.send(b.read().unwrap() == *inst).unwrap());
-        assert!(rx.recv().unwrap(), "target and installed model agree");
+        assert!(agrees(&h), "target and installed model agree");
         // An inconsistent delta (a port nobody created) beside a good one.
         h.apply(vec![
             Delta::Delete(ObjectKey::Port(PortId(5))),
@@ -575,9 +574,7 @@ mod tests {
         let s = installed(&h);
         assert_eq!(s.ports()[&PortId(1)].name, "bad");
         assert!(!s.ports().contains_key(&PortId(7)));
-        let (tx, rx) = channel();
-        h.query(move |inst, b| tx.send(b.read().unwrap() == *inst).unwrap());
-        assert!(rx.recv().unwrap(), "target and installed model agree");
+        assert!(agrees(&h), "target and installed model agree");
         d.stop();
     }
 }

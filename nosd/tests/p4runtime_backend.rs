@@ -891,6 +891,28 @@ router bgp 64501\n bgp router-id 198.51.100.2\n no bgp ebgp-requires-policy\n no
     };
     let neighbor = "show bgp neighbors 198.51.100.1 json";
     let route = "show bgp ipv4 unicast 192.0.2.0/24 json";
+    // Samples FRR's view of nosd's route and session every ~50 ms until
+    // `done(neighbor, route)`, failing after `limit` with `what`; returns
+    // how many samples lacked the route.
+    let watch = |l: &P4Lab, limit: u64, what: &str, done: &dyn Fn(&str, &str) -> bool| {
+        let start = Instant::now();
+        let mut missing = 0;
+        loop {
+            let r = show(l, route);
+            if !r.contains("192.0.2.0/24") {
+                missing += 1;
+            }
+            let n = show(l, neighbor);
+            if done(&n, &r) {
+                return missing;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(limit),
+                "{what}: {n}\n{r}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
     let gr = show(&lab, neighbor);
     assert!(
         gr.contains("\"remoteGrMode\":\"Restart\"") && gr.contains("\"fBit\":true"),
@@ -900,30 +922,20 @@ router bgp 64501\n bgp router-id 198.51.100.2\n no bgp ebgp-requires-policy\n no
     let _ = nosd.child.kill();
     let _ = nosd.child.wait();
     lab.start_nosd();
-    let start = Instant::now();
-    let mut missing = 0;
-    loop {
-        let r = show(&lab, route);
-        if !r.contains("192.0.2.0/24") {
-            missing += 1;
-        }
-        let n = show(&lab, neighbor);
-        // The second session, opened by the restarted nosd with the
-        // "Restart State" bit, and nosd's route refreshed by its End-of-RIB.
-        if n.contains("\"connectionsEstablished\":2")
-            && n.contains("\"rBit\":true")
-            && n.contains("\"bgpState\":\"Established\"")
-            && r.contains("192.0.2.0/24")
-            && !r.contains("\"stale\":true")
-        {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "nosd's session did not come back gracefully: {n}\n{r}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    // The second session, opened by the restarted nosd with the "Restart
+    // State" bit, and nosd's route refreshed by its End-of-RIB.
+    let missing = watch(
+        &lab,
+        60,
+        "nosd's session did not come back gracefully",
+        &|n, r| {
+            n.contains("\"connectionsEstablished\":2")
+                && n.contains("\"rBit\":true")
+                && n.contains("\"bgpState\":\"Established\"")
+                && r.contains("192.0.2.0/24")
+                && !r.contains("\"stale\":true")
+        },
+    );
     assert_eq!(missing, 0, "FRR dropped nosd's route while nosd restarted");
     let log = lab.log("nosd.log");
     assert!(
@@ -956,47 +968,22 @@ router bgp 64501\n bgp router-id 198.51.100.2\n no bgp ebgp-requires-policy\n no
         assert!(ok, "kill {sig} nosd");
     };
     signal("-STOP");
-    let start = Instant::now();
-    let mut missing = 0;
-    let mut stale_seen = false;
     // Until FRR's hold timer (9 s) has expired and it kept the route stale.
-    loop {
-        let r = show(&lab, route);
-        if !r.contains("192.0.2.0/24") {
-            missing += 1;
-        }
-        stale_seen |= r.contains("\"stale\":true");
-        if stale_seen {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "FRR's hold timer did not expire: {}",
-            show(&lab, neighbor)
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let mut missing = watch(&lab, 30, "FRR's hold timer did not expire", &|_, r| {
+        r.contains("\"stale\":true")
+    });
     signal("-CONT");
-    let start = Instant::now();
-    loop {
-        let r = show(&lab, route);
-        if !r.contains("192.0.2.0/24") {
-            missing += 1;
-        }
-        let n = show(&lab, neighbor);
-        if n.contains("\"connectionsEstablished\":3")
-            && n.contains("\"bgpState\":\"Established\"")
-            && r.contains("192.0.2.0/24")
-            && !r.contains("\"stale\":true")
-        {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "nosd's session did not come back after the hold timer expired: {n}\n{r}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    missing += watch(
+        &lab,
+        60,
+        "nosd's session did not come back after the hold timer expired",
+        &|n, r| {
+            n.contains("\"connectionsEstablished\":3")
+                && n.contains("\"bgpState\":\"Established\"")
+                && r.contains("192.0.2.0/24")
+                && !r.contains("\"stale\":true")
+        },
+    );
     assert_eq!(
         missing, 0,
         "FRR dropped nosd's route when its hold timer expired"

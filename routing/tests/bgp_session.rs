@@ -67,13 +67,11 @@ fn open_body(version: u8, asn: u16, hold: u16, id: [u8; 4]) -> Vec<u8> {
     b
 }
 
-/// Starts a session for 127.0.0.1 and accepts its connection; returns the peer
-/// side after it has read the session's OPEN.
-async fn connect() -> Peer {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = l.local_addr().unwrap().port();
-    let cfg = PeerConfig {
-        address: "127.0.0.1".parse().unwrap(),
+/// An eBGP session of AS 64500 with AS 64501 at `address`:`port`, IPv4
+/// unicast, hold time 9 s, connect-retry 30 s (longer than any test).
+fn peer_config(address: &str, port: u16) -> PeerConfig {
+    PeerConfig {
+        address: address.parse().unwrap(),
         remote_as: 64501,
         local_as: 64500,
         router_id: Ipv4Addr::new(192, 0, 2, 1),
@@ -86,7 +84,15 @@ async fn connect() -> Peer {
         ttl: 1,
         forwarding_survives: false,
         restarted_until: None,
-    };
+    }
+}
+
+/// Starts a session for 127.0.0.1 and accepts its connection; returns the peer
+/// side after it has read the session's OPEN.
+async fn connect() -> Peer {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    let cfg = peer_config("127.0.0.1", port);
     let (ev_tx, events) = mpsc::channel(64);
     let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
     tokio::spawn(Session::new(cfg, ev_tx, cmd_rx).run());
@@ -655,21 +661,7 @@ fn a_peer_without_a_route_yet_is_tried_again_within_seconds() {
             .build()
             .unwrap();
         rt.block_on(async {
-            let cfg = PeerConfig {
-                address: "10.1.1.1".parse().unwrap(),
-                remote_as: 64501,
-                local_as: 64500,
-                router_id: Ipv4Addr::new(192, 0, 2, 1),
-                hold_time: 9,
-                passive: false,
-                families: vec![IPV4_UNICAST],
-                connect_retry: Duration::from_secs(30),
-                port: 1179,
-                password: None,
-                ttl: 1,
-                forwarding_survives: false,
-                restarted_until: None,
-            };
+            let cfg = peer_config("10.1.1.1", 1179);
             let (ev_tx, mut events) = mpsc::channel(64);
             let (_cmd_tx, cmd_rx) = mpsc::unbounded_channel();
             tokio::spawn(Session::new(cfg, ev_tx, cmd_rx).run());

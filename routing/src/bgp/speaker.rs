@@ -2419,20 +2419,16 @@ bgp:
 
     /// An OPEN that can restart gracefully (not restarting now).
     fn gr_up(peer: &str, asn: u32, local: &str) -> SessionEvent {
-        let mut o = open(asn, [10, 0, 0, asn as u8]);
-        o.capabilities.push(Capability::GracefulRestart {
-            restarting: false,
-            notification: true,
-            restart_time: 120,
-            families: vec![(IPV4_UNICAST, true)],
-        });
-        SessionEvent::Established {
-            peer: peer.parse().unwrap(),
-            peer_open: o,
-            caps: SessionCaps::default(),
-            families: vec![IPV4_UNICAST],
-            local_address: local.parse().unwrap(),
+        let mut e = up(peer, asn, local);
+        if let SessionEvent::Established { peer_open, .. } = &mut e {
+            peer_open.capabilities.push(Capability::GracefulRestart {
+                restarting: false,
+                notification: true,
+                restart_time: 120,
+                families: vec![(IPV4_UNICAST, true)],
+            });
         }
+        e
     }
 
     fn end_of_rib(peer: &str) -> SessionEvent {

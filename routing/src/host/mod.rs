@@ -1041,6 +1041,23 @@ mod tests {
         }
     }
 
+    /// A neighbor solicitation from the host at `src` for `target`, sent to
+    /// its solicited-node group with `hop_limit`, as punted.
+    fn solicitation(src: Ipv6Addr, target: Ipv6Addr, hop_limit: u8) -> PacketIn {
+        let (group, gmac) = solicited_node(target);
+        let ns = build_ipv6(
+            src,
+            group,
+            PROTO_ICMPV6,
+            hop_limit,
+            &build_nd(ICMP6_NEIGHBOR_SOLICIT, 0, target, HOST_MAC),
+        );
+        punt(
+            PuntReason::NeighborDiscovery,
+            build_eth(gmac, HOST_MAC, None, ETHERTYPE_IPV6, &ns),
+        )
+    }
+
     fn arps(sent: &Sent) -> Vec<Arp> {
         sent.lock()
             .unwrap()
@@ -1166,21 +1183,10 @@ mod tests {
         let (mut h, _sent, mut ev) = stack(fast());
         h.set_view(view()).await;
         let target: Ipv6Addr = "2001:db8::1".parse().unwrap();
-        let (group, gmac) = solicited_node(target);
         // Neighbor solicitations from a link-local and a global address.
         for src in ["fe80::2", "2001:db8::2"] {
-            let ns = build_ipv6(
-                src.parse().unwrap(),
-                group,
-                PROTO_ICMPV6,
-                255,
-                &build_nd(ICMP6_NEIGHBOR_SOLICIT, 0, target, HOST_MAC),
-            );
-            h.handle(punt(
-                PuntReason::NeighborDiscovery,
-                build_eth(gmac, HOST_MAC, None, ETHERTYPE_IPV6, &ns),
-            ))
-            .await;
+            h.handle(solicitation(src.parse().unwrap(), target, 255))
+                .await;
             assert!(matches!(ev.try_recv(), Ok(NeighborEvent::Up { .. })));
         }
         // The same interfaces again (the router recompiled): nothing forgotten.
@@ -1206,19 +1212,7 @@ mod tests {
         h.set_view(view()).await;
         let src: Ipv6Addr = "2001:db8::2".parse().unwrap();
         let target: Ipv6Addr = "2001:db8::1".parse().unwrap();
-        let (group, gmac) = solicited_node(target);
-        let ns = build_ipv6(
-            src,
-            group,
-            PROTO_ICMPV6,
-            255,
-            &build_nd(ICMP6_NEIGHBOR_SOLICIT, 0, target, HOST_MAC),
-        );
-        h.handle(punt(
-            PuntReason::NeighborDiscovery,
-            build_eth(gmac, HOST_MAC, None, ETHERTYPE_IPV6, &ns),
-        ))
-        .await;
+        h.handle(solicitation(src, target, 255)).await;
         let out = sent.lock().unwrap().clone();
         assert_eq!(out.len(), 1);
         let e = parse_eth(&out[0].frame).unwrap();
@@ -1235,18 +1229,7 @@ mod tests {
         assert!(matches!(ev.try_recv(), Ok(NeighborEvent::Up { .. })));
         // The same message with a hop limit other than 255 is ignored (RFC 4861).
         sent.lock().unwrap().clear();
-        let ns = build_ipv6(
-            src,
-            group,
-            PROTO_ICMPV6,
-            64,
-            &build_nd(ICMP6_NEIGHBOR_SOLICIT, 0, target, HOST_MAC),
-        );
-        h.handle(punt(
-            PuntReason::NeighborDiscovery,
-            build_eth(gmac, HOST_MAC, None, ETHERTYPE_IPV6, &ns),
-        ))
-        .await;
+        h.handle(solicitation(src, target, 64)).await;
         assert!(sent.lock().unwrap().is_empty());
     }
 
