@@ -75,24 +75,26 @@ pub(crate) struct AclPacket<'a> {
 
 impl AclPacket<'_> {
     /// The packet's fields packed for matching.
-    #[inline]
+    #[inline(always)]
     pub fn key(&self) -> Key {
         let (eth, ip) = (self.eth, self.ip);
         let mut w = [0u64; WORDS];
-        w[0] = mac_u64(eth.src) | u64::from(eth.ether_type) << 48;
-        w[1] = mac_u64(eth.dst) | u64::from(eth.vlan.unwrap_or(0)) << 48;
+        w[0] = eth.src | u64::from(eth.ether_type) << 48;
         let mut flags = 0;
-        if eth.vlan.is_some() {
+        let mut vlan = 0;
+        if eth.tagged {
             flags |= HAS_VLAN;
+            vlan = u64::from(eth.tci & 0x0fff);
         }
-        let (src_port, dst_port) = match ip.ports {
+        w[1] = eth.dst | vlan << 48;
+        let (src_port, dst_port) = match ip.ports() {
             Some(p) if matches!(ip.proto, PROTO_TCP | PROTO_UDP) => {
                 flags |= HAS_PORTS;
                 p
             }
             _ => (0, 0),
         };
-        let tcp_flags = match ip.tcp_flags {
+        let tcp_flags = match ip.tcp_flags() {
             Some(f) if ip.proto == PROTO_TCP => {
                 flags |= HAS_TCP_FLAGS;
                 f
@@ -260,6 +262,7 @@ pub(crate) fn first_match(rules: &[Rule], k: &Key) -> Option<RuleAction> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::parse;
     use super::*;
     use nos_core::{AclStage, MacAddr, Masked, PortRange};
     use proptest::prelude::*;
@@ -267,7 +270,8 @@ mod tests {
 
     /// The model's meaning of a match, field by field.
     fn reference(m: &AclMatch, in_port: PortId, eth: &Eth, ip: &Ip) -> bool {
-        let mac = |x: &Option<Masked<MacAddr>>, a: [u8; 6]| {
+        let mac = |x: &Option<Masked<MacAddr>>, a: u64| {
+            let a = &a.to_be_bytes()[2..];
             x.as_ref()
                 .is_none_or(|x| (0..6).all(|i| a[i] & x.mask.0[i] == x.value.0[i] & x.mask.0[i]))
         };
@@ -283,7 +287,7 @@ mod tests {
         };
         let net = |n: &Option<IpNet>, a: IpAddr| n.as_ref().is_none_or(|n| n.contains(&a));
         let ports = if m.src_port.is_some() || m.dst_port.is_some() {
-            match ip.ports {
+            match ip.ports() {
                 Some((s, d)) if matches!(ip.proto, PROTO_TCP | PROTO_UDP) => {
                     m.src_port.is_none_or(|r| r.contains(s))
                         && m.dst_port.is_none_or(|r| r.contains(d))
@@ -297,15 +301,17 @@ mod tests {
             && mac(&m.src_mac, eth.src)
             && mac(&m.dst_mac, eth.dst)
             && m.ether_type
-                .is_none_or(|e| eth.ether_type & e.mask == e.value & e.mask)
-            && m.vlan.is_none_or(|v| eth.vlan == Some(v))
+                .is_none_or(|e| eth.ether_type as u16 & e.mask == e.value & e.mask)
+            && m.vlan.is_none_or(|v| eth.vlan() == Some(v))
             && net(&m.src_ip, src)
             && net(&m.dst_ip, dst)
             && m.ip_proto.is_none_or(|p| p == ip.proto)
             && ports
             && m.tcp_flags.is_none_or(|t| {
                 ip.proto == PROTO_TCP
-                    && ip.tcp_flags.is_some_and(|f| f & t.mask == t.value & t.mask)
+                    && ip
+                        .tcp_flags()
+                        .is_some_and(|f| f & t.mask == t.value & t.mask)
             })
             && m.dscp.is_none_or(|d| d == ip.dscp)
     }
@@ -391,10 +397,10 @@ mod tests {
             dscp in prop::sample::select(vec![0u8, 46]),
         ) -> (PortId, Eth, Ip) {
             let eth = Eth {
-                src: MACS[macs.0],
-                dst: MACS[macs.1],
-                vlan,
-                tci: vlan.unwrap_or(0),
+                src: mac_u64(MACS[macs.0]),
+                dst: mac_u64(MACS[macs.1]),
+                tci: u32::from(vlan.unwrap_or(0)),
+                tagged: vlan.is_some(),
                 ether_type: if v6 { 0x86dd } else { 0x0800 },
                 l3: 14,
             };
@@ -403,15 +409,18 @@ mod tests {
             } else {
                 Addrs::V4 { src: V4[addrs.0], dst: V4[addrs.1] }
             };
+            let ports = ports.map(|(a, b)| u32::from(PORTS[a]) << 16 | u32::from(PORTS[b]));
             let ip = Ip {
                 addrs,
                 proto,
                 dscp,
                 ttl: 64,
                 len: 40,
-                ports: ports.map(|(a, b)| (PORTS[a], PORTS[b])),
-                tcp_flags: flags,
-                icmp6_type: None,
+                has: if ports.is_some() { parse::HAS_PORTS } else { 0 }
+                    | if flags.is_some() { parse::HAS_TCP_FLAGS } else { 0 },
+                port_pair: ports.unwrap_or(0),
+                tcp_flag_bits: flags.unwrap_or(0),
+                icmp6: 0,
             };
             (PortId(in_port), eth, ip)
         }

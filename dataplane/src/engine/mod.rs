@@ -135,10 +135,13 @@ fn pipeline<F: Frame + ?Sized>(
     class: &mut Option<RouteClass>,
 ) -> Result<Verdict, Verdict> {
     // 1. Ethernet, VLAN tag, ingress interface.
-    let eth = parse::ethernet(frame.bytes()).ok_or(drop(DropReason::Truncated))?;
+    let mut eth = parse::Eth::default();
+    if !parse::ethernet(frame.bytes(), &mut eth) {
+        return Err(drop(DropReason::Truncated));
+    }
     let ing = *t
         // VLAN id 0 is a priority tag: such frames belong to the untagged interface.
-        .ingress(in_port, eth.vlan.filter(|v| *v != 0))
+        .ingress(in_port, eth.vlan().filter(|v| *v != 0))
         .ok_or(drop(DropReason::NoRouterInterface))?;
     if !ing.up {
         return Err(drop(DropReason::InterfaceDown));
@@ -149,17 +152,24 @@ fn pipeline<F: Frame + ?Sized>(
         return Err(Verdict::Punt(PuntReason::Arp));
     }
 
-    // 3. Neighbor discovery, unicast or multicast.
-    let v6 = (eth.ether_type == ETH_IPV6).then(|| parse::ipv6(frame.bytes(), eth.l3));
-    if let Some(Ok(ip)) = &v6 {
-        if ip.is_neighbor_discovery() {
-            return Err(Verdict::Punt(PuntReason::NeighborDiscovery));
+    // 3. Neighbor discovery, unicast or multicast. (The IP header is parsed
+    // in place: the pipeline reads its fields where the parser wrote them.)
+    let mut ip = Ip::default();
+    let parsed = match eth.ether_type {
+        ETH_IPV4 => parse::ipv4(frame.bytes(), eth.l3, &mut ip),
+        ETH_IPV6 => {
+            let r = parse::ipv6(frame.bytes(), eth.l3, &mut ip);
+            if r.is_ok() && ip.is_neighbor_discovery() {
+                return Err(Verdict::Punt(PuntReason::NeighborDiscovery));
+            }
+            r
         }
-    }
+        _ => Err(DropReason::UnknownEthertype),
+    };
 
     // 4. L3 admit.
     if eth.dst != ing.mac {
-        return Err(drop(if eth.dst[0] & 1 == 1 {
+        return Err(drop(if eth.is_multicast() {
             DropReason::Multicast
         } else {
             DropReason::NotForUs
@@ -167,11 +177,7 @@ fn pipeline<F: Frame + ?Sized>(
     }
 
     // 5. IP header.
-    let ip: Ip = match (eth.ether_type, v6) {
-        (ETH_IPV4, _) => parse::ipv4(frame.bytes(), eth.l3).map_err(drop)?,
-        (_, Some(r)) => r.map_err(drop)?,
-        _ => return Err(drop(DropReason::UnknownEthertype)),
-    };
+    parsed.map_err(drop)?;
     let pkt = AclPacket {
         in_port,
         eth: &eth,
@@ -255,7 +261,7 @@ fn pipeline<F: Frame + ?Sized>(
 
     // A tag to push needs 4 bytes more than the frame without its padding.
     let end = eth.l3 + ip.len;
-    if eth.vlan.is_none()
+    if !eth.tagged
         && vlan.is_some()
         && frame
             .room()
@@ -276,7 +282,7 @@ fn pipeline<F: Frame + ?Sized>(
         m[..6].copy_from_slice(&dst_mac);
         m[6..].copy_from_slice(&src_mac);
     }
-    set_vlan_tag(frame, eth.vlan.map(|_| eth.tci), vlan);
+    set_vlan_tag(frame, eth.tagged.then_some(eth.tci as u16), vlan);
     Ok(Verdict::Forward { port, copy })
 }
 
@@ -329,7 +335,11 @@ fn flow_hash(ip: &Ip) -> u32 {
             mix64(h ^ (dst >> 64) as u64)
         }
     };
-    let (sp, dp) = ip.ports.unwrap_or((0, 0));
-    h = mix64(h ^ (u64::from(ip.proto) << 32 | u64::from(sp) << 16 | u64::from(dp)));
+    let ports = if ip.has & parse::HAS_PORTS != 0 {
+        ip.port_pair
+    } else {
+        0
+    };
+    h = mix64(h ^ (u64::from(ip.proto) << 32 | u64::from(ports)));
     (h >> 32) as u32
 }

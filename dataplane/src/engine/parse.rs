@@ -3,10 +3,10 @@
 
 use super::DropReason;
 
-pub(crate) const ETH_IPV4: u16 = 0x0800;
-pub(crate) const ETH_ARP: u16 = 0x0806;
+pub(crate) const ETH_IPV4: u32 = 0x0800;
+pub(crate) const ETH_ARP: u32 = 0x0806;
 pub(crate) const ETH_VLAN: u16 = 0x8100;
-pub(crate) const ETH_IPV6: u16 = 0x86dd;
+pub(crate) const ETH_IPV6: u32 = 0x86dd;
 
 pub(crate) const PROTO_TCP: u8 = 6;
 pub(crate) const PROTO_UDP: u8 = 17;
@@ -27,58 +27,75 @@ fn u128_at(b: &[u8], off: usize) -> Option<u128> {
     Some(u128::from_be_bytes(s))
 }
 
-#[inline]
-fn mac_at(b: &[u8], off: usize) -> Option<[u8; 6]> {
-    b.get(off..off.checked_add(6)?)?.try_into().ok()
-}
-
 /// A MAC address as the low 48 bits of an integer (for masked comparisons).
 #[inline]
 pub(crate) fn mac_u64(m: [u8; 6]) -> u64 {
     u64::from_be_bytes([0, 0, m[0], m[1], m[2], m[3], m[4], m[5]])
 }
 
-/// The Ethernet header.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// The Ethernet header. Every field is a whole integer the parser writes
+/// once, so the pipeline's later reads are served straight from those
+/// writes (a wide read over several narrow writes stalls the processor).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Eth {
-    pub dst: [u8; 6],
-    pub src: [u8; 6],
-    /// VLAN id of the outer 802.1Q tag, if there is one.
-    pub vlan: Option<u16>,
-    /// Tag control information of that tag (priority, DEI and VLAN id).
-    pub tci: u16,
+    /// Destination MAC as the low 48 bits (see [`mac_u64`]).
+    pub dst: u64,
+    /// Source MAC, likewise.
+    pub src: u64,
+    /// Tag control information of the outer 802.1Q tag (priority, DEI and
+    /// VLAN id), when `tagged`.
+    pub tci: u32,
+    pub tagged: bool,
     /// The ether type after the tag.
-    pub ether_type: u16,
+    pub ether_type: u32,
     /// Offset of the L3 header.
     pub l3: usize,
 }
 
-/// Parses the Ethernet header and at most one 802.1Q tag.
-#[inline]
-pub(crate) fn ethernet(f: &[u8]) -> Option<Eth> {
-    let dst = mac_at(f, 0)?;
-    let src = mac_at(f, 6)?;
-    let t = u16_at(f, 12)?;
-    if t == ETH_VLAN {
-        let tci = u16_at(f, 14)?;
-        Some(Eth {
-            dst,
-            src,
-            vlan: Some(tci & 0x0fff),
-            tci,
-            ether_type: u16_at(f, 16)?,
-            l3: 18,
-        })
-    } else {
-        Some(Eth {
-            dst,
-            src,
-            vlan: None,
-            tci: 0,
-            ether_type: t,
-            l3: 14,
-        })
+impl Eth {
+    /// VLAN id of the outer 802.1Q tag, if there is one.
+    #[inline]
+    pub fn vlan(&self) -> Option<u16> {
+        self.tagged.then_some((self.tci & 0x0fff) as u16)
     }
+
+    /// The group bit of the destination MAC.
+    #[inline]
+    pub fn is_multicast(&self) -> bool {
+        (self.dst >> 40) & 1 == 1
+    }
+}
+
+/// Parses the Ethernet header and at most one 802.1Q tag into `eth`;
+/// `false` when the frame is too short.
+#[inline(always)]
+pub(crate) fn ethernet(f: &[u8], eth: &mut Eth) -> bool {
+    let Some(h) = f.get(..14) else {
+        return false;
+    };
+    let word = |b: &[u8]| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&b[..8]);
+        u64::from_be_bytes(w)
+    };
+    eth.dst = word(&h[..8]) >> 16;
+    eth.src = word(&h[4..12]) & 0xffff_ffff_ffff;
+    let t = u16::from_be_bytes([h[12], h[13]]);
+    if t == ETH_VLAN {
+        let Some(tag) = f.get(14..18) else {
+            return false;
+        };
+        eth.tci = u32::from(u16::from_be_bytes([tag[0], tag[1]]));
+        eth.tagged = true;
+        eth.ether_type = u32::from(u16::from_be_bytes([tag[2], tag[3]]));
+        eth.l3 = 18;
+    } else {
+        eth.tci = 0;
+        eth.tagged = false;
+        eth.ether_type = u32::from(t);
+        eth.l3 = 14;
+    }
+    true
 }
 
 /// Source and destination addresses.
@@ -88,23 +105,51 @@ pub(crate) enum Addrs {
     V6 { src: u128, dst: u128 },
 }
 
-/// What the pipeline needs of an IP packet.
+/// What the pipeline needs of an IP packet. As with [`Eth`], the L4 fields
+/// are plain integers with presence bits rather than options. The layout is
+/// fixed so that no two byte fields the pipeline combines into one word sit
+/// side by side (the compiler would read them with one load spanning the
+/// parser's two writes, which the processor cannot forward).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C)]
 pub(crate) struct Ip {
     pub addrs: Addrs,
-    /// Upper-layer protocol (for IPv6, after the extension headers walked).
-    pub proto: u8,
-    pub dscp: u8,
-    /// TTL or hop limit.
-    pub ttl: u8,
     /// Length of the IP packet, header included.
     pub len: usize,
-    /// L4 ports, for TCP and UDP packets that carry them (first fragments).
-    pub ports: Option<(u16, u16)>,
-    /// TCP flags, for TCP packets that carry them.
-    pub tcp_flags: Option<u8>,
-    /// ICMPv6 type, for ICMPv6 packets.
-    pub icmp6_type: Option<u8>,
+    /// Source port (high 16 bits) and destination port (low 16 bits).
+    pub port_pair: u32,
+    /// Upper-layer protocol (for IPv6, after the extension headers walked).
+    pub proto: u8,
+    /// TTL or hop limit.
+    pub ttl: u8,
+    pub dscp: u8,
+    /// Which of the L4 fields the packet has (`HAS_*`).
+    pub has: u8,
+    pub tcp_flag_bits: u8,
+    pub icmp6: u8,
+}
+
+/// [`Ip::has`]: TCP or UDP ports (first fragments).
+pub(crate) const HAS_PORTS: u8 = 1;
+/// [`Ip::has`]: TCP flags.
+pub(crate) const HAS_TCP_FLAGS: u8 = 2;
+/// [`Ip::has`]: an ICMPv6 type.
+pub(crate) const HAS_ICMP6: u8 = 4;
+
+impl Default for Ip {
+    fn default() -> Self {
+        Ip {
+            addrs: Addrs::V4 { src: 0, dst: 0 },
+            proto: 0,
+            dscp: 0,
+            ttl: 0,
+            has: 0,
+            port_pair: 0,
+            tcp_flag_bits: 0,
+            icmp6: 0,
+            len: 0,
+        }
+    }
 }
 
 impl Ip {
@@ -112,29 +157,58 @@ impl Ip {
         matches!(self.addrs, Addrs::V6 { .. })
     }
 
+    /// L4 ports (source, destination), for TCP and UDP packets that carry them.
+    #[inline]
+    pub fn ports(&self) -> Option<(u16, u16)> {
+        (self.has & HAS_PORTS != 0)
+            .then_some(((self.port_pair >> 16) as u16, self.port_pair as u16))
+    }
+
+    /// TCP flags, for TCP packets that carry them.
+    #[inline]
+    pub fn tcp_flags(&self) -> Option<u8> {
+        (self.has & HAS_TCP_FLAGS != 0).then_some(self.tcp_flag_bits)
+    }
+
+    /// ICMPv6 type, for ICMPv6 packets.
+    #[inline]
+    pub fn icmp6_type(&self) -> Option<u8> {
+        (self.has & HAS_ICMP6 != 0).then_some(self.icmp6)
+    }
+
     /// Router solicitation/advertisement, neighbor solicitation/advertisement or
     /// redirect.
     pub fn is_neighbor_discovery(&self) -> bool {
-        matches!(self.icmp6_type, Some(133..=137))
+        matches!(self.icmp6_type(), Some(133..=137))
     }
 }
 
 /// Reads ports, TCP flags and ICMPv6 type from the L4 header at `l4`, which must
 /// end by `end` (the end of the IP packet in the frame).
+#[inline(always)]
 fn l4_fields(ip: &mut Ip, f: &[u8], l4: usize, end: usize) {
     let Some(l4h) = f.get(l4..end) else {
         return;
     };
     match ip.proto {
         PROTO_TCP | PROTO_UDP => {
-            if let (Some(s), Some(d)) = (u16_at(l4h, 0), u16_at(l4h, 2)) {
-                ip.ports = Some((s, d));
+            if let Some(p) = l4h.get(..4) {
+                ip.port_pair = u32::from_be_bytes([p[0], p[1], p[2], p[3]]);
+                ip.has |= HAS_PORTS;
             }
             if ip.proto == PROTO_TCP {
-                ip.tcp_flags = l4h.get(13).copied();
+                if let Some(&fl) = l4h.get(13) {
+                    ip.tcp_flag_bits = fl;
+                    ip.has |= HAS_TCP_FLAGS;
+                }
             }
         }
-        PROTO_ICMPV6 if ip.is_ipv6() => ip.icmp6_type = l4h.first().copied(),
+        PROTO_ICMPV6 if ip.is_ipv6() => {
+            if let Some(&t) = l4h.first() {
+                ip.icmp6 = t;
+                ip.has |= HAS_ICMP6;
+            }
+        }
         _ => {}
     }
 }
@@ -152,8 +226,10 @@ pub(crate) fn ones_sum(b: &[u8]) -> u16 {
     sum as u16
 }
 
-/// Parses and checks the IPv4 header at `l3`.
-pub(crate) fn ipv4(f: &[u8], l3: usize) -> Result<Ip, DropReason> {
+/// Parses and checks the IPv4 header at `l3` into `ip` (which must be as
+/// [`Ip::default`] made it).
+#[inline(always)]
+pub(crate) fn ipv4(f: &[u8], l3: usize, ip: &mut Ip) -> Result<(), DropReason> {
     let h = f.get(l3..l3 + 20).ok_or(DropReason::Truncated)?;
     if h[0] >> 4 != 4 {
         return Err(DropReason::BadIpHeader);
@@ -175,32 +251,28 @@ pub(crate) fn ipv4(f: &[u8], l3: usize) -> Result<Ip, DropReason> {
         return Err(DropReason::BadChecksum);
     }
     let frag = u16::from_be_bytes([h[6], h[7]]);
-    let mut ip = Ip {
-        addrs: Addrs::V4 {
-            src: u32::from_be_bytes([h[12], h[13], h[14], h[15]]),
-            dst: u32::from_be_bytes([h[16], h[17], h[18], h[19]]),
-        },
-        proto: h[9],
-        dscp: h[1] >> 2,
-        ttl: h[8],
-        len: total,
-        ports: None,
-        tcp_flags: None,
-        icmp6_type: None,
+    ip.addrs = Addrs::V4 {
+        src: u32::from_be_bytes([h[12], h[13], h[14], h[15]]),
+        dst: u32::from_be_bytes([h[16], h[17], h[18], h[19]]),
     };
+    ip.proto = h[9];
+    ip.dscp = h[1] >> 2;
+    ip.ttl = h[8];
+    ip.len = total;
     // Only the first fragment (offset 0) carries the L4 header.
     if frag & 0x1fff == 0 {
-        l4_fields(&mut ip, f, l3 + hlen, l3 + total);
+        l4_fields(ip, f, l3 + hlen, l3 + total);
     }
-    Ok(ip)
+    Ok(())
 }
 
 /// Extension headers walked to find the upper-layer protocol.
 const MAX_EXT_HEADERS: usize = 8;
 
-/// Parses and checks the IPv6 header at `l3`, walking hop-by-hop, routing,
+/// Parses and checks the IPv6 header at `l3` into `ip` (which must be as
+/// [`Ip::default`] made it), walking hop-by-hop, routing,
 /// destination-options, fragment and authentication headers.
-pub(crate) fn ipv6(f: &[u8], l3: usize) -> Result<Ip, DropReason> {
+pub(crate) fn ipv6(f: &[u8], l3: usize, ip: &mut Ip) -> Result<(), DropReason> {
     let h = f.get(l3..l3 + 40).ok_or(DropReason::Truncated)?;
     if h[0] >> 4 != 6 {
         return Err(DropReason::BadIpHeader);
@@ -211,19 +283,14 @@ pub(crate) fn ipv6(f: &[u8], l3: usize) -> Result<Ip, DropReason> {
         return Err(DropReason::Truncated);
     }
     let tclass = ((h[0] & 0x0f) << 4) | (h[1] >> 4);
-    let mut ip = Ip {
-        addrs: Addrs::V6 {
-            src: u128_at(h, 8).ok_or(DropReason::Truncated)?,
-            dst: u128_at(h, 24).ok_or(DropReason::Truncated)?,
-        },
-        proto: h[6],
-        dscp: tclass >> 2,
-        ttl: h[7],
-        len: total,
-        ports: None,
-        tcp_flags: None,
-        icmp6_type: None,
+    ip.addrs = Addrs::V6 {
+        src: u128_at(h, 8).ok_or(DropReason::Truncated)?,
+        dst: u128_at(h, 24).ok_or(DropReason::Truncated)?,
     };
+    ip.proto = h[6];
+    ip.dscp = tclass >> 2;
+    ip.ttl = h[7];
+    ip.len = total;
     let end = l3 + total;
     let mut off = l3 + 40;
     for _ in 0..MAX_EXT_HEADERS {
@@ -234,27 +301,27 @@ pub(crate) fn ipv6(f: &[u8], l3: usize) -> Result<Ip, DropReason> {
             // Fragment: only the first fragment carries the L4 header.
             (44, Some(n), _) => {
                 let Some(fo) = u16_at(f, off + 2) else {
-                    return Ok(ip);
+                    return Ok(());
                 };
                 if fo & 0xfff8 != 0 {
                     ip.proto = n;
-                    return Ok(ip);
+                    return Ok(());
                 }
                 (n, 8)
             }
             // Authentication header: 4-octet units after the first 8.
             (51, Some(n), Some(&l)) => (n, (usize::from(l) + 2) * 4),
-            (0 | 43 | 60 | 44 | 51, _, _) => return Ok(ip),
+            (0 | 43 | 60 | 44 | 51, _, _) => return Ok(()),
             _ => break,
         };
         if off + ext_len > end {
-            return Ok(ip);
+            return Ok(());
         }
         ip.proto = next;
         off += ext_len;
     }
-    l4_fields(&mut ip, f, off, end);
-    Ok(ip)
+    l4_fields(ip, f, off, end);
+    Ok(())
 }
 
 /// Decrements the IPv4 TTL at `l3` and updates the header checksum incrementally
@@ -328,19 +395,28 @@ mod tests {
 
     #[test]
     fn ethernet_with_and_without_tag() {
+        let parse = |f: &[u8]| {
+            let mut e = Eth::default();
+            ethernet(f, &mut e).then_some(e)
+        };
         let mut f = vec![0u8; 14];
+        f[..12].copy_from_slice(&[2, 2, 3, 4, 5, 6, 0xa, 0xb, 0xc, 0xd, 0xe, 0xf]);
         f[12] = 0x08;
-        let e = ethernet(&f).unwrap();
-        assert_eq!((e.vlan, e.ether_type, e.l3), (None, ETH_IPV4, 14));
+        let e = parse(&f).unwrap();
+        assert_eq!((e.vlan(), e.ether_type, e.l3), (None, ETH_IPV4, 14));
+        assert_eq!((e.dst, e.src), (0x0202_0304_0506, 0x0a0b_0c0d_0e0f));
+        assert!(!e.is_multicast());
+        f[0] = 0x03;
+        assert!(parse(&f).unwrap().is_multicast());
         f[12] = 0x81;
         f[13] = 0x00;
-        assert_eq!(ethernet(&f), None);
+        assert_eq!(parse(&f), None);
         f.extend([0xa0, 0x64, 0x86, 0xdd]);
-        let e = ethernet(&f).unwrap();
+        let e = parse(&f).unwrap();
         assert_eq!(
-            (e.vlan, e.ether_type, e.l3, e.tci),
+            (e.vlan(), e.ether_type, e.l3, e.tci),
             (Some(100), ETH_IPV6, 18, 0xa064)
         );
-        assert_eq!(ethernet(&f[..13]), None);
+        assert_eq!(parse(&f[..13]), None);
     }
 }

@@ -60,7 +60,8 @@ pub(crate) fn ingress_key(port: PortId, vlan: Option<u16>) -> u64 {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Ingress {
     pub rif: RifId,
-    pub mac: [u8; 6],
+    /// The interface's MAC as the low 48 bits (as `Eth::dst` holds it).
+    pub mac: u64,
     /// Index of the interface's VRF in `Tables::vrfs`.
     pub vrf: u32,
     /// Both the interface and the port are administratively up.
@@ -221,7 +222,7 @@ impl Tables {
             let mut add = |port: PortId, vlan: Option<u16>| {
                 t.ingress.entry(ingress_key(port, vlan)).or_insert(Ingress {
                     rif: r.id,
-                    mac: r.mac.0,
+                    mac: super::parse::mac_u64(r.mac.0),
                     vrf,
                     up: r.admin_up && port_up(&port),
                 });
