@@ -188,7 +188,7 @@ fn pipeline<F: Frame + ?Sized>(
     // 6. Pre-ingress ACL.
     let mut vrf = ing.vrf;
     let mut copy = false;
-    match acl::first_match(&t.pre_ingress, &pkt) {
+    match t.pre_ingress.first_match(&pkt) {
         None | Some(RuleAction::Permit) => {}
         Some(RuleAction::Drop) => return Err(drop(DropReason::AclDrop)),
         Some(RuleAction::Trap) => return Err(Verdict::Punt(PuntReason::AclTrap)),
@@ -217,7 +217,7 @@ fn pipeline<F: Frame + ?Sized>(
     }
 
     // 8. Ingress ACL: it sees traffic to the router too, so rules can protect it.
-    match acl::first_match(&t.ingress_acl, &pkt) {
+    match t.ingress_acl.first_match(&pkt) {
         None | Some(RuleAction::Permit) | Some(RuleAction::SetVrf(_)) => {}
         Some(RuleAction::Drop) => return Err(drop(DropReason::AclDrop)),
         Some(RuleAction::Trap) => return Err(Verdict::Punt(PuntReason::AclTrap)),

@@ -120,8 +120,8 @@ pub struct Tables {
     pub(crate) actions: Vec<Action>,
     pub(crate) group_slots: Vec<u32>,
     pub(crate) next_hops: Vec<Egress>,
-    pub(crate) pre_ingress: Vec<Rule>,
-    pub(crate) ingress_acl: Vec<Rule>,
+    pub(crate) pre_ingress: acl::Stage,
+    pub(crate) ingress_acl: acl::Stage,
     pub(super) routes: usize,
 }
 
@@ -184,8 +184,8 @@ impl Tables {
             actions: Vec::new(),
             group_slots: Vec::new(),
             next_hops: Vec::new(),
-            pre_ingress: Vec::new(),
-            ingress_acl: Vec::new(),
+            pre_ingress: acl::Stage::default(),
+            ingress_acl: acl::Stage::default(),
             routes: 0,
         }
     }
@@ -245,15 +245,16 @@ impl Tables {
 
         // ACLs.
         let vi = |v: VrfId| vrf_index.get(&v).copied();
+        let (mut pre, mut ing) = (Vec::new(), Vec::new());
         for r in state.acls().values() {
             let rule = Rule::compile(r, vi);
             match r.stage {
-                AclStage::PreIngress => t.pre_ingress.push(rule),
-                AclStage::Ingress => t.ingress_acl.push(rule),
+                AclStage::PreIngress => pre.push(rule),
+                AclStage::Ingress => ing.push(rule),
             }
         }
-        acl::sort(&mut t.pre_ingress);
-        acl::sort(&mut t.ingress_acl);
+        t.pre_ingress = acl::Stage::new(pre);
+        t.ingress_acl = acl::Stage::new(ing);
         vrf_index
     }
 
@@ -320,8 +321,9 @@ impl Tables {
     /// each frame's received bytes, so the copy is the packet as it arrived.
     pub fn has_copy_rules(&self) -> bool {
         self.pre_ingress
+            .rules()
             .iter()
-            .chain(&self.ingress_acl)
+            .chain(self.ingress_acl.rules())
             .any(|r| matches!(r.action, super::acl::RuleAction::Copy))
     }
 
