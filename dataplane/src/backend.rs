@@ -566,11 +566,8 @@ trait FrameBurst {
     fn send(&mut self, io: &mut dyn PacketIo, idx: &[(PortId, usize)]) -> io::Result<usize>;
     /// The burst is done with: release what it still holds.
     fn finish(&mut self) {}
-    /// Reads frame `i`'s first byte (0 when there is none): a load to start
-    /// its cache misses early.
-    fn touch(&self, _i: usize) -> u8 {
-        0
-    }
+    /// Frame `i`'s bytes as received, if it is there.
+    fn bytes(&self, i: usize) -> Option<&[u8]>;
 }
 
 impl FrameBurst for RecvBatch {
@@ -592,6 +589,11 @@ impl FrameBurst for RecvBatch {
 
     fn copy(&self, i: usize) -> Vec<u8> {
         self.bufs[i].clone()
+    }
+
+    #[inline]
+    fn bytes(&self, i: usize) -> Option<&[u8]> {
+        self.bufs.get(i).map(|b| b.as_slice())
     }
 
     fn send(&mut self, io: &mut dyn PacketIo, idx: &[(PortId, usize)]) -> io::Result<usize> {
@@ -642,10 +644,8 @@ impl FrameBurst for crate::dpdk::MbufBurst {
     }
 
     #[inline]
-    fn touch(&self, i: usize) -> u8 {
-        self.get(i)
-            .and_then(|m| m.bytes().first().copied())
-            .unwrap_or(0)
+    fn bytes(&self, i: usize) -> Option<&[u8]> {
+        self.get(i).map(|m| m.bytes())
     }
 }
 
@@ -675,16 +675,18 @@ impl Fwd {
     /// grouped by egress port. The tables are loaded once for the burst.
     fn burst<B: FrameBurst>(&mut self, ports: &mut [Slot], in_port: PortId, b: &mut B, n: usize) {
         self.pending.clear();
-        // The frames' first bytes (and their buffers' headers) are loaded
-        // before the pipeline runs: independent loads whose cache misses
-        // overlap, instead of each frame waiting for its own in turn.
-        let mut touched = 0u8;
-        for i in 0..n {
-            touched ^= b.touch(i);
-        }
-        std::hint::black_box(touched);
         {
             let tables = self.shared.tables.load();
+            // What the pipeline will first read of each frame (headers, the
+            // route entry) is loaded for the whole burst first: independent
+            // loads whose cache misses overlap.
+            let mut warmed = 0u32;
+            for i in 0..n {
+                if let Some(f) = b.bytes(i) {
+                    warmed ^= crate::engine::warm(&tables, in_port, f);
+                }
+            }
+            std::hint::black_box(warmed);
             let keep_original = tables.has_copy_rules();
             let counters = &mut self.stats.counters;
             let pc = self

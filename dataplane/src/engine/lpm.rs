@@ -654,6 +654,17 @@ impl<K: Key> Lpm<K> {
         self.walk(root, key)
     }
 
+    /// Reads `key`'s direct entry and nothing more (0 when there is none):
+    /// a load that brings the entry into the cache before the lookup proper.
+    #[inline]
+    pub fn touch(&self, key: K) -> u32 {
+        let i = key.bits(0, self.direct_bits);
+        match &self.direct {
+            Direct::Narrow { entries, .. } => entries.get(i).map_or(0, |&e| u32::from(e)),
+            Direct::Wide(v) => v.get(i).copied().unwrap_or(0),
+        }
+    }
+
     /// The trie walk from node `idx` under the direct array.
     #[inline(never)]
     fn walk(&self, idx: u32, key: K) -> Option<u32> {

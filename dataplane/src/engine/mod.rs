@@ -122,6 +122,40 @@ pub fn process<F: Frame + ?Sized>(
     v
 }
 
+/// Loads what [`process`] will first need of `frame` (its headers and the
+/// route table entry of its destination, in the VRF of the interface it
+/// arrived on) without deciding anything; returns a value made of those
+/// loads. A worker calls it for every frame of a burst before processing
+/// them, so that the frames' cache misses overlap instead of each frame
+/// waiting for its own in turn.
+#[inline]
+pub fn warm(tables: &Tables, in_port: PortId, frame: &[u8]) -> u32 {
+    let mut eth = parse::Eth::default();
+    if !parse::ethernet(frame, &mut eth) {
+        return 0;
+    }
+    let Some(ing) = tables.ingress(in_port, eth.vlan().filter(|v| *v != 0)) else {
+        return 0;
+    };
+    let Some(routes) = tables.vrfs.get(ing.vrf as usize) else {
+        return 0;
+    };
+    let l3 = eth.l3;
+    match eth.ether_type {
+        ETH_IPV4 => frame.get(l3 + 16..l3 + 20).map_or(0, |d| {
+            routes
+                .v4
+                .touch(u32::from_be_bytes([d[0], d[1], d[2], d[3]]))
+        }),
+        ETH_IPV6 => frame.get(l3 + 24..l3 + 40).map_or(0, |d| {
+            let mut a = [0u8; 16];
+            a.copy_from_slice(d);
+            routes.v6.touch(u128::from_be_bytes(a))
+        }),
+        _ => 0,
+    }
+}
+
 #[inline]
 fn drop(r: DropReason) -> Verdict {
     Verdict::Drop(r)
