@@ -42,7 +42,7 @@ use acl::{AclPacket, RuleAction};
 use nos_core::backend::PuntReason;
 use nos_core::PortId;
 use parse::{Addrs, Ip, ETH_ARP, ETH_IPV4, ETH_IPV6, ETH_VLAN, TAG_OFFSET};
-use tables::{mix64, Action, Egress};
+use tables::{mix64, Egress};
 
 /// What to do with a frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -237,16 +237,11 @@ fn pipeline<F: Frame + ?Sized>(
         Addrs::V4 { dst, .. } => routes.v4.lookup(dst),
         Addrs::V6 { dst, .. } => routes.v6.lookup(dst),
     };
-    let action = found
+    let action = *found
         .and_then(|i| t.actions.get(i as usize))
         .ok_or(drop(DropReason::NoRoute))?;
-    *class = Some(match action {
-        Action::Drop => RouteClass::Drop,
-        Action::ToCpu => RouteClass::Local,
-        Action::NextHop(_) => RouteClass::NextHop,
-        Action::Group { .. } => RouteClass::Group,
-    });
-    if let Action::Drop = *action {
+    *class = Some(action.class);
+    if action.class == RouteClass::Drop {
         return Err(drop(DropReason::RouteDrop));
     }
 
@@ -257,17 +252,16 @@ fn pipeline<F: Frame + ?Sized>(
         Some(RuleAction::Trap) => return Err(Verdict::Punt(PuntReason::AclTrap)),
         Some(RuleAction::Copy) => copy = true,
     }
-    let nh = match *action {
-        Action::Drop => return Err(drop(DropReason::RouteDrop)),
-        Action::ToCpu => return Err(Verdict::Punt(PuntReason::ToMe)),
-        Action::NextHop(n) => n,
-        Action::Group { start, len } => {
-            let pick = (u64::from(flow_hash(&ip)) * u64::from(len)) >> 32;
-            *t.group_slots
-                .get(start as usize + pick as usize)
-                .ok_or(drop(DropReason::RouteDrop))?
-        }
-    };
+    if action.class == RouteClass::Local {
+        return Err(Verdict::Punt(PuntReason::ToMe));
+    }
+    // A next hop is a group of one slot: the same pick, with no branch on
+    // the kind of route.
+    let pick = (u64::from(flow_hash(&ip)) * u64::from(action.len)) >> 32;
+    let nh = *t
+        .group_slots
+        .get(action.start as usize + pick as usize)
+        .ok_or(drop(DropReason::RouteDrop))?;
 
     // 9. TTL / hop limit (decremented below, once the frame is sure to leave).
     if ip.ttl <= 1 {

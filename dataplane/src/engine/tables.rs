@@ -7,6 +7,7 @@
 //! groups are expanded into slot tables.
 
 use super::acl::{self, Rule};
+use super::counters::RouteClass;
 use super::lpm::{Lpm4, Lpm6};
 use nos_core::{
     AclStage, ForwardingState, GroupId, NextHopId, PortId, RifId, RifKind, RouteAction, VrfId,
@@ -68,18 +69,32 @@ pub(crate) struct Ingress {
     pub up: bool,
 }
 
-/// A route's action with its references resolved to indices.
+/// A route's action with its references resolved to indices. A next hop
+/// and a group are both a range of `Tables::group_slots` (one slot for a
+/// next hop), so the pipeline picks the egress the same way for both,
+/// without a branch on which kind of route it found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Action {
-    Drop,
-    ToCpu,
-    /// Index into `Tables::next_hops`.
-    NextHop(u32),
-    /// A range of `Tables::group_slots`.
-    Group {
-        start: u32,
-        len: u32,
-    },
+pub(crate) struct Action {
+    /// What the route does (`Local`: to the CPU); also its counters' class.
+    pub class: RouteClass,
+    /// First slot of `Tables::group_slots` (each an index into
+    /// `Tables::next_hops`) the flow hash picks from.
+    pub start: u32,
+    /// Number of slots; 0 for `Drop` and `Local`.
+    pub len: u32,
+}
+
+impl Action {
+    pub const DROP: Action = Action {
+        class: RouteClass::Drop,
+        start: 0,
+        len: 0,
+    };
+    pub const TO_CPU: Action = Action {
+        class: RouteClass::Local,
+        start: 0,
+        len: 0,
+    };
 }
 
 /// Where and how a next hop's packets leave.
@@ -266,11 +281,17 @@ impl Tables {
         group_cache: &mut HashMap<GroupId, Action>,
     ) -> Action {
         match action {
-            RouteAction::Drop => Action::Drop,
-            RouteAction::ToCpu => Action::ToCpu,
-            RouteAction::NextHop(id) => nh_index
-                .get(&id)
-                .map_or(Action::Drop, |&i| Action::NextHop(i)),
+            RouteAction::Drop => Action::DROP,
+            RouteAction::ToCpu => Action::TO_CPU,
+            RouteAction::NextHop(id) => nh_index.get(&id).map_or(Action::DROP, |&i| {
+                let start = self.group_slots.len() as u32;
+                self.group_slots.push(i);
+                Action {
+                    class: RouteClass::NextHop,
+                    start,
+                    len: 1,
+                }
+            }),
             RouteAction::Group(gid) => {
                 if let Some(a) = group_cache.get(&gid) {
                     return *a;
@@ -295,9 +316,13 @@ impl Tables {
                 }
                 let len = self.group_slots.len() as u32 - start;
                 let a = if len == 0 {
-                    Action::Drop
+                    Action::DROP
                 } else {
-                    Action::Group { start, len }
+                    Action {
+                        class: RouteClass::Group,
+                        start,
+                        len,
+                    }
                 };
                 group_cache.insert(gid, a);
                 a

@@ -1388,15 +1388,15 @@ fn resolved(t: &Tables, vrf: usize, addr: std::net::IpAddr) -> String {
     let Some(i) = hit else {
         return "miss".into();
     };
-    match t.actions[i as usize] {
-        tables::Action::Drop => "drop".into(),
-        tables::Action::ToCpu => "cpu".into(),
-        tables::Action::NextHop(n) => format!("{:?}", t.next_hops[n as usize]),
-        tables::Action::Group { start, len } => {
-            let slots = &t.group_slots[start as usize..(start + len) as usize];
-            let egress: Vec<_> = slots.iter().map(|&n| t.next_hops[n as usize]).collect();
-            format!("{egress:?}")
-        }
+    let a = t.actions[i as usize];
+    let slots = &t.group_slots[a.start as usize..(a.start + a.len) as usize];
+    let egress: Vec<_> = slots.iter().map(|&n| t.next_hops[n as usize]).collect();
+    match a.class {
+        RouteClass::Drop => "drop".into(),
+        RouteClass::Local => "cpu".into(),
+        RouteClass::NextHop => format!("{:?}", egress[0]),
+        RouteClass::Group => format!("{egress:?}"),
+        RouteClass::NoRoute => "no route action".into(),
     }
 }
 

@@ -371,7 +371,7 @@ impl TableWriter {
         for key in &self.actions.keys {
             let a = match key {
                 Some(k) => t.compile_action(state, *k, &self.nh_index, &mut cache),
-                None => Action::Drop,
+                None => Action::DROP,
             };
             t.actions.push(a);
         }
@@ -394,7 +394,7 @@ impl TableWriter {
             return;
         }
         if t.actions.len() < self.actions.keys.len() {
-            t.actions.resize(self.actions.keys.len(), Action::Drop);
+            t.actions.resize(self.actions.keys.len(), Action::DROP);
         }
         let mut cache = HashMap::new();
         for i in new {
