@@ -57,6 +57,47 @@ pub(crate) fn ingress_key(port: PortId, vlan: Option<u16>) -> u64 {
     (u64::from(port.0) << 16) | u64::from(vlan.unwrap_or(0xffff))
 }
 
+/// Untagged frames on ports numbered below this find their interface by
+/// indexing an array; others (and tagged frames) through a hash map.
+const DIRECT_PORTS: u32 = 4096;
+
+/// Router interfaces by the (port, VLAN) frames arrive on.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct IngressTable {
+    /// Untagged frames, by port number (below [`DIRECT_PORTS`]).
+    untagged: Vec<Option<Ingress>>,
+    /// Everything else, by [`ingress_key`].
+    other: FastMap<u64, Ingress>,
+}
+
+impl IngressTable {
+    /// Adds `ing` for (`port`, `vlan`) unless that pair already has one.
+    fn add_first(&mut self, port: PortId, vlan: Option<u16>, ing: Ingress) {
+        if vlan.is_none() && port.0 < DIRECT_PORTS {
+            let i = port.0 as usize;
+            if self.untagged.len() <= i {
+                self.untagged.resize(i + 1, None);
+            }
+            self.untagged[i].get_or_insert(ing);
+        } else {
+            self.other.entry(ingress_key(port, vlan)).or_insert(ing);
+        }
+    }
+
+    #[inline]
+    pub(crate) fn get(&self, port: PortId, vlan: Option<u16>) -> Option<&Ingress> {
+        if vlan.is_none() && port.0 < DIRECT_PORTS {
+            self.untagged.get(port.0 as usize)?.as_ref()
+        } else {
+            self.other.get(&ingress_key(port, vlan))
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.untagged.iter().flatten().count() + self.other.len()
+    }
+}
+
 /// The router interface frames of one (port, VLAN) arrive on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Ingress {
@@ -127,7 +168,7 @@ pub(crate) struct VrfTables {
 /// [`process`](super::process). Cheap to share between threads (`Send + Sync`).
 #[derive(Clone)]
 pub struct Tables {
-    pub(crate) ingress: FastMap<u64, Ingress>,
+    pub(crate) ingress: IngressTable,
     /// Route tables per VRF, in `vrf_ids` order.
     pub(crate) vrfs: Vec<VrfTables>,
     pub(crate) vrf_ids: Vec<VrfId>,
@@ -193,7 +234,7 @@ impl Tables {
     /// `NoRouterInterface`.
     pub fn empty() -> Tables {
         Tables {
-            ingress: FastMap::default(),
+            ingress: IngressTable::default(),
             vrfs: Vec::new(),
             vrf_ids: Vec::new(),
             actions: Vec::new(),
@@ -235,12 +276,16 @@ impl Tables {
             let port_up = |p: &PortId| state.ports().get(p).is_some_and(|p| p.admin_up);
             let vrf = vrf_index[&r.vrf];
             let mut add = |port: PortId, vlan: Option<u16>| {
-                t.ingress.entry(ingress_key(port, vlan)).or_insert(Ingress {
-                    rif: r.id,
-                    mac: super::parse::mac_u64(r.mac.0),
-                    vrf,
-                    up: r.admin_up && port_up(&port),
-                });
+                t.ingress.add_first(
+                    port,
+                    vlan,
+                    Ingress {
+                        rif: r.id,
+                        mac: super::parse::mac_u64(r.mac.0),
+                        vrf,
+                        up: r.admin_up && port_up(&port),
+                    },
+                );
             };
             match &r.kind {
                 RifKind::Port { port } => add(*port, None),
@@ -333,7 +378,7 @@ impl Tables {
     /// The ingress entry for frames on `port` with outer tag `vlan`.
     #[inline]
     pub(crate) fn ingress(&self, port: PortId, vlan: Option<u16>) -> Option<&Ingress> {
-        self.ingress.get(&ingress_key(port, vlan))
+        self.ingress.get(port, vlan)
     }
 
     /// The router interface that frames on `port` with outer tag `vlan` arrive on
@@ -403,4 +448,43 @@ pub(super) fn next_hop_index(state: &ForwardingState) -> HashMap<NextHopId, u32>
         .enumerate()
         .map(|(i, id)| (*id, i as u32))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ing(rif: u32) -> Ingress {
+        Ingress {
+            rif: RifId(rif),
+            mac: 0x0200_0000_0001,
+            vrf: 0,
+            up: true,
+        }
+    }
+
+    #[test]
+    fn ingress_by_port_array_and_by_map_keep_the_first_interface() {
+        let mut t = IngressTable::default();
+        let high = PortId(DIRECT_PORTS + 7);
+        for (port, vlan, rif) in [
+            (PortId(3), None, 1),
+            (PortId(3), Some(10), 2),
+            (high, None, 3),
+            (PortId(3), None, 4),
+            (high, None, 5),
+            (PortId(0), None, 6),
+        ] {
+            t.add_first(port, vlan, ing(rif));
+        }
+        let rif = |port, vlan| t.get(port, vlan).map(|i| i.rif.0);
+        assert_eq!(rif(PortId(3), None), Some(1));
+        assert_eq!(rif(PortId(3), Some(10)), Some(2));
+        assert_eq!(rif(high, None), Some(3));
+        assert_eq!(rif(PortId(0), None), Some(6));
+        assert_eq!(rif(PortId(2), None), None);
+        assert_eq!(rif(PortId(3), Some(11)), None);
+        assert_eq!(rif(PortId(9999), None), None);
+        assert_eq!(t.len(), 4);
+    }
 }
