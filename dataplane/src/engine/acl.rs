@@ -261,6 +261,8 @@ pub(crate) struct Stage {
     words: usize,
     /// 256 rows of `words` words; bit `i` of a row is rule `i`.
     by_proto: Vec<u64>,
+    /// Bit `p`: some rule can match protocol `p`.
+    any: [u64; 4],
 }
 
 /// Bits of the protocol in word 2 of a [`Key`].
@@ -271,12 +273,14 @@ impl Stage {
         rules.sort_by(|a, b| b.priority.cmp(&a.priority).then(a.id.cmp(&b.id)));
         let words = rules.len().div_ceil(64);
         let mut by_proto = vec![0u64; 256 * words];
+        let mut any = [0u64; 4];
         for (i, r) in rules.iter().enumerate() {
             let mask = (r.mask[2] >> PROTO_SHIFT) & 0xff;
             let value = (r.value[2] >> PROTO_SHIFT) & 0xff;
             for p in 0..256u64 {
                 if p & mask == value {
                     by_proto[p as usize * words + i / 64] |= 1 << (i % 64);
+                    any[p as usize / 64] |= 1 << (p % 64);
                 }
             }
         }
@@ -284,7 +288,15 @@ impl Stage {
             rules,
             words,
             by_proto,
+            any,
         }
+    }
+
+    /// Whether any rule can match a packet of IP protocol `proto` (if not,
+    /// the packet's key need not even be built).
+    #[inline]
+    pub fn may_match(&self, proto: u8) -> bool {
+        (self.any[usize::from(proto) / 64] >> (proto % 64)) & 1 != 0
     }
 
     /// The rules, in the order they are tried.
@@ -557,6 +569,8 @@ mod tests {
                         AclAction::SetVrf(_) => RuleAction::SetVrf(3),
                     });
                 prop_assert_eq!(stage.first_match(&key), want);
+                // A packet a rule matches is never skipped.
+                prop_assert!(want.is_none() || stage.may_match(ip.proto));
             }
         }
     }

@@ -212,17 +212,29 @@ fn pipeline<F: Frame + ?Sized>(
 
     // 5. IP header.
     parsed.map_err(drop)?;
-    let pkt = AclPacket {
-        in_port,
-        eth: &eth,
-        ip: &ip,
-    }
-    .key();
+    // The ACL key, built the first time a stage has a rule for the
+    // packet's protocol.
+    let mut key = None;
+    let mut acl_key = || {
+        *key.get_or_insert_with(|| {
+            AclPacket {
+                in_port,
+                eth: &eth,
+                ip: &ip,
+            }
+            .key()
+        })
+    };
 
     // 6. Pre-ingress ACL.
     let mut vrf = ing.vrf;
     let mut copy = false;
-    match t.pre_ingress.first_match(&pkt) {
+    let pre = if t.pre_ingress.may_match(ip.proto) {
+        t.pre_ingress.first_match(&acl_key())
+    } else {
+        None
+    };
+    match pre {
         None | Some(RuleAction::Permit) => {}
         Some(RuleAction::Drop) => return Err(drop(DropReason::AclDrop)),
         Some(RuleAction::Trap) => return Err(Verdict::Punt(PuntReason::AclTrap)),
@@ -246,7 +258,12 @@ fn pipeline<F: Frame + ?Sized>(
     }
 
     // 8. Ingress ACL: it sees traffic to the router too, so rules can protect it.
-    match t.ingress_acl.first_match(&pkt) {
+    let ingress = if t.ingress_acl.may_match(ip.proto) {
+        t.ingress_acl.first_match(&acl_key())
+    } else {
+        None
+    };
+    match ingress {
         None | Some(RuleAction::Permit) | Some(RuleAction::SetVrf(_)) => {}
         Some(RuleAction::Drop) => return Err(drop(DropReason::AclDrop)),
         Some(RuleAction::Trap) => return Err(Verdict::Punt(PuntReason::AclTrap)),
