@@ -150,7 +150,7 @@ enum Ctl {
 #[derive(Clone, Debug, Default)]
 struct WorkerStats {
     counters: Counters,
-    ports: HashMap<PortId, PortCounters>,
+    ports: crate::engine::FastMap<PortId, PortCounters>,
 }
 
 struct Shared {
@@ -675,6 +675,7 @@ impl Fwd {
     /// grouped by egress port. The tables are loaded once for the burst.
     fn burst<B: FrameBurst>(&mut self, ports: &mut [Slot], in_port: PortId, b: &mut B, n: usize) {
         self.pending.clear();
+        let mut out_len = [0u32; MAX_BURST];
         {
             let tables = self.shared.tables.load();
             // What the pipeline will first read of each frame (headers, the
@@ -705,7 +706,11 @@ impl Fwd {
                     pc.rx_errors += 1;
                     continue;
                 };
-                match process(&tables, in_port, frame, counters) {
+                let verdict = process(&tables, in_port, frame, counters);
+                // Its length as it leaves (the pipeline may have pushed or
+                // popped a tag).
+                out_len[i % MAX_BURST] = frame.bytes().len() as u32;
+                match verdict {
                     Verdict::Forward { port, copy } => {
                         if let (true, Some(frame)) = (copy, original) {
                             (self.punt)(PacketIn {
@@ -730,10 +735,9 @@ impl Fwd {
         let pending = std::mem::take(&mut self.pending);
         for group in pending.chunk_by(|a, b| a.0 == b.0) {
             let port = group[0].0;
-            // Lengths as they leave (the pipeline may have pushed or popped a tag).
             let mut lens = [0u64; MAX_BURST];
             for (k, (_, i)) in group.iter().enumerate().take(MAX_BURST) {
-                lens[k] = b.wire_len(*i) as u64;
+                lens[k] = u64::from(out_len[i % MAX_BURST]);
             }
             let result = match ports.iter_mut().find(|s| s.id == port) {
                 Some(slot) => b.send(slot.io.as_mut(), group),

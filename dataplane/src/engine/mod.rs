@@ -35,6 +35,7 @@ pub use counters::{
     punt_index, punt_name, ClassCounters, Counters, DropReason, RouteClass, PUNT_COUNT,
     PUNT_REASONS,
 };
+pub(crate) use tables::FastMap;
 pub use tables::{Tables, MAX_GROUP_SLOTS};
 pub use writer::TableWriter;
 

@@ -29,7 +29,8 @@ pub(crate) fn mix64(mut x: u64) -> u64 {
     x ^ (x >> 31)
 }
 
-/// A fixed, fast hasher for the integer keys of the ingress map.
+/// A fixed, fast hasher for integer keys on the packet path (the ingress
+/// map, the workers' port counters).
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct MixHasher(u64);
 
@@ -47,9 +48,14 @@ impl Hasher for MixHasher {
     fn write_u64(&mut self, x: u64) {
         self.0 = mix64(self.0 ^ x);
     }
+
+    fn write_u32(&mut self, x: u32) {
+        self.0 = mix64(self.0 ^ u64::from(x));
+    }
 }
 
-type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<MixHasher>>;
+/// A hash map with [`MixHasher`], for small integer keys on the packet path.
+pub(crate) type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<MixHasher>>;
 
 /// The ingress map's key: the port and the outer VLAN tag (`0xffff` when untagged).
 #[inline]
