@@ -630,7 +630,7 @@ impl<K: Key> Lpm<K> {
     }
 
     /// The value of the longest prefix containing `key`, if any.
-    #[inline]
+    #[inline(always)]
     pub fn lookup(&self, key: K) -> Option<u32> {
         let i = key.bits(0, self.direct_bits);
         // The direct entry settles almost every lookup; the trie walk is

@@ -328,7 +328,9 @@ fn pipeline<F: Frame + ?Sized>(
         m[..6].copy_from_slice(&dst_mac);
         m[6..].copy_from_slice(&src_mac);
     }
-    set_vlan_tag(frame, eth.tagged.then_some(eth.tci as u16), vlan);
+    if eth.tagged || vlan.is_some() {
+        set_vlan_tag(frame, eth.tagged.then_some(eth.tci as u16), vlan);
+    }
     Ok(Verdict::Forward { port, copy })
 }
 

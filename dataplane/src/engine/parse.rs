@@ -349,6 +349,7 @@ pub(crate) fn ipv6(f: &[u8], l3: usize, ip: &mut Ip) -> Result<(), DropReason> {
 
 /// Decrements the IPv4 TTL at `l3` and updates the header checksum incrementally
 /// (RFC 1624, equation 3). The caller has checked the header and that TTL > 1.
+#[inline]
 pub(crate) fn ipv4_decrement_ttl(f: &mut [u8], l3: usize) {
     let (Some(old_word), Some(old_ck)) = (u16_at(f, l3 + 8), u16_at(f, l3 + 10)) else {
         return;
