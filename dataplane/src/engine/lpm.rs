@@ -713,11 +713,20 @@ impl<K: Key> Lpm<K> {
                     }
                 }
             }
+            // A node's entry is its index (wide) or its position in `roots`.
+            let roots: Option<&[u32]> = match &self.direct {
+                Direct::Narrow { roots, .. } => Some(roots),
+                Direct::Wide(_) => None,
+            };
             for ((o, &e), &k) in os.iter_mut().zip(&d).zip(ks) {
                 *o = if e & LEAF != 0 {
                     (e & !LEAF).checked_sub(1)
                 } else {
-                    self.lookup(k)
+                    let root = match roots {
+                        Some(r) => r.get(e as usize).copied(),
+                        None => Some(e),
+                    };
+                    root.and_then(|r| self.walk(r, k))
                 };
             }
         }
