@@ -30,7 +30,6 @@ use nos_core::{
     Backend, BackendError, BackendErrorKind, Capabilities, Delta, ForwardingState, Object,
     ObjectKey, Port, PortId,
 };
-use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -201,7 +200,7 @@ pub struct X86Backend {
     /// DPDK ports, kept so that their removal can wait for the workers to let
     /// go of them (and for the driver's own loss counters).
     #[cfg(feature = "dpdk")]
-    dpdk_ports: HashMap<PortId, Arc<crate::dpdk::DpdkPort>>,
+    dpdk_ports: std::collections::HashMap<PortId, Arc<crate::dpdk::DpdkPort>>,
 }
 
 impl std::fmt::Debug for X86Backend {
@@ -288,7 +287,7 @@ impl X86Backend {
             out: out_tx,
             workers,
             #[cfg(feature = "dpdk")]
-            dpdk_ports: HashMap::new(),
+            dpdk_ports: std::collections::HashMap::new(),
         })
     }
 

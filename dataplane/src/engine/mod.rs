@@ -5,8 +5,10 @@
 //! snapshot with an atomic pointer swap;
 //! [`process`] runs one received frame through it and rewrites the frame in place
 //! when it is forwarded. Per frame the pipeline does a handful of bounds-checked
-//! header reads, one hash lookup (ingress interface), one LPM lookup, two ACL scans
-//! and array indexing; it allocates nothing (only pushing an 802.1Q tag may grow the
+//! header reads, one ingress interface lookup (an array index for untagged
+//! frames, a hash lookup for tagged ones), one LPM lookup, the ACL rules that
+//! can match the packet's protocol (none looked at when no rule can) and array
+//! indexing; it allocates nothing (only pushing an 802.1Q tag may grow the
 //! frame's buffer) and takes no lock.
 //!
 //! Stages, in order:
@@ -15,8 +17,9 @@
 //! 4. L3 admit: the destination MAC must be the interface's.
 //! 5. IPv4/IPv6 header checks.
 //! 6. Pre-ingress ACL (may select the VRF).
-//! 7. LPM in the VRF; weighted groups pick a member by a hash of the flow.
-//! 8. Ingress ACL.
+//! 7. LPM in the VRF (a drop route stops here).
+//! 8. Ingress ACL; then a route to the router is punted, and a next hop or a
+//!    weighted group's member is picked by a hash of the flow.
 //! 9. TTL / hop limit.
 //! 10. Neighbor and egress (port, VLAN tag, admin state, MTU).
 //! 11. Rewrite: MACs, VLAN tag, TTL and IPv4 checksum.
@@ -243,7 +246,7 @@ fn pipeline<F: Frame + ?Sized>(
         Some(RuleAction::SetVrf(v)) => vrf = v,
     }
 
-    // 7. Route lookup and next-hop selection.
+    // 7. Route lookup.
     *class = Some(RouteClass::NoRoute);
     let routes = t.vrfs.get(vrf as usize).ok_or(drop(DropReason::NoRoute))?;
     let found = match ip.addrs {

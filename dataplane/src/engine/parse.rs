@@ -107,9 +107,10 @@ pub(crate) enum Addrs {
 
 /// What the pipeline needs of an IP packet. As with [`Eth`], the L4 fields
 /// are plain integers with presence bits rather than options. The layout is
-/// fixed so that no two byte fields the pipeline combines into one word sit
-/// side by side (the compiler would read them with one load spanning the
-/// parser's two writes, which the processor cannot forward).
+/// fixed so that the protocol and the DSCP, which the ACL key shifts into
+/// neighbouring bytes, do not sit side by side (the compiler would read them
+/// with one load spanning the parser's two writes, which the processor
+/// cannot forward).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(C)]
 pub(crate) struct Ip {
