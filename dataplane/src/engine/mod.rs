@@ -375,22 +375,27 @@ fn set_vlan_tag<F: Frame + ?Sized>(frame: &mut F, have: Option<u16>, want: Optio
 }
 
 /// A hash of the flow: addresses, protocol and L4 ports (when the packet carries
-/// them). The same flow always hashes the same.
-#[inline]
+/// them). The same flow always hashes the same. For IPv4 the protocol and
+/// ports are spread by a multiplication and folded into the addresses before
+/// one finalizing mix.
+#[inline(always)]
 fn flow_hash(ip: &Ip) -> u32 {
-    let mut h = match ip.addrs {
-        Addrs::V4 { src, dst } => mix64((u64::from(src) << 32) | u64::from(dst)),
-        Addrs::V6 { src, dst } => {
-            let h = mix64(src as u64 ^ mix64((src >> 64) as u64));
-            let h = mix64(h ^ dst as u64);
-            mix64(h ^ (dst >> 64) as u64)
-        }
-    };
     let ports = if ip.has & parse::HAS_PORTS != 0 {
         ip.port_pair
     } else {
         0
     };
-    h = mix64(h ^ (u64::from(ip.proto) << 32 | u64::from(ports)));
+    let l4 = u64::from(ip.proto) << 32 | u64::from(ports);
+    let h = match ip.addrs {
+        Addrs::V4 { src, dst } => {
+            mix64((u64::from(src) << 32 | u64::from(dst)) ^ l4.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+        }
+        Addrs::V6 { src, dst } => {
+            let h = mix64(src as u64 ^ mix64((src >> 64) as u64));
+            let h = mix64(h ^ dst as u64);
+            let h = mix64(h ^ (dst >> 64) as u64);
+            mix64(h ^ l4)
+        }
+    };
     (h >> 32) as u32
 }
