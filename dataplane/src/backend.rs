@@ -558,9 +558,14 @@ trait FrameBurst {
     /// or spread over several buffers).
     fn frame(&mut self, i: usize) -> Option<&mut Self::F>;
     /// Frame `i`'s length as received.
-    fn wire_len(&self, i: usize) -> usize;
+    #[inline]
+    fn wire_len(&self, i: usize) -> usize {
+        self.bytes(i).map_or(0, <[u8]>::len)
+    }
     /// A copy of frame `i`'s bytes (for the control plane).
-    fn copy(&self, i: usize) -> Vec<u8>;
+    fn copy(&self, i: usize) -> Vec<u8> {
+        self.bytes(i).map(<[u8]>::to_vec).unwrap_or_default()
+    }
     /// Sends frames `idx` out of `io`; returns how many left.
     fn send(&mut self, io: &mut dyn PacketIo, idx: &[(PortId, usize)]) -> io::Result<usize>;
     /// The burst is done with: release what it still holds.
@@ -579,15 +584,6 @@ impl FrameBurst for RecvBatch {
         } else {
             Some(&mut self.bufs[i])
         }
-    }
-
-    #[inline]
-    fn wire_len(&self, i: usize) -> usize {
-        self.bufs[i].len()
-    }
-
-    fn copy(&self, i: usize) -> Vec<u8> {
-        self.bufs[i].clone()
     }
 
     #[inline]
@@ -615,15 +611,6 @@ impl FrameBurst for crate::dpdk::MbufBurst {
     #[inline]
     fn frame(&mut self, i: usize) -> Option<&mut crate::dpdk::Mbuf> {
         self.get_mut(i).filter(|m| !m.is_segmented())
-    }
-
-    #[inline]
-    fn wire_len(&self, i: usize) -> usize {
-        self.get(i).map(|m| m.bytes().len()).unwrap_or(0)
-    }
-
-    fn copy(&self, i: usize) -> Vec<u8> {
-        self.get(i).map(|m| m.bytes().to_vec()).unwrap_or_default()
     }
 
     fn send(&mut self, io: &mut dyn PacketIo, idx: &[(PortId, usize)]) -> io::Result<usize> {

@@ -427,6 +427,16 @@ mod tests {
         }))
     }
 
+    /// Renames port `id` to "bad", which the picky target refuses.
+    fn rename_bad(id: u32) -> Delta {
+        Delta::Modify(Object::Port(Port {
+            id: PortId(id),
+            name: "bad".into(),
+            mtu: 1500,
+            admin_up: true,
+        }))
+    }
+
     fn installed(h: &DriverHandle) -> ForwardingState {
         let (tx, rx) = channel();
         h.query(move |s, _| tx.send(s.clone()).unwrap());
@@ -529,12 +539,7 @@ mod tests {
         assert_eq!(installed(&h).ports().len(), 2);
         // A refused rename and a refused delete, beside an accepted create.
         h.apply(vec![
-            Delta::Modify(Object::Port(Port {
-                id: PortId(1),
-                name: "bad".into(),
-                mtu: 1500,
-                admin_up: true,
-            })),
+            rename_bad(1),
             Delta::Delete(ObjectKey::Port(PortId(7))),
             port(8, "good"),
         ]);
@@ -553,12 +558,7 @@ mod tests {
         // A refused rename overtaken by an accepted delete of the same port.
         h.apply(vec![port(3, "good")]);
         h.apply(vec![
-            Delta::Modify(Object::Port(Port {
-                id: PortId(3),
-                name: "bad".into(),
-                mtu: 1500,
-                admin_up: true,
-            })),
+            rename_bad(3),
             Delta::Delete(ObjectKey::Port(PortId(3))),
         ]);
         assert!(!installed(&h).ports().contains_key(&PortId(3)));
