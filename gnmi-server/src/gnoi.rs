@@ -633,7 +633,12 @@ async fn run_ping(
         loop {
             let line = tokio::select! {
                 l = lines.next_line() => l,
-                () = tx.closed() => return, // the client left: ping is killed on drop
+                () = tx.closed() => {
+                    // The client left: stop ping and reap it, so no process
+                    // (not even a zombie) outlives the request.
+                    let _ = child.kill().await;
+                    return;
+                }
             };
             let line = match line {
                 Ok(Some(l)) => l,

@@ -185,13 +185,40 @@ async fn ping_refuses_bad_requests() {
     );
 }
 
+/// The children of this test process whose command line contains `needle`.
+fn children_with(needle: &str) -> Vec<u32> {
+    let me = std::process::id();
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // The fields after the command name: state, then the parent's pid.
+        let Some(rest) = stat.rsplit_once(") ").map(|(_, r)| r) else {
+            continue;
+        };
+        let ppid = rest.split(' ').nth(1).and_then(|p| p.parse::<u32>().ok());
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        if ppid == Some(me) && String::from_utf8_lossy(&cmdline).contains(needle) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
 #[tokio::test]
 async fn a_cancelled_ping_stops() {
     let r = start().await;
     let mut c = client(&r).await;
+    // A loopback address no other test pings, so this ping can be told apart
+    // from theirs (the tests of this file run in one process).
+    let dest = "127.0.0.77";
     let mut stream = c
         .ping(PingRequest {
-            destination: "127.0.0.1".into(),
+            destination: dest.into(),
             count: -1,
             interval: 100_000_000,
             ..Default::default()
@@ -203,18 +230,18 @@ async fn a_cancelled_ping_stops() {
         let reply = stream.message().await.expect("reply").expect("more");
         assert_eq!(reply.sequence, seq);
     }
+    let pids = children_with(dest);
+    assert_eq!(pids.len(), 1, "one ping runs for the request: {pids:?}");
     drop(stream);
-    // The server killed its ping: no process pinging forever is left.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let ps = std::process::Command::new("pgrep")
-        .args(["-P", &std::process::id().to_string(), "ping"])
-        .output();
-    if let Ok(out) = ps {
+    // The server killed and reaped its ping: the process is gone.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while std::path::Path::new(&format!("/proc/{}", pids[0])).exists() {
         assert!(
-            out.stdout.is_empty(),
-            "ping still runs: {}",
-            String::from_utf8_lossy(&out.stdout)
+            tokio::time::Instant::now() < deadline,
+            "ping {} still exists 5 s after the client left",
+            pids[0]
         );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
