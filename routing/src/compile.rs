@@ -132,6 +132,33 @@ fn rank(c: &Candidate) -> Rank {
     (c.protocol == Protocol::Neighbor, c.distance, c.protocol)
 }
 
+/// How many BGP routes deep a next hop may be resolved through (a route
+/// via a route via a route...); deeper chains are left unresolved.
+pub const MAX_RECURSION: u8 = 4;
+
+/// The longest BGP route in `bgp` covering `addr`, other than the route for
+/// `own` (the route whose next hop is being resolved).
+pub fn covering_route(
+    bgp: &BTreeMap<IpNet, BgpRoute>,
+    addr: IpAddr,
+    own: IpNet,
+) -> Option<&BgpRoute> {
+    if bgp.is_empty() {
+        return None;
+    }
+    let max = match addr {
+        IpAddr::V4(_) => 32,
+        IpAddr::V6(_) => 128,
+    };
+    (0..=max).rev().find_map(|len| {
+        let p = IpNet::new(addr, len).ok()?.trunc();
+        if p == own {
+            return None;
+        }
+        bgp.get(&p)
+    })
+}
+
 /// Administrative distance and protocol of a BGP route.
 pub fn bgp_rank(r: &BgpRoute) -> (u8, Protocol) {
     if r.ebgp {
@@ -435,7 +462,8 @@ impl Compiler {
         // BGP routes (default VRF), each through its path-list group.
         let mut scratch = Vec::new();
         for r in bgp.values() {
-            let Some((action, shown)) = self.bgp_objects(&mut s, &interfaces, r, &mut scratch)?
+            let Some((action, shown)) =
+                self.bgp_objects(&mut s, &interfaces, bgp, r, &mut scratch)?
             else {
                 continue;
             };
@@ -525,11 +553,13 @@ impl Compiler {
     /// (created when missing) and its path-list group, keyed by (next hops,
     /// backup). Every object created is also pushed to `out` as a Create delta,
     /// in dependency order. Returns the route's action and next hops for display,
-    /// or None when no next hop is on a connected subnet.
+    /// or None when no next hop resolves (see [`Compiler::resolve_next_hop`];
+    /// `bgp` is the BGP table the resolution may go through).
     pub fn bgp_objects(
         &mut self,
         s: &mut ForwardingState,
         interfaces: &[HostInterface],
+        bgp: &BTreeMap<IpNet, BgpRoute>,
         r: &BgpRoute,
         out: &mut Vec<nos_core::Delta>,
     ) -> Result<Option<(RouteAction, Vec<RibNextHop>)>, CompileError> {
@@ -537,9 +567,10 @@ impl Compiler {
         let mut shown = Vec::new();
         for (i, nh) in r.next_hops.iter().enumerate() {
             let weight = r.weights.get(i).copied().unwrap_or(1).max(1);
-            // A next hop on a connected subnet, or else reached through a static
-            // route (recursive resolution, e.g. an eBGP multihop peer's loopback).
-            for (rif, name, ip) in self.resolve_next_hop(interfaces, *nh) {
+            // A next hop on a connected subnet, or else reached recursively
+            // through a static or BGP route (e.g. an eBGP multihop peer's
+            // loopback, an iBGP peer's next hop).
+            for (rif, name, ip) in self.resolve_next_hop(interfaces, bgp, r.prefix, *nh) {
                 let id = self.ensure_next_hop(s, rif, ip, out)?;
                 if members.iter().any(|m: &GroupMember| m.next_hop == id) {
                     continue;
@@ -564,7 +595,7 @@ impl Compiler {
         }
         let mut backup = Vec::new();
         for nh in &r.backup {
-            for (rif, _, ip) in self.resolve_next_hop(interfaces, *nh) {
+            for (rif, _, ip) in self.resolve_next_hop(interfaces, bgp, r.prefix, *nh) {
                 let id = self.ensure_next_hop(s, rif, ip, out)?;
                 if !backup.iter().any(|m: &GroupMember| m.next_hop == id) {
                     backup.push(GroupMember {
@@ -589,29 +620,72 @@ impl Compiler {
         Ok(Some((RouteAction::Group(gid), shown)))
     }
 
-    /// Where a BGP next hop is reached: itself on a connected subnet, or the
-    /// next hops of the longest static route (default VRF) that covers it.
-    fn resolve_next_hop(
+    /// Where a BGP next hop of the route for `own` is reached: itself when it
+    /// is on a connected subnet; otherwise through the longest route covering
+    /// it, a static route (default VRF; it wins a tie, having the lower
+    /// distance) or a BGP route, whose own next hops are resolved the same way
+    /// (at most [`MAX_RECURSION`] BGP routes deep). Nothing when that longest
+    /// route would be `own` itself: a route cannot be reached through itself
+    /// (RFC 4271 9.1.2.1), and no shorter route is used instead.
+    pub fn resolve_next_hop(
         &self,
         interfaces: &[HostInterface],
+        bgp: &BTreeMap<IpNet, BgpRoute>,
+        own: IpNet,
         nh: IpAddr,
     ) -> Vec<(RifId, String, IpAddr)> {
+        let mut out = Vec::new();
+        self.resolve_into(interfaces, bgp, own, nh, MAX_RECURSION, &mut out);
+        out
+    }
+
+    fn resolve_into(
+        &self,
+        interfaces: &[HostInterface],
+        bgp: &BTreeMap<IpNet, BgpRoute>,
+        own: IpNet,
+        nh: IpAddr,
+        depth: u8,
+        out: &mut Vec<(RifId, String, IpAddr)>,
+    ) {
+        let mut add = |x: (RifId, String, IpAddr)| {
+            if !out.iter().any(|o| o.0 == x.0 && o.2 == x.2) {
+                out.push(x);
+            }
+        };
         if let Some(hi) = connected(interfaces, nh) {
-            return vec![(hi.rif.id, hi.rif.name.clone(), nh)];
+            add((hi.rif.id, hi.rif.name.clone(), nh));
+            return;
         }
-        let Some((_, via)) = self
+        let fixed = self
             .statics
             .iter()
             .filter(|(p, _)| p.contains(&nh))
-            .max_by_key(|(p, _)| p.prefix_len())
-        else {
-            return Vec::new();
-        };
-        via.iter()
-            .filter_map(|v| {
-                connected(interfaces, *v).map(|hi| (hi.rif.id, hi.rif.name.clone(), *v))
-            })
-            .collect()
+            .max_by_key(|(p, _)| p.prefix_len());
+        let learned = covering_route(bgp, nh, own);
+        // The route itself would be the longest match: unresolvable.
+        let longest_other = fixed
+            .map(|(p, _)| p.prefix_len())
+            .max(learned.map(|r| r.prefix.prefix_len()));
+        if own.contains(&nh) && Some(own.prefix_len()) > longest_other {
+            return;
+        }
+        // The static route wins a tie: its distance is the lower.
+        match (fixed, learned) {
+            (Some((f, via)), l) if l.is_none_or(|r| f.prefix_len() >= r.prefix.prefix_len()) => {
+                for v in via {
+                    if let Some(hi) = connected(interfaces, *v) {
+                        add((hi.rif.id, hi.rif.name.clone(), *v));
+                    }
+                }
+            }
+            (_, Some(r)) if depth > 0 => {
+                for next in &r.next_hops {
+                    self.resolve_into(interfaces, bgp, r.prefix, *next, depth - 1, out);
+                }
+            }
+            _ => {}
+        }
     }
 
     fn ensure_next_hop(

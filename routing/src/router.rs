@@ -13,7 +13,7 @@ use nos_core::{
     diff, Delta, ForwardingState, GroupId, NextHopId, Object, ObjectKey, RifId, Route, RouteAction,
     RouteKey, VrfId,
 };
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::net::IpAddr;
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -31,6 +31,11 @@ pub struct Router {
     neighbors: BTreeMap<(RifId, IpAddr), LearnedNeighbor>,
     bgp: BTreeMap<IpNet, BgpRoute>,
     current: Compiled,
+    /// Next hops of BGP routes that are not on a connected subnet (reached
+    /// through a static or BGP route, or not at all), each with the prefixes
+    /// whose routes use it: when a BGP route covering one changes, those
+    /// prefixes are programmed again.
+    recursive: BTreeMap<IpAddr, BTreeSet<IpNet>>,
 }
 
 impl Router {
@@ -48,6 +53,17 @@ impl Router {
             Ok(next) => {
                 let deltas = diff(&self.current.state, &next.state);
                 self.current = next;
+                // Which next hops are connected may have changed.
+                self.recursive.clear();
+                let routes: Vec<BgpRoute> = self
+                    .bgp
+                    .values()
+                    .filter(|r| self.needs_resolution(r))
+                    .cloned()
+                    .collect();
+                for r in &routes {
+                    self.track(r.prefix, Some(r), None);
+                }
                 (deltas, self.view())
             }
             Err(e) => {
@@ -118,23 +134,103 @@ impl Router {
                 }
                 BgpRibChange::Set(r) => {
                     let p = r.prefix;
-                    self.bgp.insert(p, r);
+                    let old = self.bgp.insert(p, r);
+                    if !self.recursive.is_empty() || self.needs_resolution(&self.bgp[&p]) {
+                        let new = self.bgp.get(&p).cloned();
+                        self.track(p, new.as_ref(), old.as_ref());
+                    }
                     p
                 }
                 BgpRibChange::Remove(p) => {
-                    self.bgp.remove(&p);
+                    if let Some(old) = self.bgp.remove(&p) {
+                        if !self.recursive.is_empty() {
+                            self.track(p, None, Some(&old));
+                        }
+                    }
                     p
                 }
             };
             if full {
                 continue;
             }
-            if let Err(e) = self.program(prefix, &mut out) {
+            if let Err(e) = self.program_with_dependents(prefix, &mut out) {
                 tracing::debug!("incremental BGP update needs a full compile: {e}");
                 full = true;
             }
         }
         (out, full)
+    }
+
+    /// Whether a BGP route has a next hop (or backup) off every connected subnet.
+    fn needs_resolution(&self, r: &BgpRoute) -> bool {
+        r.next_hops
+            .iter()
+            .chain(&r.backup)
+            .any(|nh| connected(&self.current.interfaces, *nh).is_none())
+    }
+
+    /// Records that the route for `prefix` now has `new`'s next hops where it
+    /// had `old`'s, for those off every connected subnet.
+    fn track(&mut self, prefix: IpNet, new: Option<&BgpRoute>, old: Option<&BgpRoute>) {
+        let interfaces = &self.current.interfaces;
+        let off_subnet = |r: Option<&BgpRoute>| -> Vec<IpAddr> {
+            r.map(|r| {
+                r.next_hops
+                    .iter()
+                    .chain(&r.backup)
+                    .copied()
+                    .filter(|nh| connected(interfaces, *nh).is_none())
+                    .collect()
+            })
+            .unwrap_or_default()
+        };
+        let (new, old) = (off_subnet(new), off_subnet(old));
+        for nh in old.iter().filter(|nh| !new.contains(nh)) {
+            if let Some(users) = self.recursive.get_mut(nh) {
+                users.remove(&prefix);
+                if users.is_empty() {
+                    self.recursive.remove(nh);
+                }
+            }
+        }
+        for nh in new {
+            self.recursive.entry(nh).or_default().insert(prefix);
+        }
+    }
+
+    /// Programs `prefix`, then every prefix whose next hop a route it
+    /// changed covers (those routes resolve through it), and so on down the
+    /// chain, each prefix once.
+    fn program_with_dependents(
+        &mut self,
+        prefix: IpNet,
+        out: &mut Vec<Delta>,
+    ) -> Result<(), String> {
+        self.program(prefix, out)?;
+        if self.recursive.is_empty() {
+            return Ok(());
+        }
+        let mut done = HashSet::from([prefix]);
+        let mut queue = vec![prefix];
+        while let Some(p) = queue.pop() {
+            let (first, last) = match p {
+                IpNet::V4(n) => (IpAddr::V4(n.network()), IpAddr::V4(n.broadcast())),
+                IpNet::V6(n) => (IpAddr::V6(n.network()), IpAddr::V6(n.broadcast())),
+            };
+            let dependents: Vec<IpNet> = self
+                .recursive
+                .range(first..=last)
+                .flat_map(|(_, users)| users.iter().copied())
+                .filter(|d| !done.contains(d))
+                .collect();
+            for d in dependents {
+                if done.insert(d) {
+                    self.program(d, out)?;
+                    queue.push(d);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Brings one BGP prefix's route (and the objects it uses) in line with the
@@ -155,7 +251,7 @@ impl Router {
             Some(r) => {
                 let interfaces = &self.current.interfaces;
                 self.compiler
-                    .bgp_objects(s, interfaces, r, out)
+                    .bgp_objects(s, interfaces, &self.bgp, r, out)
                     .map_err(|e| e.to_string())?
                     .map(|(a, _)| a)
             }
@@ -223,9 +319,7 @@ impl Router {
                     .enumerate()
                     .map(|(i, nh)| RibNextHop {
                         address: Some(*nh),
-                        interface: connected(&self.current.interfaces, *nh)
-                            .map(|h| h.rif.name.clone())
-                            .unwrap_or_else(|| "unreachable".into()),
+                        interface: self.reached_by(r.prefix, *nh),
                         weight: r.weights.get(i).copied().unwrap_or(1),
                     })
                     .collect(),
@@ -234,6 +328,27 @@ impl Router {
         }
         rib.sort_by(|a, b| (&a.vrf, a.prefix).cmp(&(&b.vrf, b.prefix)));
         rib
+    }
+
+    /// How a BGP next hop is reached, for display: the interface, with the
+    /// next hop it resolves to when that is another address.
+    fn reached_by(&self, prefix: IpNet, nh: IpAddr) -> String {
+        let via = self
+            .compiler
+            .resolve_next_hop(&self.current.interfaces, &self.bgp, prefix, nh);
+        if via.is_empty() {
+            return "unreachable".into();
+        }
+        via.iter()
+            .map(|(_, name, ip)| {
+                if *ip == nh {
+                    name.clone()
+                } else {
+                    format!("{name} via {ip}")
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     /// Runs the task until the configuration channel closes or shutdown fires.
@@ -369,8 +484,16 @@ static_routes:
   - { prefix: 203.0.113.0/24, next_hops: [{ address: 192.0.2.2 }] }
 "#;
 
-    /// ISP next hops on the three subnets, and one that no subnet holds.
-    const HOPS: [&str; 4] = ["198.51.100.2", "198.18.1.2", "192.0.2.9", "10.9.9.9"];
+    /// ISP next hops on the three subnets, one that nothing reaches, and one
+    /// that only BGP routes reach (198.19.3.0/24 and the 198.19.0.0/16 the
+    /// generator also announces).
+    const HOPS: [&str; 5] = [
+        "198.51.100.2",
+        "198.18.1.2",
+        "192.0.2.9",
+        "10.9.9.9",
+        "198.19.3.9",
+    ];
 
     fn router() -> Router {
         let mut r = Router::new();
@@ -382,22 +505,22 @@ static_routes:
     fn change(sel: (u8, u8, u8, u8, bool)) -> BgpRibChange {
         let (p, nh_mask, backup, kind, ebgp) = sel;
         // Prefix 203.0.113.0/24 collides with the static route on purpose.
-        let prefix: IpNet = if p == 0 {
-            "203.0.113.0/24".parse().unwrap()
-        } else {
-            format!("198.19.{p}.0/24").parse().unwrap()
+        let prefix: IpNet = match p {
+            0 => "203.0.113.0/24".parse().unwrap(),
+            12 => "198.19.0.0/16".parse().unwrap(),
+            p => format!("198.19.{p}.0/24").parse().unwrap(),
         };
         if kind == 0 {
             return BgpRibChange::Remove(prefix);
         }
-        let mut next_hops: Vec<IpAddr> = (0..4)
+        let mut next_hops: Vec<IpAddr> = (0..HOPS.len())
             .filter(|i| nh_mask & (1 << i) != 0)
             .map(|i| HOPS[i].parse().unwrap())
             .collect();
         if next_hops.is_empty() {
             next_hops.push(HOPS[0].parse().unwrap());
         }
-        let b: IpAddr = HOPS[usize::from(backup % 4)].parse().unwrap();
+        let b: IpAddr = HOPS[usize::from(backup) % HOPS.len()].parse().unwrap();
         let backup = if next_hops.contains(&b) {
             vec![]
         } else {
@@ -419,7 +542,7 @@ static_routes:
         #[test]
         fn incremental_bgp_matches_a_full_compile(
             batches in prop::collection::vec(
-                prop::collection::vec((0u8..12, 0u8..16, any::<u8>(), 0u8..3, any::<bool>()), 1..20),
+                prop::collection::vec((0u8..13, 0u8..32, any::<u8>(), 0u8..3, any::<bool>()), 1..20),
                 1..8,
             )
         ) {
@@ -445,6 +568,136 @@ static_routes:
                 prop_assert!(d.is_empty(), "incremental and full differ: {:?}", d);
             }
         }
+    }
+
+    fn bgp_route(prefix: &str, nh: &str) -> BgpRoute {
+        BgpRoute {
+            prefix: prefix.parse().unwrap(),
+            next_hops: vec![nh.parse().unwrap()],
+            weights: Vec::new(),
+            ebgp: false,
+            backup: Vec::new(),
+        }
+    }
+
+    /// The next hop addresses a route forwards to, if it is installed.
+    fn forwards_via(r: &Router, prefix: &str) -> Option<Vec<IpAddr>> {
+        let s = &r.current.state;
+        let key = RouteKey {
+            vrf: VrfId::DEFAULT,
+            prefix: prefix.parse().unwrap(),
+        };
+        let action = s.routes().get(&key)?;
+        let ids = match action {
+            RouteAction::NextHop(n) => vec![*n],
+            RouteAction::Group(g) => s.groups()[g].members.iter().map(|m| m.next_hop).collect(),
+            _ => return Some(Vec::new()),
+        };
+        Some(ids.iter().map(|id| s.next_hops()[id].ip).collect())
+    }
+
+    #[test]
+    fn a_next_hop_resolves_through_a_bgp_route_and_follows_it() {
+        let mut r = router();
+        let isp1: IpAddr = "198.51.100.2".parse().unwrap();
+        let isp2: IpAddr = "198.18.1.2".parse().unwrap();
+        // An iBGP route whose next hop (a loopback) is reached through an
+        // eBGP route; the order they arrive in does not matter.
+        let (_, full) = r.bgp(vec![BgpRibChange::Set(bgp_route(
+            "10.1.0.0/16",
+            "198.19.3.9",
+        ))]);
+        assert!(!full);
+        assert_eq!(
+            forwards_via(&r, "10.1.0.0/16"),
+            None,
+            "nothing reaches its next hop yet"
+        );
+        r.bgp(vec![BgpRibChange::Set(bgp_route(
+            "198.19.3.0/24",
+            "198.51.100.2",
+        ))]);
+        assert_eq!(forwards_via(&r, "10.1.0.0/16"), Some(vec![isp1]));
+        let shown = r
+            .rib()
+            .into_iter()
+            .find(|e| e.prefix.to_string() == "10.1.0.0/16")
+            .unwrap();
+        assert_eq!(shown.next_hops[0].interface, "eth2 via 198.51.100.2");
+
+        // The covering route moves to the other ISP: the dependent follows
+        // without being announced again.
+        let (deltas, _) = r.bgp(vec![BgpRibChange::Set(bgp_route(
+            "198.19.3.0/24",
+            "198.18.1.2",
+        ))]);
+        assert_eq!(forwards_via(&r, "10.1.0.0/16"), Some(vec![isp2]));
+        let dependent = ObjectKey::Route(RouteKey {
+            vrf: VrfId::DEFAULT,
+            prefix: "10.1.0.0/16".parse().unwrap(),
+        });
+        assert!(
+            deltas.iter().any(|d| d.key() == dependent),
+            "the dependent was rewritten: {deltas:?}"
+        );
+
+        // A longer covering route takes over; its removal gives the next hop
+        // back to the shorter one; with none left the dependent goes.
+        r.bgp(vec![BgpRibChange::Set(bgp_route(
+            "198.19.3.8/29",
+            "192.0.2.9",
+        ))]);
+        assert_eq!(
+            forwards_via(&r, "10.1.0.0/16"),
+            Some(vec!["192.0.2.9".parse().unwrap()])
+        );
+        r.bgp(vec![BgpRibChange::Remove("198.19.3.8/29".parse().unwrap())]);
+        assert_eq!(forwards_via(&r, "10.1.0.0/16"), Some(vec![isp2]));
+        r.bgp(vec![BgpRibChange::Remove("198.19.3.0/24".parse().unwrap())]);
+        assert_eq!(forwards_via(&r, "10.1.0.0/16"), None);
+        let shown = r
+            .rib()
+            .into_iter()
+            .find(|e| e.prefix.to_string() == "10.1.0.0/16")
+            .unwrap();
+        assert_eq!(shown.next_hops[0].interface, "unreachable");
+    }
+
+    #[test]
+    fn a_route_is_not_reached_through_itself() {
+        let mut r = router();
+        // The next hop is only under the route's own prefix.
+        r.bgp(vec![BgpRibChange::Set(bgp_route(
+            "10.5.0.0/16",
+            "10.5.0.1",
+        ))]);
+        assert_eq!(forwards_via(&r, "10.5.0.0/16"), None);
+        // A shorter route covering the next hop does not help: the route
+        // itself would be the longest match.
+        r.bgp(vec![BgpRibChange::Set(bgp_route(
+            "10.0.0.0/8",
+            "198.51.100.2",
+        ))]);
+        assert_eq!(forwards_via(&r, "10.5.0.0/16"), None);
+        // A longer one does.
+        r.bgp(vec![BgpRibChange::Set(bgp_route(
+            "10.5.0.0/24",
+            "198.18.1.2",
+        ))]);
+        assert_eq!(
+            forwards_via(&r, "10.5.0.0/16"),
+            Some(vec!["198.18.1.2".parse().unwrap()])
+        );
+        // Two routes reached only through each other are both left out.
+        r.bgp(vec![
+            BgpRibChange::Set(bgp_route("172.16.1.0/24", "172.16.2.1")),
+            BgpRibChange::Set(bgp_route("172.16.2.0/24", "172.16.1.1")),
+        ]);
+        assert_eq!(forwards_via(&r, "172.16.1.0/24"), None);
+        assert_eq!(forwards_via(&r, "172.16.2.0/24"), None);
+        // What the updates built is what a full compile builds.
+        let full = r.compiler.compile(&r.config, &r.neighbors, &r.bgp).unwrap();
+        assert!(diff(&r.current.state, &full.state).is_empty());
     }
 
     #[test]
