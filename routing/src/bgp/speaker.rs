@@ -257,6 +257,16 @@ pub struct Speaker {
     /// Static-route prefixes of the default VRF (a next hop anywhere under one
     /// is reachable; unlike a connected subnet, the prefix's own address too).
     reachable_static: Vec<IpNet>,
+    /// Next hops of paths that are on no connected subnet (reached through a
+    /// static or a Loc-RIB route, or not at all), each with the prefixes that
+    /// have such a path: when a Loc-RIB route covering one changes, those
+    /// prefixes are decided again.
+    nh_users: BTreeMap<IpAddr, HashSet<IpNet>>,
+    /// The tracked next hops per prefix (`nh_users` the other way round).
+    nh_of: HashMap<IpNet, SmallVec<[IpAddr; 2]>>,
+    /// The prefixes decided again since a covering route changed, while that
+    /// goes on (each is decided once, so a chain of routes cannot loop).
+    redeciding: Option<HashSet<IpNet>>,
     /// Whether an upstream session is established (the default route is sent).
     default_up: bool,
     /// Until when sessions say we restarted (graceful restart's "Restart
@@ -1168,15 +1178,125 @@ impl Speaker {
         }
     }
 
-    /// Whether a next hop can be reached: on a connected subnet or under a
-    /// static route (IPv6 link-local next hops are on-link by definition).
-    fn resolvable(&self, nh: IpAddr) -> bool {
+    /// Whether a next hop is on a connected subnet (IPv6 link-local next hops
+    /// are on-link by definition).
+    fn on_subnet(&self, nh: IpAddr) -> bool {
         nos_core::is_link_local(nh)
             || self
                 .reachable
                 .iter()
                 .any(|n| n.contains(&nh) && n.addr() != nh)
-            || self.reachable_static.iter().any(|n| n.contains(&nh))
+    }
+
+    /// Whether a next hop of a path for `own` can be reached: on a connected
+    /// subnet, or through the longest route covering it, a static route (which
+    /// wins a tie) or a Loc-RIB route whose own next hops can be reached (at
+    /// most `MAX_RECURSION` routes deep), but not when that longest route
+    /// would be `own` itself (RFC 4271 9.1.2.1). The router resolves next hops
+    /// by the same rules (`Compiler::resolve_next_hop`).
+    fn resolvable(&self, nh: IpAddr, own: &IpNet) -> bool {
+        self.resolves(nh, own, crate::compile::MAX_RECURSION)
+    }
+
+    fn resolves(&self, nh: IpAddr, own: &IpNet, depth: u8) -> bool {
+        if self.on_subnet(nh) {
+            return true;
+        }
+        let fixed = self
+            .reachable_static
+            .iter()
+            .filter(|n| n.contains(&nh))
+            .map(|n| n.prefix_len())
+            .max();
+        let learned = self.covering_route(nh, own);
+        let learned_len = learned.map(|(p, _)| p.prefix_len());
+        if own.contains(&nh) && Some(own.prefix_len()) > fixed.max(learned_len) {
+            return false;
+        }
+        match (fixed, learned) {
+            (Some(f), l) if l.is_none_or(|(p, _)| f >= p.prefix_len()) => true,
+            (_, Some((p, sel))) if depth > 0 => sel.iter().any(|src| match src {
+                Source::Peer(a) => self
+                    .peers
+                    .get(a)
+                    .and_then(|peer| peer.adj_in.get(&p))
+                    .is_some_and(|at| self.resolves(at.next_hop.unwrap_or(*a), &p, depth - 1)),
+                Source::Local => false,
+            }),
+            _ => false,
+        }
+    }
+
+    /// The longest Loc-RIB route that forwards (its best path is a peer's)
+    /// covering `addr`, other than the one for `own`.
+    fn covering_route(&self, addr: IpAddr, own: &IpNet) -> Option<(IpNet, &Selected)> {
+        if self.loc.is_empty() {
+            return None;
+        }
+        let max = match addr {
+            IpAddr::V4(_) => 32,
+            IpAddr::V6(_) => 128,
+        };
+        (0..=max).rev().find_map(|len| {
+            let p = IpNet::new(addr, len).ok()?.trunc();
+            if p == *own {
+                return None;
+            }
+            self.loc
+                .get(&p)
+                .filter(|sel| matches!(sel.first(), Some(Source::Peer(_))))
+                .map(|sel| (p, sel))
+        })
+    }
+
+    /// Records the next hops off every connected subnet that `pfx`'s paths
+    /// have now (`tracked`).
+    fn track_next_hops(&mut self, pfx: IpNet, tracked: SmallVec<[IpAddr; 2]>) {
+        let old = if tracked.is_empty() {
+            self.nh_of.remove(&pfx).unwrap_or_default()
+        } else {
+            self.nh_of.insert(pfx, tracked.clone()).unwrap_or_default()
+        };
+        for nh in old.iter().filter(|nh| !tracked.contains(nh)) {
+            if let Some(users) = self.nh_users.get_mut(nh) {
+                users.remove(&pfx);
+                if users.is_empty() {
+                    self.nh_users.remove(nh);
+                }
+            }
+        }
+        for nh in tracked {
+            self.nh_users.entry(nh).or_default().insert(pfx);
+        }
+    }
+
+    /// Decides again the prefixes whose paths have a next hop under `pfx`,
+    /// whose Loc-RIB route just changed: they may be reached through it, or
+    /// no longer.
+    fn decide_dependents(&mut self, pfx: IpNet, changes: &mut Vec<BgpRibChange>, out: &mut Outbox) {
+        let (first, last) = match pfx {
+            IpNet::V4(n) => (IpAddr::V4(n.network()), IpAddr::V4(n.broadcast())),
+            IpNet::V6(n) => (IpAddr::V6(n.network()), IpAddr::V6(n.broadcast())),
+        };
+        let dependents: Vec<IpNet> = self
+            .nh_users
+            .range(first..=last)
+            .flat_map(|(_, users)| users.iter().copied())
+            .filter(|d| *d != pfx)
+            .collect();
+        if dependents.is_empty() {
+            return;
+        }
+        let top = self.redeciding.is_none();
+        let seen = self.redeciding.get_or_insert_with(HashSet::default);
+        seen.insert(pfx);
+        let todo: Vec<IpNet> = dependents.into_iter().filter(|d| seen.insert(*d)).collect();
+        for d in todo {
+            self.decide(d, changes, out);
+        }
+        if top {
+            self.redeciding = None;
+        }
     }
 
     /// Drops the stale routes of peers whose graceful restart took too long.
@@ -1219,13 +1339,20 @@ impl Speaker {
         if self.local.contains_key(&pfx) {
             cands.push(Source::Local);
         }
+        let mut off_subnet: SmallVec<[IpAddr; 2]> = SmallVec::new();
         for (a, p) in &self.peers {
             if let Some(attrs) = p.adj_in.get(&pfx) {
                 let nh = attrs.next_hop.unwrap_or(*a);
-                if self.resolvable(nh) {
+                if !self.on_subnet(nh) && !off_subnet.contains(&nh) {
+                    off_subnet.push(nh);
+                }
+                if self.resolvable(nh, &pfx) {
                     cands.push(Source::Peer(*a));
                 }
             }
+        }
+        if !off_subnet.is_empty() || self.nh_of.contains_key(&pfx) {
+            self.track_next_hops(pfx, off_subnet);
         }
         // Deterministic MED: MED only orders paths from the same neighbor AS, so
         // first pick the best of each neighbor AS, then compare those winners
@@ -1343,6 +1470,9 @@ impl Speaker {
         let peers: SmallVec<[IpAddr; 8]> = self.peers.keys().copied().collect();
         for a in peers {
             self.export_one(a, pfx, out);
+        }
+        if !self.nh_users.is_empty() {
+            self.decide_dependents(pfx, changes, out);
         }
     }
 
@@ -2415,6 +2545,130 @@ bgp:
         );
         let r = last_set(&changes, "203.0.113.0/24").unwrap();
         assert_eq!(r.next_hops, vec![ISP2.parse::<IpAddr>().unwrap()]);
+    }
+
+    /// An UPDATE from `peer` announcing `prefix` with next hop `nh`.
+    fn announce_via(peer: &str, path: Vec<u32>, prefix: &str, nh: &str) -> SessionEvent {
+        let mut a = PathAttrs::new(
+            Origin::Igp,
+            vec![AsSegment::Sequence(path)],
+            Some(nh.parse().unwrap()),
+        );
+        a.med = None;
+        SessionEvent::Update {
+            peer: peer.parse().unwrap(),
+            update: Update {
+                announced: vec![Nlri {
+                    prefix: prefix.parse().unwrap(),
+                    path_id: None,
+                }],
+                attrs: Some(Arc::new(a)),
+                ..Default::default()
+            },
+        }
+    }
+
+    fn withdrawal(peer: &str, prefix: &str) -> SessionEvent {
+        SessionEvent::Update {
+            peer: peer.parse().unwrap(),
+            update: Update {
+                withdrawn: vec![Nlri {
+                    prefix: prefix.parse().unwrap(),
+                    path_id: None,
+                }],
+                ..Default::default()
+            },
+        }
+    }
+
+    fn last_removed(changes: &[BgpRibChange], prefix: &str) -> bool {
+        let p: IpNet = prefix.parse().unwrap();
+        changes
+            .iter()
+            .rev()
+            .find_map(|c| match c {
+                BgpRibChange::Set(r) if r.prefix == p => Some(false),
+                BgpRibChange::Remove(r) if *r == p => Some(true),
+                _ => None,
+            })
+            .unwrap_or(false)
+    }
+
+    #[tokio::test]
+    async fn a_next_hop_reached_through_a_learned_route_follows_that_route() {
+        let (mut s, _rib) =
+            speaker("  upstreams:\n    - { name: other, neighbors: [192.0.2.3], role: primary }\n")
+                .await;
+        let (mut changes, mut out) = (Vec::new(), Outbox::default());
+        s.event(up(ISP1, 64501, "198.51.100.1"), &mut changes, &mut out);
+        s.event(up(ISP2, 64502, "198.18.1.1"), &mut changes, &mut out);
+        // ISP2's path has a next hop on no subnet, which nothing reaches yet.
+        s.event(
+            announce_via(ISP2, vec![64502], "10.1.0.0/16", "198.19.3.9"),
+            &mut changes,
+            &mut out,
+        );
+        assert!(last_set(&changes, "10.1.0.0/16").is_none());
+        // ISP1 announces a route covering that next hop: the path is now
+        // reached through it, without ISP2 sending anything again.
+        s.event(
+            announce(ISP1, vec![64501], "198.19.3.0/24"),
+            &mut changes,
+            &mut out,
+        );
+        let r = last_set(&changes, "10.1.0.0/16").expect("the path is selected");
+        assert_eq!(r.next_hops, vec!["198.19.3.9".parse::<IpAddr>().unwrap()]);
+        // The covering route is withdrawn: so is the path that needed it.
+        s.event(withdrawal(ISP1, "198.19.3.0/24"), &mut changes, &mut out);
+        assert!(last_removed(&changes, "198.19.3.0/24"));
+        assert!(last_removed(&changes, "10.1.0.0/16"));
+        // Once the path has gone, nothing is tracked for it any more.
+        s.event(withdrawal(ISP2, "10.1.0.0/16"), &mut changes, &mut out);
+        assert!(s.nh_users.is_empty() && s.nh_of.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_route_is_not_reached_through_itself_or_a_loop() {
+        let (mut s, _rib) =
+            speaker("  upstreams:\n    - { name: other, neighbors: [192.0.2.3], role: primary }\n")
+                .await;
+        let (mut changes, mut out) = (Vec::new(), Outbox::default());
+        s.event(up(ISP1, 64501, "198.51.100.1"), &mut changes, &mut out);
+        s.event(up(ISP2, 64502, "198.18.1.1"), &mut changes, &mut out);
+        // Its next hop is under its own prefix and under a shorter route:
+        // the route itself would be the longest match.
+        s.event(
+            announce(ISP1, vec![64501], "10.0.0.0/8"),
+            &mut changes,
+            &mut out,
+        );
+        s.event(
+            announce_via(ISP2, vec![64502], "10.5.0.0/16", "10.5.0.1"),
+            &mut changes,
+            &mut out,
+        );
+        assert!(last_set(&changes, "10.5.0.0/16").is_none());
+        // A longer route covering the next hop reaches it.
+        s.event(
+            announce(ISP1, vec![64501], "10.5.0.0/24"),
+            &mut changes,
+            &mut out,
+        );
+        assert!(last_set(&changes, "10.5.0.0/16").is_some());
+        // Two routes reached only through each other are both left out, and
+        // deciding them terminates.
+        s.event(
+            announce_via(ISP2, vec![64502], "172.16.1.0/24", "172.16.2.1"),
+            &mut changes,
+            &mut out,
+        );
+        s.event(
+            announce_via(ISP2, vec![64502], "172.16.2.0/24", "172.16.1.1"),
+            &mut changes,
+            &mut out,
+        );
+        assert!(last_set(&changes, "172.16.1.0/24").is_none());
+        assert!(last_set(&changes, "172.16.2.0/24").is_none());
     }
 
     /// An OPEN that can restart gracefully (not restarting now).
