@@ -677,7 +677,10 @@ fn keeps_forwarding_while_frr_restarts_gracefully() {
 
 /// eBGP multihop: FRR peers from its loopback 203.0.113.99, which nosd reaches
 /// by a static route; FRR's routes carry that loopback as next hop, resolved
-/// recursively through the static route.
+/// recursively through the static route. One more route, 198.20.0.0/16, has
+/// the next hop 198.19.0.1 (set by FRR's export route-map), which only FRR's
+/// BGP route 198.19.0.0/16 covers: resolved through that BGP route, then the
+/// static route.
 #[test]
 fn peers_over_ebgp_multihop_and_resolves_next_hops_recursively() {
     for tool in ["ip", "ping", "vtysh"] {
@@ -704,6 +707,7 @@ fn peers_over_ebgp_multihop_and_resolves_next_hops_recursively() {
         ),
         (&isp1, "ip addr add 203.0.113.99/32 dev lo".to_string()),
         (&isp1, "ip addr add 198.19.0.1/32 dev lo".to_string()),
+        (&isp1, "ip addr add 198.20.0.1/32 dev lo".to_string()),
         (&isp1, "ip route add default via 198.51.100.1".to_string()),
     ] {
         let args: Vec<&str> = cmd.split_whitespace().collect();
@@ -720,6 +724,13 @@ fn peers_over_ebgp_multihop_and_resolves_next_hops_recursively() {
 hostname {isp1}
 log file {}/bgpd.log debugging
 !
+ip prefix-list third-party seq 5 permit 198.20.0.0/16
+!
+route-map to-nos permit 10
+ match ip address prefix-list third-party
+ set ip next-hop 198.19.0.1
+route-map to-nos permit 20
+!
 router bgp 64501
  bgp router-id 203.0.113.99
  no bgp ebgp-requires-policy
@@ -731,6 +742,8 @@ router bgp 64501
  neighbor 192.0.2.1 timers connect 1
  address-family ipv4 unicast
   network 198.19.0.0/16
+  network 198.20.0.0/16
+  neighbor 192.0.2.1 route-map to-nos out
  exit-address-family
 !
 "#,
@@ -784,6 +797,22 @@ bgp:
     assert!(
         eventually(Duration::from_secs(10), || l.ping("198.19.0.1")),
         "host A cannot reach 198.19.0.1"
+    );
+    // Through a BGP route, then the static route, to the same interface.
+    assert!(
+        installed_via(&l, "198.20.0.0/16", "198.51.100.2", 15),
+        "198.20.0.0/16 not installed through 198.19.0.0/16: {:?}\n{}",
+        fib_next_hops(&l, "198.20.0.0/16"),
+        l.log()
+    );
+    let routes = l.nosctl(&["show", "bgp", "routes", "198.20.0.0/16"]);
+    assert!(
+        routes.to_string().contains("198.19.0.1"),
+        "the route keeps its BGP next hop: {routes}"
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || l.ping("198.20.0.1")),
+        "host A cannot reach 198.20.0.1"
     );
     drop(cleanup);
 }
