@@ -127,13 +127,19 @@ impl Drop for RxRing {
 }
 
 impl RxRing {
+    /// The slot size for frames of an interface with MTU `mtu`: the slot
+    /// header, the kernel's sockaddr_ll and alignment, then Ethernet and a tag.
+    fn frame_size_for(mtu: usize) -> usize {
+        (128 + 18 + mtu.clamp(576, 9216))
+            .next_power_of_two()
+            .max(2048)
+    }
+
     /// Sets up a TPACKET_V2 receive ring on `fd` with slots for frames of the
-    /// interface's MTU (a larger frame arrives cut, and counts as an error).
+    /// interface's MTU (a larger frame arrives cut, and counts as an error;
+    /// see [`PacketSocket::recv_batch`] for an MTU that grows later).
     fn new(fd: RawFd, ifname: &str) -> io::Result<Self> {
-        let mtu = interface_mtu(fd, ifname).unwrap_or(1500).clamp(576, 9216);
-        // Slot header, the kernel's sockaddr_ll and alignment, then Ethernet
-        // and a tag.
-        let frame_size = (128 + 18 + mtu).next_power_of_two().max(2048);
+        let frame_size = Self::frame_size_for(interface_mtu(fd, ifname).unwrap_or(1500));
         let block_size = frame_size.max(1 << 16);
         // RING_BYTES, but room for at least MIN_RING_FRAMES frames of any size
         // (a jumbo-frame port's slots are large).
@@ -403,7 +409,12 @@ impl PacketSocket {
     }
 
     /// Receives up to [`BATCH`] frames into `batch` without blocking; returns how many.
-    pub fn recv_batch(&self, batch: &mut RecvBatch) -> io::Result<usize> {
+    ///
+    /// A frame cut by the receive ring makes the socket look at the
+    /// interface's MTU again: when it has grown past what the ring's slots
+    /// hold, the ring is set up anew with larger slots (the frames still in
+    /// the old one are lost with it).
+    pub fn recv_batch(&mut self, batch: &mut RecvBatch) -> io::Result<usize> {
         let Some(ring) = &self.ring else {
             return self.recv_mmsg(batch);
         };
@@ -414,7 +425,48 @@ impl PacketSocket {
             // outside the ring; a receive call clears both.
             return self.recv_mmsg(batch);
         }
+        if batch.meta[..n].iter().any(|m| m.truncated) {
+            self.fit_ring_to_mtu();
+        }
         Ok(n)
+    }
+
+    /// Sets the receive ring up again if the interface's MTU now needs larger
+    /// slots; when that fails, frames are received with recvmmsg instead
+    /// (which takes frames of any size).
+    fn fit_ring_to_mtu(&mut self) {
+        let fd = self.fd.as_raw_fd();
+        let Some(mtu) = interface_mtu(fd, &self.ifname) else {
+            return;
+        };
+        let old = match &self.ring {
+            Some(r) if RxRing::frame_size_for(mtu) > r.frame_size => r.frame_size,
+            _ => return,
+        };
+        // The old mapping goes first: the kernel frees a ring only when it
+        // is no longer mapped; an all-zero request frees it.
+        self.ring = None;
+        // SAFETY: tpacket_req is plain data; all-zero asks for no ring.
+        let none: TpacketReq = unsafe { zeroed() };
+        if setsockopt(fd, libc::SOL_PACKET, PACKET_RX_RING, &none) < 0 {
+            let e = last_err("releasing the receive ring", &self.ifname);
+            tracing::warn!(interface = %self.ifname, mtu, "{e}; receiving with recvmmsg");
+            return;
+        }
+        match RxRing::new(fd, &self.ifname) {
+            Ok(r) => {
+                tracing::info!(
+                    interface = %self.ifname,
+                    mtu,
+                    "MTU grew: receive ring slots {old} -> {} bytes",
+                    r.frame_size
+                );
+                self.ring = Some(r);
+            }
+            Err(e) => {
+                tracing::warn!(interface = %self.ifname, mtu, "{e}; receiving with recvmmsg");
+            }
+        }
     }
 
     fn recv_mmsg(&self, batch: &mut RecvBatch) -> io::Result<usize> {
@@ -904,7 +956,7 @@ mod tests {
     #[test]
     fn receives_through_its_ring_what_was_sent() {
         in_own_namespace(|| {
-            let receiver = PacketSocket::open("lo").expect("receiver");
+            let mut receiver = PacketSocket::open("lo").expect("receiver");
             assert!(receiver.has_ring(), "the receive ring is set up");
             let sender = PacketSocket::open("lo").expect("sender");
             let frames: Vec<Vec<u8>> = [60usize, 1000, 1514, 9000]
@@ -939,6 +991,64 @@ mod tests {
             assert_eq!(got.len(), frames.len());
             assert!(got == frames, "frames arrive whole and in order");
         });
+    }
+
+    /// An interface whose MTU grows after its socket opened: the first large
+    /// frame arrives cut (and is counted as such), the socket sets its ring
+    /// up for the new MTU, and the next large frames arrive whole; alone and
+    /// in a fanout group (as with several workers).
+    #[test]
+    fn a_grown_mtu_resizes_the_receive_ring() {
+        for group in [None, Some(0x77)] {
+            let (small, big, seen, len) = in_own_namespace(move || {
+                let ip = |args: &[&str]| {
+                    let st = std::process::Command::new("ip")
+                        .args(args)
+                        .status()
+                        .expect("ip");
+                    assert!(st.success(), "ip {args:?}");
+                };
+                ip(&["link", "set", "lo", "mtu", "1500"]);
+                let mut receiver = PacketSocket::open_in_fanout("lo", group).expect("receiver");
+                let sender = PacketSocket::open("lo").expect("sender");
+                let small = receiver.ring.as_ref().expect("a receive ring").frame_size;
+                ip(&["link", "set", "lo", "mtu", "9000"]);
+                let mut frame = vec![7u8; 6000];
+                frame[12..14].copy_from_slice(&0x88b5u16.to_be_bytes());
+                // (length, cut) of each test frame received.
+                let mut seen: Vec<(usize, bool)> = Vec::new();
+                let mut batch = RecvBatch::default();
+                for _ in 0..3 {
+                    assert_eq!(sender.send_batch(&[&frame]).expect("send"), 1);
+                    let before = seen.len();
+                    let end = std::time::Instant::now() + std::time::Duration::from_secs(2);
+                    while seen.len() == before && std::time::Instant::now() < end {
+                        let n = receiver.recv_batch(&mut batch).expect("receive");
+                        for i in 0..n {
+                            if batch.bufs[i].get(12..14) == Some(&0x88b5u16.to_be_bytes()[..]) {
+                                seen.push((batch.bufs[i].len(), batch.meta[i].truncated));
+                            }
+                        }
+                    }
+                }
+                let big = receiver.ring.as_ref().map_or(0, |r| r.frame_size);
+                (small, big, seen, frame.len())
+            });
+            assert!(
+                small < len && big > len,
+                "{group:?}: slots {small} -> {big} bytes"
+            );
+            assert_eq!(seen.len(), 3, "{group:?}: every frame arrived: {seen:?}");
+            assert!(
+                seen[0].1 && seen[0].0 < len,
+                "{group:?}: the first arrived cut: {seen:?}"
+            );
+            assert_eq!(
+                &seen[1..],
+                &[(len, false), (len, false)],
+                "{group:?}: then whole"
+            );
+        }
     }
 
     #[test]

@@ -324,7 +324,7 @@ fn vlan_host_responder() {
     let Ok(ifname) = std::env::var("NOS_VLAN_HOST_IF") else {
         return;
     };
-    let sock = PacketSocket::open(&ifname).expect("open host C's interface");
+    let mut sock = PacketSocket::open(&ifname).expect("open host C's interface");
     let me: Ipv4Addr = C_V4.parse().unwrap();
     let mac = MacAddr([0x02, 0, 0, 0, 0x0c, 0x02]);
     let mut batch = RecvBatch::default();
