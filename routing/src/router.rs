@@ -4,7 +4,7 @@
 
 use crate::bgp::speaker::{BgpRibChange, BgpRoute};
 use crate::compile::{
-    bgp_rank, connected, Compiled, Compiler, LearnedNeighbor, RibEntry, RibNextHop,
+    bgp_rank, connected, Compiled, Compiler, HostInterface, LearnedNeighbor, RibEntry, RibNextHop,
 };
 use crate::host::{HostView, NeighborEvent};
 use ipnet::IpNet;
@@ -13,6 +13,7 @@ use nos_core::{
     diff, Delta, ForwardingState, GroupId, NextHopId, Object, ObjectKey, RifId, Route, RouteAction,
     RouteKey, VrfId,
 };
+use smallvec::SmallVec;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::net::IpAddr;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -52,17 +53,20 @@ impl Router {
         {
             Ok(next) => {
                 let deltas = diff(&self.current.state, &next.state);
+                let subnets_changed = next.interfaces != self.current.interfaces;
                 self.current = next;
-                // Which next hops are connected may have changed.
-                self.recursive.clear();
-                let routes: Vec<BgpRoute> = self
-                    .bgp
-                    .values()
-                    .filter(|r| self.needs_resolution(r))
-                    .cloned()
-                    .collect();
-                for r in &routes {
-                    self.track(r.prefix, Some(r), None);
+                if subnets_changed {
+                    // Which next hops are on a connected subnet may have changed.
+                    self.recursive.clear();
+                    for r in self.bgp.values() {
+                        track(
+                            &self.current.interfaces,
+                            &mut self.recursive,
+                            r.prefix,
+                            Some(r),
+                            None,
+                        );
+                    }
                 }
                 (deltas, self.view())
             }
@@ -134,17 +138,28 @@ impl Router {
                 }
                 BgpRibChange::Set(r) => {
                     let p = r.prefix;
+                    let interfaces = &self.current.interfaces;
+                    let fresh = needs_resolution(interfaces, &r);
                     let old = self.bgp.insert(p, r);
-                    if !self.recursive.is_empty() || self.needs_resolution(&self.bgp[&p]) {
-                        let new = self.bgp.get(&p).cloned();
-                        self.track(p, new.as_ref(), old.as_ref());
+                    let stale = old
+                        .as_ref()
+                        .is_some_and(|o| needs_resolution(interfaces, o));
+                    if fresh || stale {
+                        track(
+                            interfaces,
+                            &mut self.recursive,
+                            p,
+                            self.bgp.get(&p),
+                            old.as_ref(),
+                        );
                     }
                     p
                 }
                 BgpRibChange::Remove(p) => {
                     if let Some(old) = self.bgp.remove(&p) {
-                        if !self.recursive.is_empty() {
-                            self.track(p, None, Some(&old));
+                        let interfaces = &self.current.interfaces;
+                        if needs_resolution(interfaces, &old) {
+                            track(interfaces, &mut self.recursive, p, None, Some(&old));
                         }
                     }
                     p
@@ -159,43 +174,6 @@ impl Router {
             }
         }
         (out, full)
-    }
-
-    /// Whether a BGP route has a next hop (or backup) off every connected subnet.
-    fn needs_resolution(&self, r: &BgpRoute) -> bool {
-        r.next_hops
-            .iter()
-            .chain(&r.backup)
-            .any(|nh| connected(&self.current.interfaces, *nh).is_none())
-    }
-
-    /// Records that the route for `prefix` now has `new`'s next hops where it
-    /// had `old`'s, for those off every connected subnet.
-    fn track(&mut self, prefix: IpNet, new: Option<&BgpRoute>, old: Option<&BgpRoute>) {
-        let interfaces = &self.current.interfaces;
-        let off_subnet = |r: Option<&BgpRoute>| -> Vec<IpAddr> {
-            r.map(|r| {
-                r.next_hops
-                    .iter()
-                    .chain(&r.backup)
-                    .copied()
-                    .filter(|nh| connected(interfaces, *nh).is_none())
-                    .collect()
-            })
-            .unwrap_or_default()
-        };
-        let (new, old) = (off_subnet(new), off_subnet(old));
-        for nh in old.iter().filter(|nh| !new.contains(nh)) {
-            if let Some(users) = self.recursive.get_mut(nh) {
-                users.remove(&prefix);
-                if users.is_empty() {
-                    self.recursive.remove(nh);
-                }
-            }
-        }
-        for nh in new {
-            self.recursive.entry(nh).or_default().insert(prefix);
-        }
     }
 
     /// Programs `prefix`, then every prefix whose next hop a route it
@@ -217,9 +195,11 @@ impl Router {
                 IpNet::V4(n) => (IpAddr::V4(n.network()), IpAddr::V4(n.broadcast())),
                 IpNet::V6(n) => (IpAddr::V6(n.network()), IpAddr::V6(n.broadcast())),
             };
-            let dependents: Vec<IpNet> = self
-                .recursive
-                .range(first..=last)
+            let mut range = self.recursive.range(first..=last).peekable();
+            if range.peek().is_none() {
+                continue;
+            }
+            let dependents: Vec<IpNet> = range
                 .flat_map(|(_, users)| users.iter().copied())
                 .filter(|d| !done.contains(d))
                 .collect();
@@ -430,6 +410,54 @@ impl Router {
             }
         }
         tracing::debug!("router task stopped");
+    }
+}
+
+/// Whether a next hop must be resolved through a route: it is on no connected
+/// subnet (an IPv6 link-local next hop is on its link).
+fn off_subnet(interfaces: &[HostInterface], nh: IpAddr) -> bool {
+    !nos_core::is_link_local(nh) && connected(interfaces, nh).is_none()
+}
+
+/// Whether a BGP route has a next hop (or backup) off every connected subnet.
+fn needs_resolution(interfaces: &[HostInterface], r: &BgpRoute) -> bool {
+    r.next_hops
+        .iter()
+        .chain(&r.backup)
+        .any(|nh| off_subnet(interfaces, *nh))
+}
+
+/// Records in `recursive` that the route for `prefix` now has `new`'s next
+/// hops where it had `old`'s, for those off every connected subnet.
+fn track(
+    interfaces: &[HostInterface],
+    recursive: &mut BTreeMap<IpAddr, BTreeSet<IpNet>>,
+    prefix: IpNet,
+    new: Option<&BgpRoute>,
+    old: Option<&BgpRoute>,
+) {
+    let hops = |r: Option<&BgpRoute>| -> SmallVec<[IpAddr; 2]> {
+        r.map(|r| {
+            r.next_hops
+                .iter()
+                .chain(&r.backup)
+                .copied()
+                .filter(|nh| off_subnet(interfaces, *nh))
+                .collect()
+        })
+        .unwrap_or_default()
+    };
+    let (new, old) = (hops(new), hops(old));
+    for nh in old.iter().filter(|nh| !new.contains(nh)) {
+        if let Some(users) = recursive.get_mut(nh) {
+            users.remove(&prefix);
+            if users.is_empty() {
+                recursive.remove(nh);
+            }
+        }
+    }
+    for nh in new {
+        recursive.entry(nh).or_default().insert(prefix);
     }
 }
 
@@ -698,6 +726,45 @@ static_routes:
         // What the updates built is what a full compile builds.
         let full = r.compiler.compile(&r.config, &r.neighbors, &r.bgp).unwrap();
         assert!(diff(&r.current.state, &full.state).is_empty());
+    }
+
+    #[test]
+    fn resolution_goes_four_bgp_routes_deep_and_a_static_wins_a_tie() {
+        let mut r = router();
+        // 10.0.k.0/24 via 10.0.(k-1).1: route k resolves through k BGP routes.
+        let mut chain = vec![BgpRibChange::Set(bgp_route("10.0.0.0/24", "198.51.100.2"))];
+        for k in 1..=5 {
+            chain.push(BgpRibChange::Set(bgp_route(
+                &format!("10.0.{k}.0/24"),
+                &format!("10.0.{}.1", k - 1),
+            )));
+        }
+        // Announced last first: every route waits for the ones below it.
+        chain.reverse();
+        r.bgp(chain);
+        let isp1: IpAddr = "198.51.100.2".parse().unwrap();
+        for k in 0..=4 {
+            assert_eq!(
+                forwards_via(&r, &format!("10.0.{k}.0/24")),
+                Some(vec![isp1]),
+                "{k} deep"
+            );
+        }
+        assert_eq!(forwards_via(&r, "10.0.5.0/24"), None, "5 deep is too deep");
+
+        // A BGP route for the static route's prefix (203.0.113.0/24): a next
+        // hop under it goes the static route's way.
+        let (_, full) = r.bgp(vec![
+            BgpRibChange::Set(bgp_route("203.0.113.0/24", "198.18.1.2")),
+            BgpRibChange::Set(bgp_route("10.7.0.0/16", "203.0.113.7")),
+        ]);
+        if full {
+            r.recompute();
+        }
+        assert_eq!(
+            forwards_via(&r, "10.7.0.0/16"),
+            Some(vec!["192.0.2.2".parse().unwrap()])
+        );
     }
 
     #[test]

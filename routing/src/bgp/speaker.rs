@@ -231,6 +231,19 @@ impl Peer {
     }
 }
 
+/// Prefixes being decided again because a route their next hops resolve
+/// through changed: a work list, and how often each was queued (a chain of
+/// routes resolving through each other has no stable answer, so each prefix
+/// is decided again a bounded number of times).
+#[derive(Default)]
+struct Cascade {
+    queue: std::collections::VecDeque<IpNet>,
+    queued: HashMap<IpNet, u8>,
+}
+
+/// How many times one change may have a prefix decided again.
+const MAX_REDECIDE: u8 = crate::compile::MAX_RECURSION + 2;
+
 /// The speaker's state.
 #[derive(Default)]
 pub struct Speaker {
@@ -264,9 +277,9 @@ pub struct Speaker {
     nh_users: BTreeMap<IpAddr, HashSet<IpNet>>,
     /// The tracked next hops per prefix (`nh_users` the other way round).
     nh_of: HashMap<IpNet, SmallVec<[IpAddr; 2]>>,
-    /// The prefixes decided again since a covering route changed, while that
-    /// goes on (each is decided once, so a chain of routes cannot loop).
-    redeciding: Option<HashSet<IpNet>>,
+    /// While prefixes are decided again because a covering route changed:
+    /// see [`Speaker::decide_dependents`].
+    cascade: Option<Cascade>,
     /// Whether an upstream session is established (the default route is sent).
     default_up: bool,
     /// Until when sessions say we restarted (graceful restart's "Restart
@@ -1272,31 +1285,84 @@ impl Speaker {
 
     /// Decides again the prefixes whose paths have a next hop under `pfx`,
     /// whose Loc-RIB route just changed: they may be reached through it, or
-    /// no longer.
+    /// no longer. Their own changes queue their dependents in turn (each
+    /// prefix at most [`MAX_REDECIDE`] times per change). When the queue is
+    /// empty, a last sweep takes out of the Loc-RIB any route of the cascade
+    /// whose selected paths no longer resolve (what the bound may have left).
     fn decide_dependents(&mut self, pfx: IpNet, changes: &mut Vec<BgpRibChange>, out: &mut Outbox) {
         let (first, last) = match pfx {
             IpNet::V4(n) => (IpAddr::V4(n.network()), IpAddr::V4(n.broadcast())),
             IpNet::V6(n) => (IpAddr::V6(n.network()), IpAddr::V6(n.broadcast())),
         };
-        let dependents: Vec<IpNet> = self
-            .nh_users
-            .range(first..=last)
+        let mut range = self.nh_users.range(first..=last).peekable();
+        if range.peek().is_none() {
+            return;
+        }
+        let mut dependents: Vec<IpNet> = range
             .flat_map(|(_, users)| users.iter().copied())
             .filter(|d| *d != pfx)
             .collect();
-        if dependents.is_empty() {
+        // The sets' order is random: decide in a fixed one.
+        dependents.sort_unstable();
+        dependents.dedup();
+        let top = self.cascade.is_none();
+        let cascade = self.cascade.get_or_insert_with(Cascade::default);
+        for d in dependents {
+            let n = cascade.queued.entry(d).or_insert(0);
+            if *n < MAX_REDECIDE {
+                *n += 1;
+                cascade.queue.push_back(d);
+            }
+        }
+        if !top {
             return;
         }
-        let top = self.redeciding.is_none();
-        let seen = self.redeciding.get_or_insert_with(HashSet::default);
-        seen.insert(pfx);
-        let todo: Vec<IpNet> = dependents.into_iter().filter(|d| seen.insert(*d)).collect();
-        for d in todo {
+        while let Some(d) = self.cascade.as_mut().and_then(|c| c.queue.pop_front()) {
             self.decide(d, changes, out);
         }
-        if top {
-            self.redeciding = None;
+        // The sweep decides again only what no longer resolves (dependents
+        // its decisions queue are not run, only noted as touched), pass after
+        // pass, until nothing is left to take out.
+        let passes = self.cascade.as_ref().map_or(0, |c| c.queued.len()) + 1;
+        for _ in 0..passes {
+            let mut broken: Vec<IpNet> = self
+                .cascade
+                .as_ref()
+                .map(|c| {
+                    c.queued
+                        .keys()
+                        .copied()
+                        .filter(|p| self.selected_unresolvable(p))
+                        .collect()
+                })
+                .unwrap_or_default();
+            if broken.is_empty() {
+                break;
+            }
+            broken.sort_unstable();
+            for p in broken {
+                self.decide(p, changes, out);
+            }
+            if let Some(c) = self.cascade.as_mut() {
+                c.queue.clear();
+            }
         }
+        self.cascade = None;
+    }
+
+    /// Whether `pfx` is in the Loc-RIB through a peer's path that does not
+    /// resolve any more.
+    fn selected_unresolvable(&self, pfx: &IpNet) -> bool {
+        self.loc.get(pfx).is_some_and(|sel| {
+            sel.iter().any(|src| match src {
+                Source::Peer(a) => self
+                    .peers
+                    .get(a)
+                    .and_then(|p| p.adj_in.get(pfx))
+                    .is_some_and(|at| !self.resolvable(at.next_hop.unwrap_or(*a), pfx)),
+                Source::Local => false,
+            })
+        })
     }
 
     /// Drops the stale routes of peers whose graceful restart took too long.
@@ -1351,7 +1417,7 @@ impl Speaker {
                 }
             }
         }
-        if !off_subnet.is_empty() || self.nh_of.contains_key(&pfx) {
+        if !off_subnet.is_empty() || (!self.nh_of.is_empty() && self.nh_of.contains_key(&pfx)) {
             self.track_next_hops(pfx, off_subnet);
         }
         // Deterministic MED: MED only orders paths from the same neighbor AS, so
@@ -2625,6 +2691,99 @@ bgp:
         // Once the path has gone, nothing is tracked for it any more.
         s.event(withdrawal(ISP2, "10.1.0.0/16"), &mut changes, &mut out);
         assert!(s.nh_users.is_empty() && s.nh_of.is_empty());
+    }
+
+    /// A cascade where a dependent is decided before the route it resolves
+    /// through has failed over: it is decided again once that route has.
+    #[tokio::test]
+    async fn a_dependent_follows_its_covering_route_through_a_failover() {
+        let (mut s, _rib) =
+            speaker("  upstreams:\n    - { name: other, neighbors: [192.0.2.3], role: primary }\n")
+                .await;
+        let (mut changes, mut out) = (Vec::new(), Outbox::default());
+        s.event(up(ISP1, 64501, "198.51.100.1"), &mut changes, &mut out);
+        s.event(up(ISP2, 64502, "198.18.1.1"), &mut changes, &mut out);
+        s.event(
+            announce(ISP1, vec![64501], "10.0.0.0/8"),
+            &mut changes,
+            &mut out,
+        );
+        // 10.1.0.0/16: best through 10.9.0.1 (under 10.0.0.0/8), second on a subnet.
+        s.event(
+            announce_via(ISP1, vec![64501], "10.1.0.0/16", "10.9.0.1"),
+            &mut changes,
+            &mut out,
+        );
+        s.event(
+            announce(ISP2, vec![64502, 64999], "10.1.0.0/16"),
+            &mut changes,
+            &mut out,
+        );
+        // 1.2.0.0/16 (decided before 10.1.0.0/16: it sorts first) resolves
+        // through 10.1.0.0/16.
+        s.event(
+            announce_via(ISP2, vec![64502], "1.2.0.0/16", "10.1.0.5"),
+            &mut changes,
+            &mut out,
+        );
+        assert!(last_set(&changes, "1.2.0.0/16").is_some());
+        s.event(withdrawal(ISP1, "10.0.0.0/8"), &mut changes, &mut out);
+        let e = last_set(&changes, "10.1.0.0/16").expect("10.1.0.0/16 stays");
+        assert_eq!(
+            e.next_hops,
+            vec![ISP2.parse::<IpAddr>().unwrap()],
+            "failed over"
+        );
+        assert!(
+            !last_removed(&changes, "1.2.0.0/16"),
+            "the dependent is back through the failed-over route"
+        );
+        assert!(s.loc.contains_key(&"1.2.0.0/16".parse().unwrap()));
+    }
+
+    /// Two routes that each resolve through the other once both are in the
+    /// Loc-RIB: deciding them ends, and neither stays selected unresolvable.
+    #[tokio::test]
+    async fn routes_resolving_through_each_other_end_unselected() {
+        let (mut s, _rib) =
+            speaker("  upstreams:\n    - { name: other, neighbors: [192.0.2.3], role: primary }\n")
+                .await;
+        let (mut changes, mut out) = (Vec::new(), Outbox::default());
+        s.event(up(ISP1, 64501, "198.51.100.1"), &mut changes, &mut out);
+        s.event(up(ISP2, 64502, "198.18.1.1"), &mut changes, &mut out);
+        s.event(
+            announce(ISP1, vec![64501], "10.1.0.0/16"),
+            &mut changes,
+            &mut out,
+        );
+        // A: 10.0.0.0/8 via 10.1.1.1 (through 10.1.0.0/16 at first).
+        s.event(
+            announce_via(ISP2, vec![64502], "10.0.0.0/8", "10.1.1.1"),
+            &mut changes,
+            &mut out,
+        );
+        assert!(last_set(&changes, "10.0.0.0/8").is_some());
+        // B: 10.1.1.0/24 via 10.0.0.5, which only A covers; and B is now
+        // the longest match for A's next hop: A through B through A.
+        s.event(
+            announce_via(ISP2, vec![64502], "10.1.1.0/24", "10.0.0.5"),
+            &mut changes,
+            &mut out,
+        );
+        for p in ["10.0.0.0/8", "10.1.1.0/24"] {
+            let p: IpNet = p.parse().unwrap();
+            assert!(
+                !s.selected_unresolvable(&p),
+                "{p} selected though unresolvable"
+            );
+            assert_eq!(
+                s.loc.contains_key(&p),
+                !last_removed(&changes, &p.to_string())
+                    && last_set(&changes, &p.to_string()).is_some(),
+                "{p}: the router was told what the Loc-RIB holds"
+            );
+        }
+        assert!(s.cascade.is_none());
     }
 
     #[tokio::test]
