@@ -2693,6 +2693,70 @@ bgp:
         assert!(s.nh_users.is_empty() && s.nh_of.is_empty());
     }
 
+    const PREFIXES: [&str; 6] = [
+        "10.0.0.0/8",
+        "10.1.0.0/16",
+        "10.1.1.0/24",
+        "172.16.0.0/16",
+        "172.16.5.0/24",
+        "1.2.0.0/16",
+    ];
+    /// Next hops under the prefixes above (and one under none); index 0 is
+    /// the announcing peer itself, on a connected subnet.
+    const VIA: [&str; 5] = ["", "10.1.1.1", "10.0.0.5", "172.16.5.5", "10.9.0.1"];
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        /// Whatever routes resolving through each other come and go, every
+        /// route the speaker hands the router resolves there: nosd never
+        /// selects (or advertises) a route it cannot forward.
+        #[test]
+        fn the_router_resolves_every_route_the_speaker_selects(
+            events in proptest::collection::vec((0usize..2, 0usize..6, 0usize..5, proptest::bool::ANY), 1..30)
+        ) {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let failure = rt.block_on(async move {
+                let (mut s, _rib) = speaker(
+                    "  upstreams:\n    - { name: other, neighbors: [192.0.2.3], role: primary }\n",
+                )
+                .await;
+                let mut router = crate::router::Router::new();
+                router.set_config(config(
+                    "  upstreams:\n    - { name: other, neighbors: [192.0.2.3], role: primary }\n",
+                ));
+                router.recompute();
+                let (mut changes, mut out) = (Vec::new(), Outbox::default());
+                s.event(up(ISP1, 64501, "198.51.100.1"), &mut changes, &mut out);
+                s.event(up(ISP2, 64502, "198.18.1.1"), &mut changes, &mut out);
+                for (peer, p, via, announce) in events {
+                    let (peer, asn) = [(ISP1, 64501), (ISP2, 64502)][peer];
+                    let nh = if via == 0 { peer } else { VIA[via] };
+                    let e = if announce {
+                        announce_via(peer, vec![asn], PREFIXES[p], nh)
+                    } else {
+                        withdrawal(peer, PREFIXES[p])
+                    };
+                    s.event(e, &mut changes, &mut out);
+                    let (_, full) = router.bgp(std::mem::take(&mut changes));
+                    if full {
+                        router.recompute();
+                    }
+                    for entry in router.rib() {
+                        if entry.next_hops.iter().any(|n| n.interface == "unreachable") {
+                            return Some(format!("{} selected, the router cannot reach it", entry.prefix));
+                        }
+                    }
+                    if s.cascade.is_some() {
+                        return Some("a cascade was left open".to_string());
+                    }
+                }
+                None
+            });
+            proptest::prop_assert!(failure.is_none(), "{:?}", failure);
+        }
+    }
+
     /// A cascade where a dependent is decided before the route it resolves
     /// through has failed over: it is decided again once that route has.
     #[tokio::test]
