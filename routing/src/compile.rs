@@ -136,8 +136,29 @@ fn rank(c: &Candidate) -> Rank {
 /// via a route via a route...); deeper chains are left unresolved.
 pub const MAX_RECURSION: u8 = 4;
 
+/// The prefixes covering `addr`, longest first, except `own` (the route
+/// whose next hop is being resolved).
+pub fn covering_prefixes(addr: IpAddr, own: IpNet) -> impl Iterator<Item = IpNet> {
+    let max = match addr {
+        IpAddr::V4(_) => 32,
+        IpAddr::V6(_) => 128,
+    };
+    (0..=max)
+        .rev()
+        .filter_map(move |len| IpNet::new(addr, len).ok().map(|p| p.trunc()))
+        .filter(move |p| *p != own)
+}
+
+/// Every address of prefix `p`, as a range of a map keyed by address.
+pub fn addresses_of(p: IpNet) -> std::ops::RangeInclusive<IpAddr> {
+    match p {
+        IpNet::V4(n) => IpAddr::V4(n.network())..=IpAddr::V4(n.broadcast()),
+        IpNet::V6(n) => IpAddr::V6(n.network())..=IpAddr::V6(n.broadcast()),
+    }
+}
+
 /// The longest BGP route in `bgp` covering `addr`, other than the route for
-/// `own` (the route whose next hop is being resolved).
+/// `own`.
 pub fn covering_route(
     bgp: &BTreeMap<IpNet, BgpRoute>,
     addr: IpAddr,
@@ -146,17 +167,7 @@ pub fn covering_route(
     if bgp.is_empty() {
         return None;
     }
-    let max = match addr {
-        IpAddr::V4(_) => 32,
-        IpAddr::V6(_) => 128,
-    };
-    (0..=max).rev().find_map(|len| {
-        let p = IpNet::new(addr, len).ok()?.trunc();
-        if p == own {
-            return None;
-        }
-        bgp.get(&p)
-    })
+    covering_prefixes(addr, own).find_map(|p| bgp.get(&p))
 }
 
 /// Administrative distance and protocol of a BGP route.

@@ -4,7 +4,8 @@
 
 use crate::bgp::speaker::{BgpRibChange, BgpRoute};
 use crate::compile::{
-    bgp_rank, connected, Compiled, Compiler, HostInterface, LearnedNeighbor, RibEntry, RibNextHop,
+    addresses_of, bgp_rank, connected, Compiled, Compiler, HostInterface, LearnedNeighbor,
+    RibEntry, RibNextHop,
 };
 use crate::host::{HostView, NeighborEvent};
 use ipnet::IpNet;
@@ -191,11 +192,7 @@ impl Router {
         let mut done = HashSet::from([prefix]);
         let mut queue = vec![prefix];
         while let Some(p) = queue.pop() {
-            let (first, last) = match p {
-                IpNet::V4(n) => (IpAddr::V4(n.network()), IpAddr::V4(n.broadcast())),
-                IpNet::V6(n) => (IpAddr::V6(n.network()), IpAddr::V6(n.broadcast())),
-            };
-            let mut range = self.recursive.range(first..=last).peekable();
+            let mut range = self.recursive.range(addresses_of(p)).peekable();
             if range.peek().is_none() {
                 continue;
             }
@@ -624,6 +621,18 @@ static_routes:
         Some(ids.iter().map(|id| s.next_hops()[id].ip).collect())
     }
 
+    /// Sends one BGP route to the router; returns what `Router::bgp` does.
+    fn set(r: &mut Router, prefix: &str, nh: &str) -> (Vec<Delta>, bool) {
+        r.bgp(vec![BgpRibChange::Set(bgp_route(prefix, nh))])
+    }
+
+    /// How `show routes` says the first next hop of `prefix` is reached.
+    fn shown_via(r: &Router, prefix: &str) -> String {
+        let p: IpNet = prefix.parse().unwrap();
+        let e = r.rib().into_iter().find(|e| e.prefix == p).unwrap();
+        e.next_hops[0].interface.clone()
+    }
+
     #[test]
     fn a_next_hop_resolves_through_a_bgp_route_and_follows_it() {
         let mut r = router();
@@ -631,34 +640,20 @@ static_routes:
         let isp2: IpAddr = "198.18.1.2".parse().unwrap();
         // An iBGP route whose next hop (a loopback) is reached through an
         // eBGP route; the order they arrive in does not matter.
-        let (_, full) = r.bgp(vec![BgpRibChange::Set(bgp_route(
-            "10.1.0.0/16",
-            "198.19.3.9",
-        ))]);
+        let (_, full) = set(&mut r, "10.1.0.0/16", "198.19.3.9");
         assert!(!full);
         assert_eq!(
             forwards_via(&r, "10.1.0.0/16"),
             None,
             "nothing reaches its next hop yet"
         );
-        r.bgp(vec![BgpRibChange::Set(bgp_route(
-            "198.19.3.0/24",
-            "198.51.100.2",
-        ))]);
+        set(&mut r, "198.19.3.0/24", "198.51.100.2");
         assert_eq!(forwards_via(&r, "10.1.0.0/16"), Some(vec![isp1]));
-        let shown = r
-            .rib()
-            .into_iter()
-            .find(|e| e.prefix.to_string() == "10.1.0.0/16")
-            .unwrap();
-        assert_eq!(shown.next_hops[0].interface, "eth2 via 198.51.100.2");
+        assert_eq!(shown_via(&r, "10.1.0.0/16"), "eth2 via 198.51.100.2");
 
         // The covering route moves to the other ISP: the dependent follows
         // without being announced again.
-        let (deltas, _) = r.bgp(vec![BgpRibChange::Set(bgp_route(
-            "198.19.3.0/24",
-            "198.18.1.2",
-        ))]);
+        let (deltas, _) = set(&mut r, "198.19.3.0/24", "198.18.1.2");
         assert_eq!(forwards_via(&r, "10.1.0.0/16"), Some(vec![isp2]));
         let dependent = ObjectKey::Route(RouteKey {
             vrf: VrfId::DEFAULT,
@@ -671,10 +666,7 @@ static_routes:
 
         // A longer covering route takes over; its removal gives the next hop
         // back to the shorter one; with none left the dependent goes.
-        r.bgp(vec![BgpRibChange::Set(bgp_route(
-            "198.19.3.8/29",
-            "192.0.2.9",
-        ))]);
+        set(&mut r, "198.19.3.8/29", "192.0.2.9");
         assert_eq!(
             forwards_via(&r, "10.1.0.0/16"),
             Some(vec!["192.0.2.9".parse().unwrap()])
@@ -683,35 +675,21 @@ static_routes:
         assert_eq!(forwards_via(&r, "10.1.0.0/16"), Some(vec![isp2]));
         r.bgp(vec![BgpRibChange::Remove("198.19.3.0/24".parse().unwrap())]);
         assert_eq!(forwards_via(&r, "10.1.0.0/16"), None);
-        let shown = r
-            .rib()
-            .into_iter()
-            .find(|e| e.prefix.to_string() == "10.1.0.0/16")
-            .unwrap();
-        assert_eq!(shown.next_hops[0].interface, "unreachable");
+        assert_eq!(shown_via(&r, "10.1.0.0/16"), "unreachable");
     }
 
     #[test]
     fn a_route_is_not_reached_through_itself() {
         let mut r = router();
         // The next hop is only under the route's own prefix.
-        r.bgp(vec![BgpRibChange::Set(bgp_route(
-            "10.5.0.0/16",
-            "10.5.0.1",
-        ))]);
+        set(&mut r, "10.5.0.0/16", "10.5.0.1");
         assert_eq!(forwards_via(&r, "10.5.0.0/16"), None);
         // A shorter route covering the next hop does not help: the route
         // itself would be the longest match.
-        r.bgp(vec![BgpRibChange::Set(bgp_route(
-            "10.0.0.0/8",
-            "198.51.100.2",
-        ))]);
+        set(&mut r, "10.0.0.0/8", "198.51.100.2");
         assert_eq!(forwards_via(&r, "10.5.0.0/16"), None);
         // A longer one does.
-        r.bgp(vec![BgpRibChange::Set(bgp_route(
-            "10.5.0.0/24",
-            "198.18.1.2",
-        ))]);
+        set(&mut r, "10.5.0.0/24", "198.18.1.2");
         assert_eq!(
             forwards_via(&r, "10.5.0.0/16"),
             Some(vec!["198.18.1.2".parse().unwrap()])

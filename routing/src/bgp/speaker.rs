@@ -1246,15 +1246,7 @@ impl Speaker {
         if self.loc.is_empty() {
             return None;
         }
-        let max = match addr {
-            IpAddr::V4(_) => 32,
-            IpAddr::V6(_) => 128,
-        };
-        (0..=max).rev().find_map(|len| {
-            let p = IpNet::new(addr, len).ok()?.trunc();
-            if p == *own {
-                return None;
-            }
+        crate::compile::covering_prefixes(addr, *own).find_map(|p| {
             self.loc
                 .get(&p)
                 .filter(|sel| matches!(sel.first(), Some(Source::Peer(_))))
@@ -1290,11 +1282,10 @@ impl Speaker {
     /// empty, a last sweep takes out of the Loc-RIB any route of the cascade
     /// whose selected paths no longer resolve (what the bound may have left).
     fn decide_dependents(&mut self, pfx: IpNet, changes: &mut Vec<BgpRibChange>, out: &mut Outbox) {
-        let (first, last) = match pfx {
-            IpNet::V4(n) => (IpAddr::V4(n.network()), IpAddr::V4(n.broadcast())),
-            IpNet::V6(n) => (IpAddr::V6(n.network()), IpAddr::V6(n.broadcast())),
-        };
-        let mut range = self.nh_users.range(first..=last).peekable();
+        let mut range = self
+            .nh_users
+            .range(crate::compile::addresses_of(pfx))
+            .peekable();
         if range.peek().is_none() {
             return;
         }
@@ -1409,10 +1400,11 @@ impl Speaker {
         for (a, p) in &self.peers {
             if let Some(attrs) = p.adj_in.get(&pfx) {
                 let nh = attrs.next_hop.unwrap_or(*a);
-                if !self.on_subnet(nh) && !off_subnet.contains(&nh) {
+                let on_subnet = self.on_subnet(nh);
+                if !on_subnet && !off_subnet.contains(&nh) {
                     off_subnet.push(nh);
                 }
-                if self.resolvable(nh, &pfx) {
+                if on_subnet || self.resolvable(nh, &pfx) {
                     cands.push(Source::Peer(*a));
                 }
             }
@@ -2570,14 +2562,28 @@ bgp:
         assert!(s.peers[&isp2].pre_complete);
     }
 
-    #[tokio::test]
-    async fn a_path_with_an_unreachable_next_hop_is_left_out() {
-        let (mut s, _rib) =
-            speaker("  upstreams:\n    - { name: other, neighbors: [192.0.2.3], role: primary }\n")
-                .await;
+    /// Upstream roles naming neither ISP (the default route needs one).
+    const OTHER_UPSTREAM: &str =
+        "  upstreams:\n    - { name: other, neighbors: [192.0.2.3], role: primary }\n";
+
+    /// A speaker whose sessions with both ISPs are up, and empty change and
+    /// outbox buffers (the Loc-RIB channel's receiver is kept alive).
+    async fn two_isps_up() -> (
+        Speaker,
+        mpsc::UnboundedReceiver<Vec<BgpRibChange>>,
+        Vec<BgpRibChange>,
+        Outbox,
+    ) {
+        let (mut s, rib) = speaker(OTHER_UPSTREAM).await;
         let (mut changes, mut out) = (Vec::new(), Outbox::default());
         s.event(up(ISP1, 64501, "198.51.100.1"), &mut changes, &mut out);
         s.event(up(ISP2, 64502, "198.18.1.1"), &mut changes, &mut out);
+        (s, rib, changes, out)
+    }
+
+    #[tokio::test]
+    async fn a_path_with_an_unreachable_next_hop_is_left_out() {
+        let (mut s, _rib, mut changes, mut out) = two_isps_up().await;
         // ISP1's path is better (shorter) but its next hop is on no subnet.
         let mut a = PathAttrs::new(
             Origin::Igp,
@@ -2662,12 +2668,7 @@ bgp:
 
     #[tokio::test]
     async fn a_next_hop_reached_through_a_learned_route_follows_that_route() {
-        let (mut s, _rib) =
-            speaker("  upstreams:\n    - { name: other, neighbors: [192.0.2.3], role: primary }\n")
-                .await;
-        let (mut changes, mut out) = (Vec::new(), Outbox::default());
-        s.event(up(ISP1, 64501, "198.51.100.1"), &mut changes, &mut out);
-        s.event(up(ISP2, 64502, "198.18.1.1"), &mut changes, &mut out);
+        let (mut s, _rib, mut changes, mut out) = two_isps_up().await;
         // ISP2's path has a next hop on no subnet, which nothing reaches yet.
         s.event(
             announce_via(ISP2, vec![64502], "10.1.0.0/16", "198.19.3.9"),
@@ -2717,18 +2718,10 @@ bgp:
         ) {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             let failure = rt.block_on(async move {
-                let (mut s, _rib) = speaker(
-                    "  upstreams:\n    - { name: other, neighbors: [192.0.2.3], role: primary }\n",
-                )
-                .await;
+                let (mut s, _rib, mut changes, mut out) = two_isps_up().await;
                 let mut router = crate::router::Router::new();
-                router.set_config(config(
-                    "  upstreams:\n    - { name: other, neighbors: [192.0.2.3], role: primary }\n",
-                ));
+                router.set_config(config(OTHER_UPSTREAM));
                 router.recompute();
-                let (mut changes, mut out) = (Vec::new(), Outbox::default());
-                s.event(up(ISP1, 64501, "198.51.100.1"), &mut changes, &mut out);
-                s.event(up(ISP2, 64502, "198.18.1.1"), &mut changes, &mut out);
                 for (peer, p, via, announce) in events {
                     let (peer, asn) = [(ISP1, 64501), (ISP2, 64502)][peer];
                     let nh = if via == 0 { peer } else { VIA[via] };
@@ -2761,12 +2754,7 @@ bgp:
     /// through has failed over: it is decided again once that route has.
     #[tokio::test]
     async fn a_dependent_follows_its_covering_route_through_a_failover() {
-        let (mut s, _rib) =
-            speaker("  upstreams:\n    - { name: other, neighbors: [192.0.2.3], role: primary }\n")
-                .await;
-        let (mut changes, mut out) = (Vec::new(), Outbox::default());
-        s.event(up(ISP1, 64501, "198.51.100.1"), &mut changes, &mut out);
-        s.event(up(ISP2, 64502, "198.18.1.1"), &mut changes, &mut out);
+        let (mut s, _rib, mut changes, mut out) = two_isps_up().await;
         s.event(
             announce(ISP1, vec![64501], "10.0.0.0/8"),
             &mut changes,
@@ -2809,12 +2797,7 @@ bgp:
     /// Loc-RIB: deciding them ends, and neither stays selected unresolvable.
     #[tokio::test]
     async fn routes_resolving_through_each_other_end_unselected() {
-        let (mut s, _rib) =
-            speaker("  upstreams:\n    - { name: other, neighbors: [192.0.2.3], role: primary }\n")
-                .await;
-        let (mut changes, mut out) = (Vec::new(), Outbox::default());
-        s.event(up(ISP1, 64501, "198.51.100.1"), &mut changes, &mut out);
-        s.event(up(ISP2, 64502, "198.18.1.1"), &mut changes, &mut out);
+        let (mut s, _rib, mut changes, mut out) = two_isps_up().await;
         s.event(
             announce(ISP1, vec![64501], "10.1.0.0/16"),
             &mut changes,
@@ -2852,12 +2835,7 @@ bgp:
 
     #[tokio::test]
     async fn a_route_is_not_reached_through_itself_or_a_loop() {
-        let (mut s, _rib) =
-            speaker("  upstreams:\n    - { name: other, neighbors: [192.0.2.3], role: primary }\n")
-                .await;
-        let (mut changes, mut out) = (Vec::new(), Outbox::default());
-        s.event(up(ISP1, 64501, "198.51.100.1"), &mut changes, &mut out);
-        s.event(up(ISP2, 64502, "198.18.1.1"), &mut changes, &mut out);
+        let (mut s, _rib, mut changes, mut out) = two_isps_up().await;
         // Its next hop is under its own prefix and under a shorter route:
         // the route itself would be the longest match.
         s.event(
