@@ -17,6 +17,9 @@ use std::sync::mpsc::{channel, RecvTimeoutError, Sender};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+/// Queued batches of deltas are merged into one apply up to this many deltas.
+const MERGE_UP_TO: usize = 65_536;
+
 /// What the driver reports upward.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DriverEvent {
@@ -113,9 +116,12 @@ impl Driver {
                     match msg {
                         Ok(Msg::Apply(d)) => {
                             let mut all = d;
-                            // Take the deltas already queued too (bigger batches); stop at
-                            // the first other message and handle it after this batch.
-                            while let Ok(m) = rx.try_recv() {
+                            // Take the deltas already queued too (bigger batches, up to
+                            // MERGE_UP_TO deltas, so a full table is not copied into one
+                            // vector); stop at the first other message and handle it
+                            // after this batch.
+                            while all.len() < MERGE_UP_TO {
+                                let Ok(m) = rx.try_recv() else { break };
                                 match m {
                                     Msg::Apply(more) => all.extend(more),
                                     other => {

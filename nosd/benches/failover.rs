@@ -115,16 +115,15 @@ fn main() {
 
     // Learn the table: best ISP1, backup ISP2.
     let t = Instant::now();
+    // Every prefix goes the same way: one shared `BgpVia`, as the speaker sends.
+    let via = BgpRoute::new(prefixes[0], vec![isp1], Vec::new(), true, vec![isp2]).via;
     for chunk in prefixes.chunks(10_000) {
         let changes = chunk
             .iter()
             .map(|p| {
                 BgpRibChange::Set(BgpRoute {
                     prefix: *p,
-                    next_hops: vec![isp1],
-                    weights: Vec::new(),
-                    ebgp: true,
-                    backup: vec![isp2],
+                    via: via.clone(),
                 })
             })
             .collect();
@@ -228,16 +227,14 @@ fn main() {
 
     // The anchor: per-prefix convergence (what failover costs without PIC).
     let t1 = Instant::now();
+    let via = BgpRoute::new(prefixes[0], vec![isp2], Vec::new(), true, Vec::new()).via;
     for chunk in prefixes.chunks(10_000) {
         let changes = chunk
             .iter()
             .map(|p| {
                 BgpRibChange::Set(BgpRoute {
                     prefix: *p,
-                    next_hops: vec![isp2],
-                    weights: Vec::new(),
-                    ebgp: true,
-                    backup: vec![],
+                    via: via.clone(),
                 })
             })
             .collect();

@@ -2,7 +2,7 @@
 //! neighbors, compiled into the desired forwarding state) and sends the changes
 //! down as ordered deltas.
 
-use crate::bgp::speaker::{BgpRibChange, BgpRoute};
+use crate::bgp::speaker::{BgpRibChange, BgpRoute, BgpVia};
 use crate::compile::{
     addresses_of, bgp_rank, connected, Compiled, Compiler, HostInterface, LearnedNeighbor,
     RibEntry, RibNextHop,
@@ -15,8 +15,9 @@ use nos_core::{
     RouteKey, VrfId,
 };
 use smallvec::SmallVec;
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
+use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, watch};
 
 /// Queries the router task answers.
@@ -38,6 +39,11 @@ pub struct Router {
     /// whose routes use it: when a BGP route covering one changes, those
     /// prefixes are programmed again.
     recursive: BTreeMap<IpAddr, BTreeSet<IpNet>>,
+    /// During one [`Router::bgp`] call: the action of each shared `BgpVia`
+    /// whose next hops are all on connected subnets (the same for every
+    /// prefix using it), keyed by its address (the entry holds the `Arc`, so
+    /// the address is not reused meanwhile).
+    via_actions: HashMap<usize, (Arc<BgpVia>, RouteAction)>,
 }
 
 impl Router {
@@ -123,9 +129,11 @@ impl Router {
     pub fn bgp(&mut self, changes: Vec<BgpRibChange>) -> (Vec<Delta>, bool) {
         let mut out = Vec::new();
         let mut full = false;
+        self.via_actions.clear();
         for c in changes {
             let prefix = match c {
                 BgpRibChange::NextHopsDown(dead) => {
+                    self.via_actions.clear();
                     let s = &mut self.current.state;
                     out.extend(self.compiler.fail_next_hops(s, &dead));
                     let ids: Vec<NextHopId> = s
@@ -174,6 +182,7 @@ impl Router {
                 full = true;
             }
         }
+        self.via_actions.clear();
         (out, full)
     }
 
@@ -227,10 +236,31 @@ impl Router {
         let want = match route {
             Some(r) => {
                 let interfaces = &self.current.interfaces;
-                self.compiler
-                    .bgp_objects(s, interfaces, &self.bgp, r, out)
-                    .map_err(|e| e.to_string())?
-                    .map(|(a, _)| a)
+                let shared = !needs_resolution(interfaces, r);
+                let key = Arc::as_ptr(&r.via) as usize;
+                // The group may have been collected since (a prefix left it).
+                let cached = self
+                    .via_actions
+                    .get(&key)
+                    .map(|(_, a)| *a)
+                    .filter(|a| match a {
+                        RouteAction::Group(g) => s.contains(&ObjectKey::Group(*g)),
+                        _ => true,
+                    });
+                match cached {
+                    Some(a) if shared => Some(a),
+                    _ => {
+                        let a = self
+                            .compiler
+                            .bgp_objects(s, interfaces, &self.bgp, r, out)
+                            .map_err(|e| e.to_string())?
+                            .map(|(a, _)| a);
+                        if let (Some(a), true) = (a, shared) {
+                            self.via_actions.insert(key, (r.via.clone(), a));
+                        }
+                        a
+                    }
+                }
             }
             None => None,
         };
@@ -527,6 +557,20 @@ static_routes:
         r
     }
 
+    /// Shares equal `BgpVia`s between prefixes, as the speaker does.
+    #[derive(Default)]
+    struct Vias(HashMap<BgpVia, Arc<BgpVia>>);
+
+    impl Vias {
+        fn route(&mut self, r: BgpRoute) -> BgpRoute {
+            let via = self.0.entry((*r.via).clone()).or_insert(r.via).clone();
+            BgpRoute {
+                prefix: r.prefix,
+                via,
+            }
+        }
+    }
+
     fn change(sel: (u8, u8, u8, u8, bool)) -> BgpRibChange {
         let (p, nh_mask, backup, kind, ebgp) = sel;
         // Prefix 203.0.113.0/24 collides with the static route on purpose.
@@ -551,13 +595,7 @@ static_routes:
         } else {
             vec![b]
         };
-        BgpRibChange::Set(BgpRoute {
-            prefix,
-            next_hops,
-            weights: Vec::new(),
-            ebgp,
-            backup,
-        })
+        BgpRibChange::Set(BgpRoute::new(prefix, next_hops, Vec::new(), ebgp, backup))
     }
 
     proptest! {
@@ -567,14 +605,21 @@ static_routes:
         #[test]
         fn incremental_bgp_matches_a_full_compile(
             batches in prop::collection::vec(
-                prop::collection::vec((0u8..13, 0u8..32, any::<u8>(), 0u8..3, any::<bool>()), 1..20),
+                prop::collection::vec((0u8..13, 0u8..32, 0u8..3, 0u8..3, any::<bool>()), 1..20),
                 1..8,
             )
         ) {
             let mut r = router();
+            let mut vias = Vias::default();
             for batch in batches {
                 let before = r.current.state.clone();
-                let changes: Vec<BgpRibChange> = batch.into_iter().map(change).collect();
+                let changes: Vec<BgpRibChange> = batch
+                    .into_iter()
+                    .map(|sel| match change(sel) {
+                        BgpRibChange::Set(r) => BgpRibChange::Set(vias.route(r)),
+                        c => c,
+                    })
+                    .collect();
                 let (deltas, full) = r.bgp(changes);
                 let mut s = before;
                 for d in &deltas {
@@ -596,13 +641,49 @@ static_routes:
     }
 
     fn bgp_route(prefix: &str, nh: &str) -> BgpRoute {
-        BgpRoute {
-            prefix: prefix.parse().unwrap(),
-            next_hops: vec![nh.parse().unwrap()],
-            weights: Vec::new(),
-            ebgp: false,
-            backup: Vec::new(),
+        BgpRoute::new(
+            prefix.parse().unwrap(),
+            vec![nh.parse().unwrap()],
+            Vec::new(),
+            false,
+            Vec::new(),
+        )
+    }
+
+    #[test]
+    fn a_shared_via_whose_group_went_is_programmed_again() {
+        let mut r = router();
+        let mut vias = Vias::default();
+        let mut set = |prefix: &str, nh: &str| BgpRibChange::Set(vias.route(bgp_route(prefix, nh)));
+        // 198.19.1.0/24 creates the group of the first via, leaves it (the
+        // group is collected), and 198.19.2.0/24 then uses that via again in
+        // the same batch.
+        let batch = vec![
+            set("198.19.1.0/24", "198.51.100.2"),
+            set("198.19.1.0/24", "198.18.1.2"),
+            set("198.19.2.0/24", "198.51.100.2"),
+            set("198.19.3.0/24", "198.51.100.2"),
+        ];
+        let before = r.current.state.clone();
+        let (deltas, full) = r.bgp(batch);
+        assert!(!full, "no full compile needed");
+        let mut s = before;
+        for d in &deltas {
+            s.apply(d).unwrap();
         }
+        assert_eq!(s, r.current.state);
+        let isp1: IpAddr = "198.51.100.2".parse().unwrap();
+        let isp2: IpAddr = "198.18.1.2".parse().unwrap();
+        assert_eq!(forwards_via(&r, "198.19.1.0/24"), Some(vec![isp2]));
+        assert_eq!(forwards_via(&r, "198.19.2.0/24"), Some(vec![isp1]));
+        assert_eq!(forwards_via(&r, "198.19.3.0/24"), Some(vec![isp1]));
+        // Both prefixes on the first via share one group.
+        let key = |p: &str| RouteKey {
+            vrf: VrfId::DEFAULT,
+            prefix: p.parse().unwrap(),
+        };
+        let routes = r.current.state.routes();
+        assert_eq!(routes[&key("198.19.2.0/24")], routes[&key("198.19.3.0/24")]);
     }
 
     /// The next hop addresses a route forwards to, if it is installed.
@@ -752,13 +833,13 @@ static_routes:
         let isp2: IpAddr = "198.18.1.2".parse().unwrap();
         let changes: Vec<BgpRibChange> = (0..5000u32)
             .map(|i| {
-                BgpRibChange::Set(BgpRoute {
-                    prefix: format!("10.{}.{}.0/24", i / 256, i % 256).parse().unwrap(),
-                    next_hops: vec![isp1],
-                    weights: Vec::new(),
-                    ebgp: true,
-                    backup: vec![isp2],
-                })
+                BgpRibChange::Set(BgpRoute::new(
+                    format!("10.{}.{}.0/24", i / 256, i % 256).parse().unwrap(),
+                    vec![isp1],
+                    Vec::new(),
+                    true,
+                    vec![isp2],
+                ))
             })
             .collect();
         assert!(!r.bgp(changes).1);

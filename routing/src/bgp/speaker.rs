@@ -30,6 +30,14 @@ use tokio::sync::{mpsc, oneshot, watch};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BgpRoute {
     pub prefix: IpNet,
+    /// Where it goes: shared by every prefix that goes the same way (a full
+    /// table from a few upstreams has a handful of these, not a million).
+    pub via: Arc<BgpVia>,
+}
+
+/// Where a Loc-RIB route forwards.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct BgpVia {
     /// The next hops of the best path and of every equal-cost path (multipath).
     pub next_hops: Vec<IpAddr>,
     /// Weights of `next_hops` (same order; empty means all equal): load-sharing
@@ -41,6 +49,35 @@ pub struct BgpRoute {
     /// once if every selected next hop is lost (BGP PIC), before the prefix
     /// itself has converged.
     pub backup: Vec<IpAddr>,
+}
+
+impl BgpRoute {
+    /// A route with a `via` of its own (the speaker shares them; see
+    /// [`Speaker`]).
+    pub fn new(
+        prefix: IpNet,
+        next_hops: Vec<IpAddr>,
+        weights: Vec<u32>,
+        ebgp: bool,
+        backup: Vec<IpAddr>,
+    ) -> Self {
+        BgpRoute {
+            prefix,
+            via: Arc::new(BgpVia {
+                next_hops,
+                weights,
+                ebgp,
+                backup,
+            }),
+        }
+    }
+}
+
+impl std::ops::Deref for BgpRoute {
+    type Target = BgpVia;
+    fn deref(&self) -> &BgpVia {
+        &self.via
+    }
 }
 
 /// A change of the Loc-RIB.
@@ -255,6 +292,11 @@ pub struct Speaker {
     interned: HashSet<Arc<PathAttrs>>,
     /// The intern table's size after its last sweep.
     interned_after_sweep: usize,
+    /// Where routes forward, shared like attribute sets (swept with them).
+    vias: HashSet<Arc<BgpVia>>,
+    /// The last one handed out: consecutive prefixes mostly go the same way.
+    last_via: Option<Arc<BgpVia>>,
+    vias_after_sweep: usize,
     listener_port: Option<u16>,
     /// The listening socket, for per-peer TCP MD5 keys (it lives as long as
     /// its accept task, i.e. as long as the speaker).
@@ -1507,23 +1549,12 @@ impl Speaker {
                 fwd.iter().map(|(n, _, w)| (*n, *w)).collect();
             hops.sort();
             hops.dedup_by_key(|h| h.0);
-            let next_hops: Vec<IpAddr> = hops.iter().map(|h| h.0).collect();
-            let weights: Vec<u32> = if hops.iter().all(|h| h.1 == 1) {
-                Vec::new()
-            } else {
-                hops.iter().map(|h| h.1).collect()
-            };
-            let backup = backup
+            let backup: SmallVec<[IpAddr; 1]> = backup
                 .into_iter()
-                .filter(|b| !next_hops.contains(b))
+                .filter(|b| !hops.iter().any(|h| h.0 == *b))
                 .collect();
-            changes.push(BgpRibChange::Set(BgpRoute {
-                prefix: pfx,
-                next_hops,
-                weights,
-                ebgp: fwd[0].1,
-                backup,
-            }));
+            let via = self.via(&hops, fwd[0].1, &backup);
+            changes.push(BgpRibChange::Set(BgpRoute { prefix: pfx, via }));
         }
         let peers: SmallVec<[IpAddr; 8]> = self.peers.keys().copied().collect();
         for a in peers {
@@ -1532,6 +1563,46 @@ impl Speaker {
         if !self.nh_users.is_empty() {
             self.decide_dependents(pfx, changes, out);
         }
+    }
+
+    /// The shared [`BgpVia`] for `hops` (next hops with their weights, sorted,
+    /// one per address), `ebgp` and `backup`.
+    fn via(&mut self, hops: &[(IpAddr, u32)], ebgp: bool, backup: &[IpAddr]) -> Arc<BgpVia> {
+        let unweighted = hops.iter().all(|h| h.1 == 1);
+        let same = |v: &BgpVia| {
+            v.ebgp == ebgp
+                && v.backup == backup
+                && v.next_hops.len() == hops.len()
+                && v.next_hops.iter().zip(hops).all(|(n, h)| *n == h.0)
+                && if unweighted {
+                    v.weights.is_empty()
+                } else {
+                    v.weights.iter().eq(hops.iter().map(|h| &h.1))
+                }
+        };
+        if let Some(v) = self.last_via.as_ref().filter(|v| same(v)) {
+            return v.clone();
+        }
+        let via = BgpVia {
+            next_hops: hops.iter().map(|h| h.0).collect(),
+            weights: if unweighted {
+                Vec::new()
+            } else {
+                hops.iter().map(|h| h.1).collect()
+            },
+            ebgp,
+            backup: backup.to_vec(),
+        };
+        let arc = match self.vias.get(&via) {
+            Some(a) => a.clone(),
+            None => {
+                let a = Arc::new(via);
+                self.vias.insert(a.clone());
+                a
+            }
+        };
+        self.last_via = Some(arc.clone());
+        arc
     }
 
     /// RFC 4271 9.1.2 order (lower is better); `med` includes the MED step,
@@ -1757,6 +1828,10 @@ impl Speaker {
         if self.interned.len() > 1024 && self.interned.len() >= 2 * self.interned_after_sweep {
             self.interned.retain(|a| Arc::strong_count(a) > 1);
             self.interned_after_sweep = self.interned.len().max(512);
+        }
+        if self.vias.len() > 1024 && self.vias.len() >= 2 * self.vias_after_sweep {
+            self.vias.retain(|v| Arc::strong_count(v) > 1);
+            self.vias_after_sweep = self.vias.len().max(512);
         }
     }
 
@@ -2182,6 +2257,31 @@ bgp:
         out.changes
             .get(&peer)
             .is_some_and(|m| m.iter().any(|(p, a)| p.prefix_len() == 0 && a.is_some()))
+    }
+
+    #[tokio::test]
+    async fn prefixes_going_the_same_way_share_one_via() {
+        let (mut s, _rib) = speaker("").await;
+        let (mut changes, mut out) = (Vec::new(), Outbox::default());
+        s.event(up(ISP1, 64501, "198.51.100.1"), &mut changes, &mut out);
+        s.event(up(ISP2, 64502, "198.18.1.1"), &mut changes, &mut out);
+        for (peer, prefix) in [
+            (ISP1, "203.0.113.0/24"),
+            (ISP2, "198.19.0.0/16"),
+            (ISP1, "192.0.2.128/25"),
+        ] {
+            s.event(announce(peer, vec![65000], prefix), &mut changes, &mut out);
+        }
+        let via = |p: &str| last_set(&changes, p).unwrap().via;
+        let (a, b, c) = (
+            via("203.0.113.0/24"),
+            via("198.19.0.0/16"),
+            via("192.0.2.128/25"),
+        );
+        assert_eq!(a.next_hops, vec![ISP1.parse::<IpAddr>().unwrap()]);
+        assert_eq!(b.next_hops, vec![ISP2.parse::<IpAddr>().unwrap()]);
+        assert!(Arc::ptr_eq(&a, &c), "one shared via, not a copy per prefix");
+        assert!(!Arc::ptr_eq(&a, &b));
     }
 
     #[tokio::test]
