@@ -9,6 +9,7 @@
 use super::msg::*;
 use super::policy::Policy;
 use super::session::{PeerConfig, Session, SessionCmd, SessionEvent, State};
+use super::sharded::ShardedMap;
 use ipnet::IpNet;
 use nos_core::config::{AddressFamily, BgpConfig, Config, UpstreamRole};
 use serde::Serialize;
@@ -182,9 +183,46 @@ enum Source {
     Peer(IpAddr),
 }
 
-/// A prefix's selected paths, the best first: one or two almost always, kept
-/// inline (a full table is a million of them).
-type Selected = SmallVec<[Source; 2]>;
+/// A prefix's selected paths, the best first: almost always one, kept inline
+/// (a full table is a million of them; equal-cost paths are boxed).
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Selected {
+    One(Source),
+    /// None, or several equal-cost paths.
+    Many(Box<[Source]>),
+}
+
+impl Selected {
+    fn new() -> Self {
+        Selected::Many(Box::default())
+    }
+}
+
+impl Default for Selected {
+    fn default() -> Self {
+        Selected::new()
+    }
+}
+
+impl std::ops::Deref for Selected {
+    type Target = [Source];
+    fn deref(&self) -> &[Source] {
+        match self {
+            Selected::One(s) => std::slice::from_ref(s),
+            Selected::Many(all) => all,
+        }
+    }
+}
+
+impl FromIterator<Source> for Selected {
+    fn from_iter<I: IntoIterator<Item = Source>>(iter: I) -> Self {
+        let all: SmallVec<[Source; 2]> = iter.into_iter().collect();
+        match all.as_slice() {
+            [one] => Selected::One(*one),
+            _ => Selected::Many(all.into_iter().collect()),
+        }
+    }
+}
 
 struct UpInfo {
     peer_open: Open,
@@ -208,7 +246,7 @@ struct Peer {
     since: Instant,
     up: Option<UpInfo>,
     /// Per prefix, the path this peer offers to the decision process.
-    adj_in: HashMap<IpNet, Arc<PathAttrs>>,
+    adj_in: ShardedMap<IpNet, Arc<PathAttrs>>,
     /// ADD-PATH (RFC 7911): every path of the peer per prefix, by path id; the
     /// best of them is the one in `adj_in`.
     paths: HashMap<IpNet, Vec<(u32, Arc<PathAttrs>)>>,
@@ -221,7 +259,7 @@ struct Peer {
     /// only by a ROUTE-REFRESH answer, so until the next session a new import
     /// policy still asks the peer for its routes.
     pre_complete: bool,
-    adj_out: HashMap<IpNet, Arc<PathAttrs>>,
+    adj_out: ShardedMap<IpNet, Arc<PathAttrs>>,
     received: u64,
     last_error: Option<String>,
     warned_8212: bool,
@@ -287,7 +325,7 @@ pub struct Speaker {
     config: Option<BgpConfig>,
     peers: BTreeMap<IpAddr, Peer>,
     /// Selected paths per prefix: the best first, then equal-cost ones.
-    loc: HashMap<IpNet, Selected>,
+    loc: ShardedMap<IpNet, Selected>,
     local: BTreeMap<IpNet, Arc<PathAttrs>>,
     interned: HashSet<Arc<PathAttrs>>,
     /// The intern table's size after its last sweep.
@@ -740,11 +778,11 @@ impl Speaker {
                     state: State::Idle,
                     since: Instant::now(),
                     up: None,
-                    adj_in: HashMap::default(),
+                    adj_in: ShardedMap::default(),
                     paths: HashMap::default(),
                     adj_in_pre: n.soft_reconfiguration_inbound.then(HashMap::default),
                     pre_complete: n.soft_reconfiguration_inbound,
-                    adj_out: HashMap::default(),
+                    adj_out: ShardedMap::default(),
                     received: 0,
                     last_error: None,
                     warned_8212: false,
@@ -1855,7 +1893,7 @@ impl Speaker {
                 installed.entry(*a).or_default()[usize::from(!pfx.addr().is_ipv4())] += 1;
             }
         }
-        let count = |m: &HashMap<IpNet, Arc<PathAttrs>>| -> [u64; 2] {
+        let count = |m: &ShardedMap<IpNet, Arc<PathAttrs>>| -> [u64; 2] {
             let v4 = m.keys().filter(|p| p.addr().is_ipv4()).count() as u64;
             [v4, m.len() as u64 - v4]
         };
@@ -2257,6 +2295,20 @@ bgp:
         out.changes
             .get(&peer)
             .is_some_and(|m| m.iter().any(|(p, a)| p.prefix_len() == 0 && a.is_some()))
+    }
+
+    #[test]
+    fn a_loc_rib_entry_stays_small() {
+        // A full table holds a million: one path inline, a pointer otherwise.
+        assert!(std::mem::size_of::<(IpNet, Selected)>() <= 48);
+        let one: Selected = [Source::Peer(ISP1.parse().unwrap())].into_iter().collect();
+        assert!(matches!(one, Selected::One(_)));
+        let two: Selected = [Source::Local, Source::Peer(ISP1.parse().unwrap())]
+            .into_iter()
+            .collect();
+        assert_eq!(two.len(), 2);
+        assert_eq!(two[0], Source::Local);
+        assert!(Selected::new().is_empty());
     }
 
     #[tokio::test]
