@@ -17,7 +17,8 @@ use std::sync::mpsc::{channel, RecvTimeoutError, Sender};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// Queued batches of deltas are merged into one apply up to this many deltas.
+/// Queued batches of deltas are merged into one apply until it holds this many
+/// deltas (or more: the last batch taken is taken whole).
 const MERGE_UP_TO: usize = 65_536;
 
 /// What the driver reports upward.
@@ -116,7 +117,7 @@ impl Driver {
                     match msg {
                         Ok(Msg::Apply(d)) => {
                             let mut all = d;
-                            // Take the deltas already queued too (bigger batches, up to
+                            // Take the deltas already queued too (bigger batches, until
                             // MERGE_UP_TO deltas, so a full table is not copied into one
                             // vector); stop at the first other message and handle it
                             // after this batch.

@@ -17,11 +17,12 @@ use ipnet::{IpNet, Ipv4Net};
 use nos_core::config::Config;
 use nos_core::driver::{Driver, DriverHandle};
 use nos_core::{ForwardingState, MacAddr, PortId, RouteAction};
-use routing::bgp::speaker::{BgpRibChange, BgpRoute};
+use routing::bgp::speaker::{BgpRibChange, BgpRoute, BgpVia};
 use routing::host::NeighborEvent;
 use routing::router::Router;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::mpsc::channel;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const CONFIG: &str = r#"
@@ -116,7 +117,12 @@ fn main() {
     // Learn the table: best ISP1, backup ISP2.
     let t = Instant::now();
     // Every prefix goes the same way: one shared `BgpVia`, as the speaker sends.
-    let via = BgpRoute::new(prefixes[0], vec![isp1], Vec::new(), true, vec![isp2]).via;
+    let via = Arc::new(BgpVia {
+        next_hops: vec![isp1],
+        weights: Vec::new(),
+        ebgp: true,
+        backup: vec![isp2],
+    });
     for chunk in prefixes.chunks(10_000) {
         let changes = chunk
             .iter()
@@ -227,7 +233,12 @@ fn main() {
 
     // The anchor: per-prefix convergence (what failover costs without PIC).
     let t1 = Instant::now();
-    let via = BgpRoute::new(prefixes[0], vec![isp2], Vec::new(), true, Vec::new()).via;
+    let via = Arc::new(BgpVia {
+        next_hops: vec![isp2],
+        weights: Vec::new(),
+        ebgp: true,
+        backup: Vec::new(),
+    });
     for chunk in prefixes.chunks(10_000) {
         let changes = chunk
             .iter()

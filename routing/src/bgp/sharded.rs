@@ -44,15 +44,6 @@ impl<K: Hash + Eq, V> ShardedMap<K, V> {
         self.shards[self.shard(k)].get(k)
     }
 
-    pub fn get_mut<Q>(&mut self, k: &Q) -> Option<&mut V>
-    where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
-        let i = self.shard(k);
-        self.shards[i].get_mut(k)
-    }
-
     pub fn contains_key<Q>(&self, k: &Q) -> bool
     where
         K: Borrow<Q>,
@@ -84,8 +75,8 @@ impl<K: Hash + Eq, V> ShardedMap<K, V> {
         self.shards.iter().all(Shard::is_empty)
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
-        self.shards.iter().flat_map(|s| s.iter())
+    pub fn iter(&self) -> Iter<'_, K, V> {
+        self.shards.iter().flatten()
     }
 
     pub fn keys(&self) -> impl Iterator<Item = &K> {
@@ -110,11 +101,14 @@ impl<K: Hash + Eq, V> ShardedMap<K, V> {
         }
     }
 
-    /// Empties the map, giving back every entry (and the shards' memory).
-    pub fn drain(&mut self) -> impl Iterator<Item = (K, V)> + '_ {
-        self.shards
-            .iter_mut()
-            .flat_map(|s| std::mem::take(s).into_iter())
+    /// Empties the map at once (and gives the shards' memory back), handing
+    /// out the entries it held.
+    pub fn drain(&mut self) -> impl Iterator<Item = (K, V)> {
+        let empty = (0..SHARDS).map(|_| Shard::default()).collect();
+        std::mem::replace(&mut self.shards, empty)
+            .into_vec()
+            .into_iter()
+            .flatten()
     }
 }
 
@@ -126,11 +120,14 @@ impl<K: Hash + Eq, V> std::fmt::Debug for ShardedMap<K, V> {
     }
 }
 
+/// Iterates over the entries of each shard in turn.
+pub type Iter<'a, K, V> = std::iter::Flatten<std::slice::Iter<'a, Shard<K, V>>>;
+
 impl<'a, K: Hash + Eq, V> IntoIterator for &'a ShardedMap<K, V> {
     type Item = (&'a K, &'a V);
-    type IntoIter = Box<dyn Iterator<Item = (&'a K, &'a V)> + 'a>;
+    type IntoIter = Iter<'a, K, V>;
     fn into_iter(self) -> Self::IntoIter {
-        Box::new(self.iter())
+        self.iter()
     }
 }
 
@@ -163,6 +160,13 @@ mod tests {
             let mut want: Vec<(u16, u8)> = reference.into_iter().collect();
             want.sort();
             prop_assert_eq!(&all, &want);
+            let mut copy: ShardedMap<u16, u8> = ShardedMap::default();
+            for (k, v) in m.iter() {
+                copy.insert(*k, *v);
+            }
+            // A drain dropped half-way empties the map all the same.
+            drop(copy.drain().take(1));
+            prop_assert!(copy.is_empty());
             let mut drained: Vec<(u16, u8)> = m.drain().collect();
             drained.sort();
             prop_assert_eq!(drained, want);

@@ -330,10 +330,11 @@ pub struct Speaker {
     interned: HashSet<Arc<PathAttrs>>,
     /// The intern table's size after its last sweep.
     interned_after_sweep: usize,
-    /// Where routes forward, shared like attribute sets (swept with them).
+    /// Where routes forward, interned like attribute sets.
     vias: HashSet<Arc<BgpVia>>,
     /// The last one handed out: consecutive prefixes mostly go the same way.
     last_via: Option<Arc<BgpVia>>,
+    /// The via table's size after its last sweep.
     vias_after_sweep: usize,
     listener_port: Option<u16>,
     /// The listening socket, for per-peer TCP MD5 keys (it lives as long as
@@ -1544,7 +1545,7 @@ impl Speaker {
                 .filter_map(|(_, x)| x.next_hop)
                 .find(|nh| Some(*nh) != best)
         };
-        let backup: Vec<IpAddr> = cands
+        let backup: Option<IpAddr> = cands
             .iter()
             .filter(|c| !selected.contains(c) && !matches!(c, Source::Local))
             .find_map(|c| match c {
@@ -1553,9 +1554,7 @@ impl Speaker {
                 }
                 Source::Local => None,
             })
-            .or_else(|| second_path(self))
-            .into_iter()
-            .collect();
+            .or_else(|| second_path(self));
         if selected.is_empty() && !self.loc.contains_key(&pfx) {
             return;
         }
@@ -1860,17 +1859,10 @@ impl Speaker {
                 }
             }
         }
-        // Attribute sets nobody refers to any more are dropped from the intern
-        // table; the sweep costs the table's size, so it runs only when the
-        // table has doubled since the last one.
-        if self.interned.len() > 1024 && self.interned.len() >= 2 * self.interned_after_sweep {
-            self.interned.retain(|a| Arc::strong_count(a) > 1);
-            self.interned_after_sweep = self.interned.len().max(512);
-        }
-        if self.vias.len() > 1024 && self.vias.len() >= 2 * self.vias_after_sweep {
-            self.vias.retain(|v| Arc::strong_count(v) > 1);
-            self.vias_after_sweep = self.vias.len().max(512);
-        }
+        // Attribute sets and vias nobody refers to any more are dropped from
+        // their intern tables.
+        sweep(&mut self.interned, &mut self.interned_after_sweep);
+        sweep(&mut self.vias, &mut self.vias_after_sweep);
     }
 
     fn query(&self, q: BgpQuery) {
@@ -2002,7 +1994,7 @@ impl Speaker {
         prefixes.dedup();
         let mut rows = Vec::new();
         for pfx in prefixes {
-            let sel = self.loc.get(&pfx).cloned().unwrap_or_default();
+            let sel: &[Source] = self.loc.get(&pfx).map_or(&[], |s| s);
             let mut srcs: Vec<Source> = Vec::new();
             if self.local.contains_key(&pfx) {
                 srcs.push(Source::Local);
@@ -2131,6 +2123,16 @@ fn forwarding_survives(config: &Config) -> bool {
         config.dataplane.backend,
         nos_core::config::BackendKind::P4Runtime
     )
+}
+
+/// Drops the values of an intern table that only the table holds. A sweep
+/// costs the table's size, so it runs only once the table has doubled since
+/// the last one (`after` is its size then).
+fn sweep<T: Eq + std::hash::Hash>(set: &mut HashSet<Arc<T>>, after: &mut usize) {
+    if set.len() > 1024 && set.len() >= 2 * *after {
+        set.retain(|v| Arc::strong_count(v) > 1);
+        *after = set.len().max(512);
+    }
 }
 
 fn intern(set: &mut HashSet<Arc<PathAttrs>>, a: PathAttrs) -> Arc<PathAttrs> {
@@ -2324,16 +2326,45 @@ bgp:
         ] {
             s.event(announce(peer, vec![65000], prefix), &mut changes, &mut out);
         }
-        let via = |p: &str| last_set(&changes, p).unwrap().via;
+        let via = |changes: &[BgpRibChange], p: &str| last_set(changes, p).unwrap().via;
         let (a, b, c) = (
-            via("203.0.113.0/24"),
-            via("198.19.0.0/16"),
-            via("192.0.2.128/25"),
+            via(&changes, "203.0.113.0/24"),
+            via(&changes, "198.19.0.0/16"),
+            via(&changes, "192.0.2.128/25"),
         );
         assert_eq!(a.next_hops, vec![ISP1.parse::<IpAddr>().unwrap()]);
         assert_eq!(b.next_hops, vec![ISP2.parse::<IpAddr>().unwrap()]);
         assert!(Arc::ptr_eq(&a, &c), "one shared via, not a copy per prefix");
         assert!(!Arc::ptr_eq(&a, &b));
+
+        // One after the other through ISP1: with ISP2 as the backup, then
+        // without one. The second is not the first's via.
+        s.event(
+            announce(ISP2, vec![64502, 65000], "198.18.128.0/17"),
+            &mut changes,
+            &mut out,
+        );
+        s.event(
+            announce(ISP1, vec![65000], "198.18.128.0/17"),
+            &mut changes,
+            &mut out,
+        );
+        s.event(
+            announce(ISP1, vec![65000], "198.18.64.0/18"),
+            &mut changes,
+            &mut out,
+        );
+        let (with, without) = (
+            via(&changes, "198.18.128.0/17"),
+            via(&changes, "198.18.64.0/18"),
+        );
+        assert_eq!(with.next_hops, without.next_hops);
+        assert_eq!(with.backup, vec![ISP2.parse::<IpAddr>().unwrap()]);
+        assert!(without.backup.is_empty());
+        assert!(
+            Arc::ptr_eq(&without, &a),
+            "found again once the backup is gone"
+        );
     }
 
     #[tokio::test]
