@@ -134,34 +134,61 @@ fn mib(bytes: usize) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
 }
 
-/// Times `rounds` passes of lookups over `keys`, returning (lookups/s, checksum).
+/// Times `rounds` passes of lookups over `keys`, returning (lookups/s,
+/// checksum), the best of three as in [`time_bulk`].
 fn time_lookups<K: Copy>(
     keys: &[K],
     rounds: usize,
     lookup: impl Fn(K) -> Option<u32>,
 ) -> (f64, u64) {
-    let start = Instant::now();
-    let mut sum = 0u64;
-    for _ in 0..rounds {
-        for &k in keys {
-            sum = sum.wrapping_add(u64::from(lookup(black_box(k)).unwrap_or(0)));
+    let mut best = (0.0, 0);
+    for _ in 0..3 {
+        let start = Instant::now();
+        let mut sum = 0u64;
+        for _ in 0..rounds {
+            for &k in keys {
+                sum = sum.wrapping_add(u64::from(lookup(black_box(k)).unwrap_or(0)));
+            }
+        }
+        let r = rate(keys.len() * rounds, start.elapsed());
+        if r > best.0 {
+            best = (r, black_box(sum));
         }
     }
-    let d = start.elapsed();
-    (rate(keys.len() * rounds, d), black_box(sum))
+    best
 }
 
-/// Lookups per second over `keys` in chunks of 64, `rounds` times; `lookup`
-/// answers one chunk and gives the sum of its values (misses as 0).
-fn time_bulk(keys: &[u32], rounds: usize, lookup: &mut impl FnMut(&[u32]) -> u64) -> (f64, u64) {
-    let start = Instant::now();
-    let mut sum = 0u64;
-    for _ in 0..rounds {
-        for c in keys.chunks(64) {
-            sum = sum.wrapping_add(lookup(black_box(c)));
+/// Keys per call in the streaming measurements: many bursts at once, which
+/// lets a bulk lookup start on the next burst's reads before it has finished
+/// the current one.
+const STREAM: usize = 4096;
+
+/// Lookups per second over `keys` in chunks of `chunk`, `rounds` times;
+/// `lookup` answers one chunk and gives the sum of its values (misses as 0).
+/// The best of three passes: this machine's neighbours make single passes
+/// vary by up to two times. Every lookup rate below, the engine's and
+/// rte_lpm's alike, is measured this way.
+fn time_bulk(
+    keys: &[u32],
+    rounds: usize,
+    chunk: usize,
+    lookup: &mut impl FnMut(&[u32]) -> u64,
+) -> (f64, u64) {
+    let mut best = (0.0, 0);
+    for _ in 0..3 {
+        let start = Instant::now();
+        let mut sum = 0u64;
+        for _ in 0..rounds {
+            for c in keys.chunks(chunk) {
+                sum = sum.wrapping_add(lookup(black_box(c)));
+            }
+        }
+        let r = rate(keys.len() * rounds, start.elapsed());
+        if r > best.0 {
+            best = (r, black_box(sum));
         }
     }
-    (rate(keys.len() * rounds, start.elapsed()), black_box(sum))
+    best
 }
 
 /// Keys inside the table's prefixes (random host bits).
@@ -247,7 +274,7 @@ fn bench_ipv4(rng: &mut StdRng) -> Vec<Prefix<u32>> {
             HOT_SET,
             HOT_ROUNDS
         );
-        let mut out = [None; 64];
+        let mut out = vec![None; STREAM];
         let mut bulk = |c: &[u32]| {
             lpm.lookup_bulk(c, &mut out[..c.len()]);
             out[..c.len()]
@@ -255,20 +282,25 @@ fn bench_ipv4(rng: &mut StdRng) -> Vec<Prefix<u32>> {
                 .map(|v| u64::from(v.unwrap_or(0)))
                 .sum()
         };
-        let (br, bsum) = time_bulk(&random, 1, &mut bulk);
-        let (bh, bhsum) = time_bulk(&hot, HOT_ROUNDS, &mut bulk);
+        let (br, bsum) = time_bulk(&random, 1, 64, &mut bulk);
+        let (bh, bhsum) = time_bulk(&hot, HOT_ROUNDS, 64, &mut bulk);
         println!(
             "    in bulks of 64 (lookup_bulk): random {:.1} M/s (checksum {bsum}), cache-hot {:.1} M/s (checksum {bhsum})",
             br / 1e6,
             bh / 1e6
         );
+        let (sr, ssum) = time_bulk(&random, 1, STREAM, &mut bulk);
+        println!(
+            "    streaming, {STREAM} keys per lookup_bulk: random {:.1} M/s (checksum {ssum})",
+            sr / 1e6
+        );
         if bits.is_none() {
-            ours = Some((rate(table.len(), load), br, bh, lpm));
+            ours = Some((rate(table.len(), load), [br, bh, sr], lpm));
         }
     }
     #[cfg(feature = "dpdk")]
-    if let Some((load, random_rate, hot_rate, lpm)) = &ours {
-        bench_rte_lpm(&table, &random, &hot, (*load, *random_rate, *hot_rate), lpm);
+    if let Some((load, rates, lpm)) = &ours {
+        bench_rte_lpm(&table, &random, &hot, *load, *rates, lpm);
     }
     #[cfg(not(feature = "dpdk"))]
     {
@@ -284,7 +316,8 @@ fn bench_rte_lpm(
     table: &[Prefix<u32>],
     random: &[u32],
     hot: &[u32],
-    (our_load, our_random, our_hot): (f64, f64, f64),
+    our_load: f64,
+    [our_random, our_hot, our_stream]: [f64; 3],
     ours: &Lpm4,
 ) {
     use dataplane::dpdk;
@@ -312,7 +345,7 @@ fn bench_rte_lpm(
         lpm.add(p.0, p.1, p.2).expect("rte_lpm_add");
     }
     let load = start.elapsed();
-    let mut hops = [0u32; 64];
+    let mut hops = vec![0u32; STREAM];
     let mut bulk = |c: &[u32]| {
         lpm.lookup_bulk(c, &mut hops[..c.len()]);
         hops[..c.len()]
@@ -333,8 +366,9 @@ fn bench_rte_lpm(
             );
         }
     }
-    let (r, sum) = time_bulk(random, 1, &mut bulk);
-    let (h, hsum) = time_bulk(hot, HOT_ROUNDS, &mut bulk);
+    let (r, sum) = time_bulk(random, 1, 64, &mut bulk);
+    let (h, hsum) = time_bulk(hot, HOT_ROUNDS, 64, &mut bulk);
+    let (st, ssum) = time_bulk(random, 1, STREAM, &mut bulk);
     let memory = (1usize << 24) * 4 + tbl8s as usize * 256 * 4;
     println!("  DPDK rte_lpm (DIR-24-8), same prefixes and destinations, lookups in bulks of 64:");
     println!(
@@ -349,10 +383,15 @@ fn bench_rte_lpm(
         h / 1e6
     );
     println!(
-        "    engine / rte_lpm, both in bulks of 64: random lookups {:.2}x, cache-hot {:.2}x, load {:.1}x",
+        "    streaming, {STREAM} keys per rte_lpm_lookup_bulk: random {:.1} M/s (checksum {ssum})",
+        st / 1e6
+    );
+    println!(
+        "    engine / rte_lpm, both in bulks of 64: random lookups {:.2}x, cache-hot {:.2}x, load {:.1}x; streaming random {:.2}x",
         our_random / r,
         our_hot / h,
-        our_load / rate(table.len(), load)
+        our_load / rate(table.len(), load),
+        our_stream / st
     );
 }
 

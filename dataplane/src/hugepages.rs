@@ -1,4 +1,5 @@
-//! Transparent huge pages for large lookup arrays.
+//! Memory helpers for large lookup arrays: transparent huge pages, and a
+//! prefetch hint.
 //!
 //! A full IPv4 route table's 24-bit direct array is 64 MiB; looked up at random
 //! destinations it misses the TLB on almost every lookup when it sits in 4 KiB
@@ -6,7 +7,8 @@
 //! when transparent huge pages are in `madvise` or `always` mode) removes those
 //! misses. It is advice only: where the kernel declines, nothing changes.
 //!
-//! FFI module: the `madvise` call is the only `unsafe` here.
+//! FFI module: the `madvise` call and the prefetch instruction are the only
+//! `unsafe` here.
 #![allow(unsafe_code)]
 
 /// Size of a transparent huge page on x86-64.
@@ -53,4 +55,20 @@ fn advised<T>(len: usize) -> Vec<T> {
         }
     }
     v
+}
+
+/// Asks the processor to bring the cache line holding `r` into the cache. A
+/// hint: unlike a load, it retires at once, so a loop of them over a batch of
+/// random addresses starts all their cache misses without waiting for any.
+#[inline(always)]
+pub fn prefetch<T>(r: &T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch reads nothing into the program and cannot fault; the
+    // address comes from a live reference anyway. SSE is part of x86-64.
+    unsafe {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        _mm_prefetch::<_MM_HINT_T0>((r as *const T).cast::<i8>());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = r;
 }

@@ -8,10 +8,12 @@
 //!   with the table: 8 bits (1 KiB) for small tables, 18 bits (1 MiB) from 2,048
 //!   prefixes and, for IPv4 tables of at least 131,072 prefixes (full Internet
 //!   tables), 24 bits (DIR-24-8 style) so that the dominant /24 and shorter
-//!   prefixes resolve with a single memory access. Entries are kept in 16 bits
-//!   while they fit (a 15-bit value, or the position of a node in a small table
-//!   of roots), so a full table's array is 32 MiB rather than 64 and fits a
-//!   server's last-level cache; a value or root that does not fit widens it;
+//!   prefixes resolve with a single memory access. Entries are kept in one byte
+//!   while the values fit and nodes are rare (a router's route values are its
+//!   few distinct actions), else in 16 bits while they fit (a 15-bit value, or
+//!   the position of a node in a small table of roots): a full table's array is
+//!   16 MiB (or 32) rather than 64, and mostly stays in a server's last-level
+//!   cache; a value or root that does not fit widens it;
 //! * *nodes* with a stride of 6 bits. A node has two 64-bit vectors: `vector` marks
 //!   the slots that continue in a child node, `leafvec` marks the slots where a new
 //!   run of equal leaf values starts. The children of a node are stored contiguously
@@ -19,7 +21,9 @@
 //!   position of a slot's child or leaf is a popcount of the vector below it.
 //!
 //! A lookup is one direct-array read plus, for keys under prefixes longer than `s`,
-//! one node per 6 bits and a final leaf read. Leaves are run-length compressed and
+//! one node per 6 bits and a final leaf read. [`Lpm::lookup_bulk`] looks up a
+//! burst of keys a level at a time, with the direct entries prefetched first,
+//! so that the reads of many keys are in flight at once. Leaves are run-length compressed and
 //! nodes are 24 bytes, so the part below the direct array stays small (about 14 MiB
 //! for a 900k-prefix IPv4 table with `s` = 18).
 //!
@@ -32,6 +36,7 @@
 //! being patched: the dataplane patches a copy no worker is using and publishes
 //! it whole (see `engine::writer`).
 
+use super::tables::FastMap;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::marker::PhantomData;
@@ -151,17 +156,33 @@ pub struct Lpm<K> {
 const NARROW_LEAF: u16 = 1 << 15;
 /// Largest stored value, and number of roots, a narrow array can hold.
 const NARROW_MAX: u32 = (1 << 15) - 1;
+/// A byte entry whose slot continues in a node; lower bytes are stored values.
+const BYTE_NODE: u8 = u8::MAX;
+/// A byte direct array has at most one node per this many slots.
+const BYTE_NODES_PER: usize = 64;
 
 /// The direct array. Its entries mean what the 32-bit encoding says (a leaf,
-/// `LEAF | stored`, or a node index) but are kept in 16 bits while they fit:
-/// a leaf whose stored value is below 2^15, or the position in `roots` (the
-/// node indices the array points at, at most 2^15 of them) of a node. A full
-/// IPv4 table's 24-bit array is then 32 MiB instead of 64: it fits a server's
-/// last-level cache, and a random lookup, one read of it, mostly stays there.
-/// A value or a root that does not fit turns the array wide for good (until
-/// the next bulk load tries again).
+/// `LEAF | stored`, or a node index) but are kept as small as they fit:
+///
+/// * in one byte while every stored value is below [`BYTE_NODE`] (values are
+///   indices of distinct route actions, of which a router has few): the byte
+///   is the stored value, or [`BYTE_NODE`] for a slot whose node is found in a
+///   hash map by slot. A full IPv4 table's 24-bit array is then 16 MiB, and a
+///   random lookup is one read of it (nodes are rare at 24 bits);
+/// * in 16 bits while they fit: a leaf whose stored value is below 2^15, or
+///   the position in `roots` (the node indices the array points at, at most
+///   2^15 of them) of a node (32 MiB for a full IPv4 table);
+/// * in 32 bits otherwise.
+///
+/// A value or a root that does not fit widens the array for good (until the
+/// next bulk load tries again).
 #[derive(Debug)]
 enum Direct {
+    Byte {
+        entries: Vec<u8>,
+        /// The node of every slot whose entry is [`BYTE_NODE`].
+        roots: FastMap<u32, u32>,
+    },
     Wide(Vec<u32>),
     Narrow {
         entries: Vec<u16>,
@@ -172,8 +193,33 @@ enum Direct {
 }
 
 impl Direct {
-    /// The entries of `wide`, narrow when every one fits.
+    /// The entries of `wide`, in bytes or 16 bits when every one fits. Bytes
+    /// need rare nodes too: a slot that continues in a node costs a hash
+    /// look-up on top of the read of its entry.
     fn from_wide(wide: Vec<u32>) -> Self {
+        let mut nodes = 0;
+        let small = wide.iter().all(|&w| {
+            nodes += usize::from(w & LEAF == 0);
+            w & LEAF == 0 || w & !LEAF < u32::from(BYTE_NODE)
+        });
+        if small && nodes <= wide.len() / BYTE_NODES_PER {
+            let mut entries = crate::hugepages::filled_vec(0u8, wide.len());
+            let mut roots = FastMap::default();
+            for (i, (b, &w)) in entries.iter_mut().zip(&wide).enumerate() {
+                if w & LEAF != 0 {
+                    *b = (w & !LEAF) as u8;
+                } else {
+                    *b = BYTE_NODE;
+                    roots.insert(i as u32, w);
+                }
+            }
+            return Direct::Byte { entries, roots };
+        }
+        Self::narrow_or_wide(wide)
+    }
+
+    /// The entries of `wide`, narrow when every one fits.
+    fn narrow_or_wide(wide: Vec<u32>) -> Self {
         let mut entries = crate::hugepages::filled_vec(NARROW_LEAF, wide.len());
         let mut roots = Vec::new();
         for (n, &w) in entries.iter_mut().zip(&wide) {
@@ -196,6 +242,7 @@ impl Direct {
 
     fn len(&self) -> usize {
         match self {
+            Direct::Byte { entries, .. } => entries.len(),
             Direct::Wide(v) => v.len(),
             Direct::Narrow { entries, .. } => entries.len(),
         }
@@ -209,6 +256,14 @@ impl Direct {
     #[inline(always)]
     fn get(&self, i: usize) -> Option<u32> {
         match self {
+            Direct::Byte { entries, roots } => {
+                let e = *entries.get(i)?;
+                if e == BYTE_NODE {
+                    roots.get(&(i as u32)).copied()
+                } else {
+                    Some(LEAF | u32::from(e))
+                }
+            }
             Direct::Wide(v) => v.get(i).copied(),
             Direct::Narrow { entries, roots, .. } => {
                 let e = *entries.get(i)?;
@@ -223,6 +278,21 @@ impl Direct {
 
     /// Sets entry `i` (32-bit encoding), widening the array if it must.
     fn set(&mut self, i: usize, w: u32) {
+        if let Direct::Byte { entries, roots } = self {
+            if w & LEAF == 0 {
+                entries[i] = BYTE_NODE;
+                roots.insert(i as u32, w);
+                return;
+            }
+            if w & !LEAF < u32::from(BYTE_NODE) {
+                if entries[i] == BYTE_NODE {
+                    roots.remove(&(i as u32));
+                }
+                entries[i] = (w & !LEAF) as u8;
+                return;
+            }
+            *self = Self::narrow_or_wide(self.to_wide());
+        }
         if let Direct::Narrow {
             entries,
             roots,
@@ -267,6 +337,10 @@ impl Direct {
 
     fn memory_bytes(&self) -> usize {
         match self {
+            // A hash map entry is its key and value plus a control byte.
+            Direct::Byte { entries, roots } => {
+                entries.capacity() + roots.capacity() * (2 * std::mem::size_of::<u32>() + 1)
+            }
             Direct::Wide(v) => v.capacity() * std::mem::size_of::<u32>(),
             Direct::Narrow {
                 entries,
@@ -285,6 +359,10 @@ impl Clone for Direct {
     /// A copy whose entries get huge pages like the original's.
     fn clone(&self) -> Self {
         match self {
+            Direct::Byte { entries, roots } => Direct::Byte {
+                entries: crate::hugepages::copied_vec(entries),
+                roots: roots.clone(),
+            },
             Direct::Wide(v) => Direct::Wide(crate::hugepages::copied_vec(v)),
             Direct::Narrow {
                 entries,
@@ -636,6 +714,13 @@ impl<K: Key> Lpm<K> {
         // The direct entry settles almost every lookup; the trie walk is
         // kept out of line so this part stays small in a caller's loop.
         let root = match &self.direct {
+            Direct::Byte { entries, roots } => {
+                let e = *entries.get(i)?;
+                if e != BYTE_NODE {
+                    return u32::from(e).checked_sub(1);
+                }
+                *roots.get(&(i as u32))?
+            }
             Direct::Narrow { entries, roots, .. } => {
                 let e = *entries.get(i)?;
                 if e & NARROW_LEAF != 0 {
@@ -660,8 +745,38 @@ impl<K: Key> Lpm<K> {
     pub fn touch(&self, key: K) -> u32 {
         let i = key.bits(0, self.direct_bits);
         match &self.direct {
+            Direct::Byte { entries, .. } => entries.get(i).map_or(0, |&e| u32::from(e)),
             Direct::Narrow { entries, .. } => entries.get(i).map_or(0, |&e| u32::from(e)),
             Direct::Wide(v) => v.get(i).copied().unwrap_or(0),
+        }
+    }
+
+    /// Starts loading the direct entries of `keys` into the cache.
+    #[inline(always)]
+    fn prefetch_direct(&self, keys: &[K]) {
+        let bits = self.direct_bits;
+        match &self.direct {
+            Direct::Byte { entries, .. } => {
+                for k in keys {
+                    if let Some(e) = entries.get(k.bits(0, bits)) {
+                        crate::hugepages::prefetch(e);
+                    }
+                }
+            }
+            Direct::Narrow { entries, .. } => {
+                for k in keys {
+                    if let Some(e) = entries.get(k.bits(0, bits)) {
+                        crate::hugepages::prefetch(e);
+                    }
+                }
+            }
+            Direct::Wide(v) => {
+                for k in keys {
+                    if let Some(e) = v.get(k.bits(0, bits)) {
+                        crate::hugepages::prefetch(e);
+                    }
+                }
+            }
         }
     }
 
@@ -686,48 +801,135 @@ impl<K: Key> Lpm<K> {
         stored.checked_sub(1)
     }
 
-    /// Looks up `keys` into `out` (as [`Lpm::lookup`] would, one by one), in
-    /// two passes over chunks of [`BULK`] keys: first every key's direct
-    /// entry, independent loads the processor overlaps, then the trie walk
-    /// of the keys whose entry is a node.
+    /// Looks up `keys` into `out` (as [`Lpm::lookup`] would, one by one), a
+    /// chunk of [`BULK`] keys at a time and one trie level at a time: every
+    /// key's direct entry first (prefetched while the chunk before was being
+    /// looked up), then the next node of every key still walking, and so on,
+    /// and the leaves last. The reads of one pass do not
+    /// depend on each other and the passes do not branch on what they read
+    /// (a mispredicted branch would throw the reads in flight away), so the
+    /// processor keeps many of them going at once instead of waiting for each
+    /// key's chain of reads in turn.
     pub fn lookup_bulk(&self, keys: &[K], out: &mut [Option<u32>]) {
-        let mut d = [0u32; BULK];
-        for (ks, os) in keys.chunks(BULK).zip(out.chunks_mut(BULK)) {
+        // Per key of the chunk: its direct entry, then its node while it
+        // walks, then its leaf.
+        let mut at = [0u32; BULK];
+        // Keys that walk below the direct array, and those still walking.
+        let mut walked = [0u8; BULK];
+        let mut walking = [0u8; BULK];
+        if let Some(first) = keys.get(..keys.len().min(BULK)) {
+            self.prefetch_direct(first);
+        }
+        for (c, (ks, os)) in keys
+            .chunks(BULK)
+            .zip(out.chunks_mut(BULK))
+            .enumerate()
+            .map(|(i, x)| (i * BULK, x))
+        {
+            // The next chunk's direct entries start loading now, so that
+            // reading them does not wait for a whole memory round trip.
+            if let Some(next) = keys.get(c + BULK..) {
+                self.prefetch_direct(&next[..next.len().min(BULK)]);
+            }
+            // Every key's direct entry: read in a loop of nothing else, so
+            // that as many reads as the processor allows are in flight, then
+            // decoded. A leaf gives the key's value; for a node, `at` holds
+            // what finds it: the slot (byte entries) or the entry itself.
+            let bits = self.direct_bits;
+            let mut n = 0;
+            let each = ks.iter().zip(os.iter_mut()).zip(at.iter_mut()).enumerate();
             match &self.direct {
-                Direct::Wide(v) => {
-                    for (e, k) in d.iter_mut().zip(ks) {
-                        *e = v.get(k.bits(0, self.direct_bits)).copied().unwrap_or(LEAF);
+                Direct::Byte { entries, .. } => {
+                    let mut raw = [0u8; BULK];
+                    for (r, k) in raw.iter_mut().zip(ks) {
+                        *r = entries.get(k.bits(0, bits)).copied().unwrap_or(0);
+                    }
+                    for ((j, ((k, o), at)), &b) in each.zip(&raw) {
+                        *o = u32::from(b).checked_sub(1);
+                        *at = k.bits(0, bits) as u32;
+                        walked[n] = j as u8;
+                        n += usize::from(b == BYTE_NODE);
                     }
                 }
-                // A leaf moves its bit to the 32-bit place; a root stays
-                // below it (not a leaf: the walk below reads it again).
                 Direct::Narrow { entries, .. } => {
-                    for (e, k) in d.iter_mut().zip(ks) {
-                        let n = u32::from(
-                            entries
-                                .get(k.bits(0, self.direct_bits))
-                                .copied()
-                                .unwrap_or(NARROW_LEAF),
-                        );
-                        *e = ((n & 0x8000) << 16) | (n & 0x7fff);
+                    let mut raw = [0u16; BULK];
+                    for (r, k) in raw.iter_mut().zip(ks) {
+                        *r = entries.get(k.bits(0, bits)).copied().unwrap_or(NARROW_LEAF);
+                    }
+                    for ((j, ((_, o), at)), &e) in each.zip(&raw) {
+                        *o = u32::from(e & !NARROW_LEAF).checked_sub(1);
+                        *at = u32::from(e & !NARROW_LEAF);
+                        walked[n] = j as u8;
+                        n += usize::from(e & NARROW_LEAF == 0);
+                    }
+                }
+                Direct::Wide(v) => {
+                    let mut raw = [0u32; BULK];
+                    for (r, k) in raw.iter_mut().zip(ks) {
+                        *r = v.get(k.bits(0, bits)).copied().unwrap_or(LEAF);
+                    }
+                    for ((j, ((_, o), at)), &d) in each.zip(&raw) {
+                        *o = (d & !LEAF).checked_sub(1);
+                        *at = d;
+                        walked[n] = j as u8;
+                        n += usize::from(d & LEAF == 0);
                     }
                 }
             }
-            // A node's entry is its index (wide) or its position in `roots`.
-            let roots: Option<&[u32]> = match &self.direct {
-                Direct::Narrow { roots, .. } => Some(roots),
-                Direct::Wide(_) => None,
-            };
-            for ((o, &e), &k) in os.iter_mut().zip(&d).zip(ks) {
-                *o = if e & LEAF != 0 {
-                    (e & !LEAF).checked_sub(1)
-                } else {
-                    let root = match roots {
-                        Some(r) => r.get(e as usize).copied(),
-                        None => Some(e),
+            if n == 0 {
+                continue;
+            }
+            match &self.direct {
+                Direct::Byte { roots, .. } => {
+                    for &j in &walked[..n] {
+                        let e = &mut at[usize::from(j)];
+                        *e = roots.get(e).copied().unwrap_or(u32::MAX);
+                    }
+                }
+                Direct::Narrow { roots, .. } => {
+                    for &j in &walked[..n] {
+                        let e = &mut at[usize::from(j)];
+                        *e = roots.get(*e as usize).copied().unwrap_or(u32::MAX);
+                    }
+                }
+                Direct::Wide(_) => {}
+            }
+            let walkers = n;
+            walking[..n].copy_from_slice(&walked[..n]);
+            let mut off = self.direct_bits;
+            while n > 0 {
+                let mut still = 0;
+                for w in 0..n {
+                    let j = usize::from(walking[w]);
+                    let Some(node) = self.nodes.get(at[j] as usize) else {
+                        at[j] = u32::MAX;
+                        continue;
                     };
-                    root.and_then(|r| self.walk(r, k))
-                };
+                    let v = ks[j].bits(off, STRIDE) as u32;
+                    let upto = u64::MAX >> (63 - v);
+                    let child = (node.vector >> v) & 1 != 0;
+                    let (bits, base) = if child {
+                        (node.vector, node.base1)
+                    } else {
+                        (node.leafvec, node.base0)
+                    };
+                    at[j] = base
+                        .wrapping_add((bits & upto).count_ones())
+                        .wrapping_sub(1);
+                    walking[still] = j as u8;
+                    still += usize::from(child);
+                }
+                n = still;
+                off += STRIDE;
+            }
+            for &j in &walked[..walkers] {
+                let j = usize::from(j);
+                os[j] = self
+                    .leaves
+                    .get(at[j] as usize)
+                    .copied()
+                    .unwrap_or(0)
+                    .checked_sub(1);
             }
         }
     }
@@ -1001,6 +1203,89 @@ mod tests {
         matches!(t.direct, Direct::Narrow { .. })
     }
 
+    fn is_byte<K: Key>(t: &Lpm<K>) -> bool {
+        matches!(t.direct, Direct::Byte { .. })
+    }
+
+    #[test]
+    fn a_full_ipv4_table_with_few_values_keeps_its_direct_array_in_bytes() {
+        let prefixes: Vec<Prefix<u32>> = (0..FULL_V4_TABLE as u32)
+            .map(|i| {
+                (
+                    0x0100_0000 + (i << 8),
+                    if i % 4 == 0 { 28 } else { 24 },
+                    i % 200,
+                )
+            })
+            .collect();
+        let t = Lpm4::build(prefixes.clone());
+        assert!(is_byte(&t));
+        assert!(
+            t.memory_bytes() < 20 << 20,
+            "{} bytes: the 24-bit array should take 16 MiB",
+            t.memory_bytes()
+        );
+        let keys: Vec<u32> = prefixes
+            .iter()
+            .step_by(97)
+            .flat_map(|p| [p.0 | 3, p.0 | 0x3f, p.0.wrapping_sub(1)])
+            .collect();
+        let mut bulk = vec![None; keys.len()];
+        t.lookup_bulk(&keys, &mut bulk);
+        for (&k, b) in keys.iter().zip(bulk) {
+            assert_eq!(t.lookup(k), naive(&prefixes, k), "key {k:#x}");
+            assert_eq!(b, naive(&prefixes, k), "bulk, key {k:#x}");
+        }
+    }
+
+    #[test]
+    fn a_direct_array_with_many_nodes_is_not_kept_in_bytes() {
+        // 2,000 of 65,536 slots continue in nodes: more than one in 64.
+        let deep: Vec<Prefix<u32>> = (0..2_000u32).map(|i| (i << 16, 20, 1)).collect();
+        let t = Lpm4::build_with_direct_bits(deep.clone(), 16);
+        assert!(is_narrow(&t));
+        let t = Lpm4::build_with_direct_bits(deep[..1_000].to_vec(), 16);
+        assert!(is_byte(&t));
+        assert_eq!(t.lookup(999 << 16), Some(1));
+        assert_eq!(t.lookup((999 << 16) | 0x1000), None);
+    }
+
+    #[test]
+    fn a_value_too_large_for_a_byte_widens_the_array_and_loses_nothing() {
+        let mut map = PrefixMap::<u32>::default();
+        for i in 0..600u32 {
+            map.insert(i << 12, if i % 3 == 0 { 26 } else { 20 }, i % 250)
+                .unwrap();
+        }
+        let mut t = Lpm4::build_with_direct_bits(map.to_vec(), 16);
+        assert!(is_byte(&t));
+        // A node appears below a leaf slot and goes again; then a value a byte
+        // cannot hold.
+        map.insert(0x7000_0000, 28, 5).unwrap();
+        t.update(&map, 0x7000_0000, 28);
+        assert!(is_byte(&t));
+        assert_eq!(t.lookup(0x7000_0001), Some(5));
+        map.remove(0x7000_0000, 28);
+        t.update(&map, 0x7000_0000, 28);
+        assert_eq!(t.lookup(0x7000_0001), None);
+        map.insert(0x7100_0000, 16, 253).unwrap();
+        t.update(&map, 0x7100_0000, 16);
+        assert!(is_byte(&t), "253 is stored as 254, below the node mark");
+        assert_eq!(t.lookup(0x7100_0042), Some(253));
+        map.insert(0x7100_0000, 16, 254).unwrap();
+        t.update(&map, 0x7100_0000, 16);
+        assert!(is_narrow(&t));
+        let table = map.to_vec();
+        for k in (0..u32::MAX).step_by(65_521).chain([
+            0x7000_0001,
+            0x7100_0042,
+            0x0000_1005,
+            0x0000_3005,
+        ]) {
+            assert_eq!(t.lookup(k), naive(&table, k), "key {k:#x}");
+        }
+    }
+
     #[test]
     fn a_full_ipv4_table_keeps_its_direct_array_in_16_bits() {
         let prefixes: Vec<Prefix<u32>> = (0..FULL_V4_TABLE as u32)
@@ -1044,8 +1329,10 @@ mod tests {
 
     #[test]
     fn a_slot_going_from_node_to_leaf_and_back_reuses_its_root() {
+        // Values a byte cannot hold, so that the array is narrow.
         let mut map = PrefixMap::<u32>::default();
         map.insert(0x0a00_0000, 8, 1).unwrap();
+        map.insert(0x0b00_0000, 8, 300).unwrap();
         let mut t = Lpm4::build_with_direct_bits(map.to_vec(), 16);
         for _ in 0..40_000 {
             map.insert(0x0a01_0100, 24, 2).unwrap();
@@ -1067,6 +1354,8 @@ mod tests {
             map.insert(i << 12, if i % 3 == 0 { 26 } else { 20 }, i)
                 .unwrap();
         }
+        // A direct leaf whose value a byte cannot hold.
+        map.insert(0x6000_0000, 8, 1_000).unwrap();
         let mut t = Lpm4::build_with_direct_bits(map.to_vec(), 16);
         assert!(is_narrow(&t));
         // A new root below a slot, then a value too large for 15 bits.
@@ -1157,8 +1446,19 @@ mod tests {
         (addr, len, 0u32..1000)
     }
 
+    /// Half the time with values that fit a byte direct array.
+    fn few_values<T>(v: Vec<(T, u8, u32)>, few: bool) -> Vec<(T, u8, u32)> {
+        v.into_iter()
+            .map(|(a, l, x)| (a, l, if few { x % 250 } else { x }))
+            .collect()
+    }
+
     fn v4_table() -> impl Strategy<Value = Vec<Prefix<u32>>> {
-        proptest::collection::vec(v4_prefix(), 0..300).prop_map(distinct)
+        (
+            proptest::collection::vec(v4_prefix(), 0..300),
+            any::<bool>(),
+        )
+            .prop_map(|(t, few)| distinct(few_values(t, few)))
     }
 
     /// Tables big enough for the wide direct array.
@@ -1190,7 +1490,11 @@ mod tests {
     }
 
     fn v6_table() -> impl Strategy<Value = Vec<Prefix<u128>>> {
-        proptest::collection::vec(v6_prefix(), 0..300).prop_map(distinct)
+        (
+            proptest::collection::vec(v6_prefix(), 0..300),
+            any::<bool>(),
+        )
+            .prop_map(|(t, few)| distinct(few_values(t, few)))
     }
 
     /// Random keys plus, for every prefix, its first and last address, an address
@@ -1249,8 +1553,14 @@ mod tests {
                 None => Lpm6::build(table.clone()),
                 Some(b) => Lpm6::build_with_direct_bits(table.clone(), b),
             };
-            for k in probes!(u128, table, random) {
+            let keys = probes!(u128, table, random);
+            for &k in &keys {
                 prop_assert_eq!(t.lookup(k), naive(&table, k), "key {:#034x}", k);
+            }
+            let mut bulk = vec![Some(0); keys.len()];
+            t.lookup_bulk(&keys, &mut bulk);
+            for (k, b) in keys.iter().zip(&bulk) {
+                prop_assert_eq!(*b, naive(&table, *k), "bulk, key {:#034x}", k);
             }
         }
     }
@@ -1283,18 +1593,27 @@ mod tests {
         }
     }
 
-    fn v4_ops() -> impl Strategy<Value = Vec<(u8, prop::sample::Index, Prefix<u32>)>> {
-        proptest::collection::vec(
-            (any::<u8>(), any::<prop::sample::Index>(), v4_prefix()),
-            0..120,
+    /// Changes whose values, half the time, still fit a byte direct array.
+    fn ops<K: Key>(
+        prefix: impl Strategy<Value = Prefix<K>>,
+    ) -> impl Strategy<Value = Vec<(u8, prop::sample::Index, Prefix<K>)>> {
+        (
+            proptest::collection::vec((any::<u8>(), any::<prop::sample::Index>(), prefix), 0..120),
+            any::<bool>(),
         )
+            .prop_map(|(ops, few)| {
+                ops.into_iter()
+                    .map(|(kind, i, (a, l, x))| (kind, i, (a, l, if few { x % 250 } else { x })))
+                    .collect()
+            })
+    }
+
+    fn v4_ops() -> impl Strategy<Value = Vec<(u8, prop::sample::Index, Prefix<u32>)>> {
+        ops(v4_prefix())
     }
 
     fn v6_ops() -> impl Strategy<Value = Vec<(u8, prop::sample::Index, Prefix<u128>)>> {
-        proptest::collection::vec(
-            (any::<u8>(), any::<prop::sample::Index>(), v6_prefix()),
-            0..120,
-        )
+        ops(v6_prefix())
     }
 
     proptest! {
@@ -1484,8 +1803,14 @@ mod tests {
         #[test]
         fn big_ipv6_matches_naive(table in big_v6_table(), random in proptest::collection::vec(any::<u128>(), 256)) {
             let t = Lpm6::build(table.clone());
-            for k in probes!(u128, table, random) {
+            let keys = probes!(u128, table, random);
+            for &k in &keys {
                 prop_assert_eq!(t.lookup(k), naive(&table, k), "key {:#034x}", k);
+            }
+            let mut bulk = vec![Some(0); keys.len()];
+            t.lookup_bulk(&keys, &mut bulk);
+            for (k, b) in keys.iter().zip(&bulk) {
+                prop_assert_eq!(*b, naive(&table, *k), "bulk, key {:#034x}", k);
             }
         }
     }
