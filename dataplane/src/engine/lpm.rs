@@ -837,18 +837,25 @@ impl<K: Key> Lpm<K> {
             // what finds it: the slot (byte entries) or the entry itself.
             let bits = self.direct_bits;
             let mut n = 0;
-            let each = ks.iter().zip(os.iter_mut()).zip(at.iter_mut()).enumerate();
             match &self.direct {
                 Direct::Byte { entries, .. } => {
                     let mut raw = [0u8; BULK];
                     for (r, k) in raw.iter_mut().zip(ks) {
                         *r = entries.get(k.bits(0, bits)).copied().unwrap_or(0);
                     }
-                    for ((j, ((k, o), at)), &b) in each.zip(&raw) {
+                    // Nodes are rare at this size: find them only when
+                    // there are any.
+                    let mut nodes = false;
+                    for (o, &b) in os.iter_mut().zip(&raw) {
                         *o = u32::from(b).checked_sub(1);
-                        *at = k.bits(0, bits) as u32;
-                        walked[n] = j as u8;
-                        n += usize::from(b == BYTE_NODE);
+                        nodes |= b == BYTE_NODE;
+                    }
+                    if nodes {
+                        for (j, (k, &b)) in ks.iter().zip(&raw).enumerate() {
+                            at[j] = k.bits(0, bits) as u32;
+                            walked[n] = j as u8;
+                            n += usize::from(b == BYTE_NODE);
+                        }
                     }
                 }
                 Direct::Narrow { entries, .. } => {
@@ -856,7 +863,8 @@ impl<K: Key> Lpm<K> {
                     for (r, k) in raw.iter_mut().zip(ks) {
                         *r = entries.get(k.bits(0, bits)).copied().unwrap_or(NARROW_LEAF);
                     }
-                    for ((j, ((_, o), at)), &e) in each.zip(&raw) {
+                    let each = os.iter_mut().zip(at.iter_mut()).enumerate();
+                    for ((j, (o, at)), &e) in each.zip(&raw) {
                         *o = u32::from(e & !NARROW_LEAF).checked_sub(1);
                         *at = u32::from(e & !NARROW_LEAF);
                         walked[n] = j as u8;
@@ -868,7 +876,8 @@ impl<K: Key> Lpm<K> {
                     for (r, k) in raw.iter_mut().zip(ks) {
                         *r = v.get(k.bits(0, bits)).copied().unwrap_or(LEAF);
                     }
-                    for ((j, ((_, o), at)), &d) in each.zip(&raw) {
+                    let each = os.iter_mut().zip(at.iter_mut()).enumerate();
+                    for ((j, (o, at)), &d) in each.zip(&raw) {
                         *o = (d & !LEAF).checked_sub(1);
                         *at = d;
                         walked[n] = j as u8;
