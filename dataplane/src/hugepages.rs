@@ -1,14 +1,14 @@
 //! Memory helpers for large lookup arrays: transparent huge pages, and a
 //! prefetch hint.
 //!
-//! A full IPv4 route table's 24-bit direct array is 64 MiB; looked up at random
-//! destinations it misses the TLB on almost every lookup when it sits in 4 KiB
-//! pages. Asking the kernel to back it with 2 MiB pages (`MADV_HUGEPAGE`, honoured
+//! A full IPv4 route table's 24-bit direct array is 16 to 64 MiB (by the width
+//! of its entries); looked up at random destinations it misses the TLB on
+//! almost every lookup when it sits in 4 KiB pages. Asking the kernel to back it with 2 MiB pages (`MADV_HUGEPAGE`, honoured
 //! when transparent huge pages are in `madvise` or `always` mode) removes those
 //! misses. It is advice only: where the kernel declines, nothing changes.
 //!
-//! FFI module: the `madvise` call and the prefetch instruction are the only
-//! `unsafe` here.
+//! The `madvise` call (FFI) and the prefetch intrinsic are the only `unsafe`
+//! here.
 #![allow(unsafe_code)]
 
 /// Size of a transparent huge page on x86-64.

@@ -5,8 +5,8 @@
 //!
 //! * a *direct* array indexed by the top `s` bits of the key. An entry is either a
 //!   leaf (bit 31 set, the value in the low bits) or the index of a node. `s` grows
-//!   with the table: 8 bits (1 KiB) for small tables, 18 bits (1 MiB) from 2,048
-//!   prefixes and, for IPv4 tables of at least 131,072 prefixes (full Internet
+//!   with the table: 8 bits (256 entries) for small tables, 18 bits (256 Ki
+//!   entries) from 2,048 prefixes and, for IPv4 tables of at least 131,072 prefixes (full Internet
 //!   tables), 24 bits (DIR-24-8 style) so that the dominant /24 and shorter
 //!   prefixes resolve with a single memory access. Entries are kept in one byte
 //!   while the values fit and nodes are rare (a router's route values are its
@@ -111,7 +111,7 @@ const DIRECT_BITS_FULL_V4: u32 = 24;
 const FULL_V4_TABLE: usize = 1 << 17;
 /// Largest direct array accepted by [`Lpm::build_with_direct_bits`].
 pub const MAX_DIRECT_BITS: u32 = 24;
-/// Direct-array bits for small tables (1 KiB of direct array).
+/// Direct-array bits for small tables (256 entries).
 const DIRECT_BITS_SMALL: u32 = 8;
 /// Tables with at least this many prefixes use the large direct array.
 const LARGE_TABLE: usize = 2048;
@@ -175,7 +175,9 @@ const BYTE_NODES_PER: usize = 64;
 /// * in 32 bits otherwise.
 ///
 /// A value or a root that does not fit widens the array for good (until the
-/// next bulk load tries again).
+/// next bulk load tries again). Nodes being rare is checked at a bulk load
+/// only: updates may add nodes to a byte array, each costing its lookups a
+/// hash look-up, until the next bulk load.
 #[derive(Debug)]
 enum Direct {
     Byte {
@@ -337,9 +339,10 @@ impl Direct {
 
     fn memory_bytes(&self) -> usize {
         match self {
-            // A hash map entry is its key and value plus a control byte.
+            // A hash map bucket is its key and value plus a control byte;
+            // the map keeps at least one bucket in eight free.
             Direct::Byte { entries, roots } => {
-                entries.capacity() + roots.capacity() * (2 * std::mem::size_of::<u32>() + 1)
+                entries.capacity() + roots.capacity() * 8 / 7 * (2 * std::mem::size_of::<u32>() + 1)
             }
             Direct::Wide(v) => v.capacity() * std::mem::size_of::<u32>(),
             Direct::Narrow {
@@ -810,7 +813,11 @@ impl<K: Key> Lpm<K> {
     /// (a mispredicted branch would throw the reads in flight away), so the
     /// processor keeps many of them going at once instead of waiting for each
     /// key's chain of reads in turn.
+    /// Keys past the end of `out`, or answers past the end of `keys`, are
+    /// left alone.
     pub fn lookup_bulk(&self, keys: &[K], out: &mut [Option<u32>]) {
+        let len = keys.len().min(out.len());
+        let (keys, out) = (&keys[..len], &mut out[..len]);
         // Per key of the chunk: its direct entry, then its node while it
         // walks, then its leaf.
         let mut at = [0u32; BULK];
@@ -1248,6 +1255,39 @@ mod tests {
     }
 
     #[test]
+    fn a_bulk_lookup_answers_only_as_many_keys_as_it_has_room_for() {
+        // Every layout, each with nodes, so that a key or an answer slot
+        // taken for one with a node below it would show.
+        let deep: Vec<Prefix<u32>> = (0..300u32)
+            .map(|i| (i << 20, if i % 10 == 1 { 28 } else { 12 }, i % 250))
+            .collect();
+        let mut wide = deep.clone();
+        wide.push((0xf000_0000, 4, 70_000));
+        let mut narrow = deep.clone();
+        narrow.push((0xf000_0000, 4, 1_000));
+        let keys: Vec<u32> = (0..100u32).map(|i| (i << 20) | 5).collect();
+        let layouts: [fn(&Lpm4) -> bool; 3] =
+            [is_byte, is_narrow, |t| matches!(t.direct, Direct::Wide(_))];
+        for (table, layout) in [deep, narrow, wide].into_iter().zip(layouts) {
+            let t = Lpm4::build_with_direct_bits(table.clone(), 12);
+            assert!(layout(&t), "{t:?}");
+            // More room than keys: the rest stays as it was.
+            let mut out = vec![Some(7_777); 130];
+            t.lookup_bulk(&keys, &mut out);
+            for (k, o) in keys.iter().zip(&out) {
+                assert_eq!(*o, naive(&table, *k), "key {k:#x}");
+            }
+            assert!(out[100..].iter().all(|o| *o == Some(7_777)), "{t:?}");
+            // Fewer answers than keys: the first ones are answered.
+            let mut out = vec![Some(7_777); 70];
+            t.lookup_bulk(&keys, &mut out);
+            for (k, o) in keys.iter().zip(&out) {
+                assert_eq!(*o, naive(&table, *k), "key {k:#x}");
+            }
+        }
+    }
+
+    #[test]
     fn a_direct_array_with_many_nodes_is_not_kept_in_bytes() {
         // 2,000 of 65,536 slots continue in nodes: more than one in 64.
         let deep: Vec<Prefix<u32>> = (0..2_000u32).map(|i| (i << 16, 20, 1)).collect();
@@ -1647,8 +1687,13 @@ mod tests {
             prop_assert_eq!(t.len(), table.len());
             let mut keys = probes!(u32, table, random);
             keys.extend(probes!(u32, initial, random));
-            for k in keys {
+            for &k in &keys {
                 prop_assert_eq!(t.lookup(k), naive(&table, k), "key {:#010x}", k);
+            }
+            let mut bulk = vec![Some(0); keys.len()];
+            t.lookup_bulk(&keys, &mut bulk);
+            for (k, b) in keys.iter().zip(&bulk) {
+                prop_assert_eq!(*b, naive(&table, *k), "bulk, key {:#010x}", k);
             }
             let rebuilt = Lpm4::from_map(&map);
             for k in probes!(u32, table, random) {
