@@ -242,6 +242,16 @@ impl Direct {
         }
     }
 
+    /// A byte array with more than twice the nodes a bulk load allows it (so
+    /// that the bulk load that follows, choosing 16 bits, is not asked for
+    /// again and again).
+    fn crowded(&self) -> bool {
+        match self {
+            Direct::Byte { entries, roots } => roots.len() > 2 * (entries.len() / BYTE_NODES_PER),
+            Direct::Narrow { .. } | Direct::Wide(_) => false,
+        }
+    }
+
     fn len(&self) -> usize {
         match self {
             Direct::Byte { entries, .. } => entries.len(),
@@ -700,14 +710,16 @@ impl<K: Key> Lpm<K> {
     }
 
     /// Whether updates have left so much unreachable that a bulk load from the
-    /// map would be worth it: more garbage than live nodes or leaves, or a table
-    /// whose size now calls for a different direct-array width.
+    /// map would be worth it: more garbage than live nodes or leaves, a table
+    /// whose size now calls for a different direct-array width, or a byte
+    /// direct array that has gained twice the nodes a bulk load allows it.
     pub fn needs_compaction(&self) -> bool {
         let live_nodes = self.nodes.len() - self.garbage_nodes.min(self.nodes.len());
         let live_leaves = self.leaves.len() - self.garbage_leaves.min(self.leaves.len());
         self.resize_due(self.prefixes)
             || self.garbage_nodes > live_nodes + 1024
             || self.garbage_leaves > live_leaves + 4096
+            || self.direct.crowded()
     }
 
     /// The value of the longest prefix containing `key`, if any.
@@ -1285,6 +1297,30 @@ mod tests {
                 assert_eq!(*o, naive(&table, *k), "key {k:#x}");
             }
         }
+    }
+
+    #[test]
+    fn a_byte_array_that_gains_many_nodes_asks_for_a_bulk_load() {
+        let mut map = PrefixMap::<u32>::default();
+        map.insert(0, 0, 1).unwrap();
+        let mut t = Lpm4::build_with_direct_bits(map.to_vec(), 18);
+        assert!(is_byte(&t));
+        // 2^18 slots: a bulk load allows 4,096 nodes; 8,192 are still fine.
+        for i in 0..8_192u32 {
+            map.insert(i << 14, 20, 2).unwrap();
+            t.update(&map, i << 14, 20);
+        }
+        assert!(is_byte(&t));
+        assert!(!t.needs_compaction());
+        map.insert(8_192 << 14, 20, 2).unwrap();
+        t.update(&map, 8_192 << 14, 20);
+        assert!(t.needs_compaction());
+        assert_eq!(t.lookup(8_192 << 14), Some(2));
+        let t = t.reloaded(&map);
+        assert!(is_narrow(&t));
+        assert!(!t.needs_compaction());
+        assert_eq!(t.lookup(8_192 << 14), Some(2));
+        assert_eq!(t.lookup((8_192 << 14) | 0x1000), Some(1));
     }
 
     #[test]
