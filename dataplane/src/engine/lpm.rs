@@ -175,9 +175,10 @@ const BYTE_NODES_PER: usize = 64;
 /// * in 32 bits otherwise.
 ///
 /// A value or a root that does not fit widens the array for good (until the
-/// next bulk load tries again). Nodes being rare is checked at a bulk load
-/// only: updates may add nodes to a byte array, each costing its lookups a
-/// hash look-up, until the next bulk load.
+/// next bulk load tries again). Nodes being rare is checked at a bulk load:
+/// updates may add nodes to a byte array (each costing its lookups a hash
+/// look-up) until it holds twice as many as a bulk load allows, when
+/// [`Lpm::needs_compaction`] asks for one.
 #[derive(Debug)]
 enum Direct {
     Byte {
