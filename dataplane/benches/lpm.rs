@@ -134,28 +134,39 @@ fn mib(bytes: usize) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
 }
 
+/// The best of three timed passes of `pass`, which looks up `n` keys and
+/// gives a checksum of the answers: (lookups/s, checksum). This machine's
+/// neighbours make single passes vary by up to two times; every lookup rate
+/// below, the engine's and rte_lpm's alike, is measured this way.
+fn best_of_three(n: usize, mut pass: impl FnMut() -> u64) -> (f64, u64) {
+    let mut best = (0.0, 0);
+    for _ in 0..3 {
+        let start = Instant::now();
+        let sum = pass();
+        let r = rate(n, start.elapsed());
+        if r > best.0 {
+            best = (r, black_box(sum));
+        }
+    }
+    best
+}
+
 /// Times `rounds` passes of lookups over `keys`, returning (lookups/s,
-/// checksum), the best of three as in [`time_bulk`].
+/// checksum).
 fn time_lookups<K: Copy>(
     keys: &[K],
     rounds: usize,
     lookup: impl Fn(K) -> Option<u32>,
 ) -> (f64, u64) {
-    let mut best = (0.0, 0);
-    for _ in 0..3 {
-        let start = Instant::now();
+    best_of_three(keys.len() * rounds, || {
         let mut sum = 0u64;
         for _ in 0..rounds {
             for &k in keys {
                 sum = sum.wrapping_add(u64::from(lookup(black_box(k)).unwrap_or(0)));
             }
         }
-        let r = rate(keys.len() * rounds, start.elapsed());
-        if r > best.0 {
-            best = (r, black_box(sum));
-        }
-    }
-    best
+        sum
+    })
 }
 
 /// Keys per call in the streaming measurements: many bursts at once, which
@@ -165,30 +176,21 @@ const STREAM: usize = 4096;
 
 /// Lookups per second over `keys` in chunks of `chunk`, `rounds` times;
 /// `lookup` answers one chunk and gives the sum of its values (misses as 0).
-/// The best of three passes: this machine's neighbours make single passes
-/// vary by up to two times. Every lookup rate below, the engine's and
-/// rte_lpm's alike, is measured this way.
 fn time_bulk(
     keys: &[u32],
     rounds: usize,
     chunk: usize,
     lookup: &mut impl FnMut(&[u32]) -> u64,
 ) -> (f64, u64) {
-    let mut best = (0.0, 0);
-    for _ in 0..3 {
-        let start = Instant::now();
+    best_of_three(keys.len() * rounds, || {
         let mut sum = 0u64;
         for _ in 0..rounds {
             for c in keys.chunks(chunk) {
                 sum = sum.wrapping_add(lookup(black_box(c)));
             }
         }
-        let r = rate(keys.len() * rounds, start.elapsed());
-        if r > best.0 {
-            best = (r, black_box(sum));
-        }
-    }
-    best
+        sum
+    })
 }
 
 /// Keys inside the table's prefixes (random host bits).

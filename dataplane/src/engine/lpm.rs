@@ -770,29 +770,20 @@ impl<K: Key> Lpm<K> {
     /// Starts loading the direct entries of `keys` into the cache.
     #[inline(always)]
     fn prefetch_direct(&self, keys: &[K]) {
+        /// The entries of `keys` in `entries`, whatever their width.
+        #[inline(always)]
+        fn each<K: Key, T>(entries: &[T], keys: &[K], bits: u32) {
+            for k in keys {
+                if let Some(e) = entries.get(k.bits(0, bits)) {
+                    crate::hugepages::prefetch(e);
+                }
+            }
+        }
         let bits = self.direct_bits;
         match &self.direct {
-            Direct::Byte { entries, .. } => {
-                for k in keys {
-                    if let Some(e) = entries.get(k.bits(0, bits)) {
-                        crate::hugepages::prefetch(e);
-                    }
-                }
-            }
-            Direct::Narrow { entries, .. } => {
-                for k in keys {
-                    if let Some(e) = entries.get(k.bits(0, bits)) {
-                        crate::hugepages::prefetch(e);
-                    }
-                }
-            }
-            Direct::Wide(v) => {
-                for k in keys {
-                    if let Some(e) = v.get(k.bits(0, bits)) {
-                        crate::hugepages::prefetch(e);
-                    }
-                }
-            }
+            Direct::Byte { entries, .. } => each(entries, keys, bits),
+            Direct::Narrow { entries, .. } => each(entries, keys, bits),
+            Direct::Wide(v) => each(v, keys, bits),
         }
     }
 
@@ -837,6 +828,22 @@ impl<K: Key> Lpm<K> {
         // Keys that walk below the direct array, and those still walking.
         let mut walked = [0u8; BULK];
         let mut walking = [0u8; BULK];
+        /// Reads the entries of `ks` into `raw` (`missing` past the array),
+        /// in a loop of nothing else, so that as many reads as the processor
+        /// allows are in flight.
+        #[inline(always)]
+        fn read<K: Key, T: Copy>(
+            entries: &[T],
+            ks: &[K],
+            bits: u32,
+            missing: T,
+            raw: &mut [T; BULK],
+        ) {
+            for (r, k) in raw.iter_mut().zip(ks) {
+                *r = entries.get(k.bits(0, bits)).copied().unwrap_or(missing);
+            }
+        }
+        let bits = self.direct_bits;
         if let Some(first) = keys.get(..keys.len().min(BULK)) {
             self.prefetch_direct(first);
         }
@@ -851,18 +858,14 @@ impl<K: Key> Lpm<K> {
             if let Some(next) = keys.get(c + BULK..) {
                 self.prefetch_direct(&next[..next.len().min(BULK)]);
             }
-            // Every key's direct entry: read in a loop of nothing else, so
-            // that as many reads as the processor allows are in flight, then
-            // decoded. A leaf gives the key's value; for a node, `at` holds
-            // what finds it: the slot (byte entries) or the entry itself.
-            let bits = self.direct_bits;
+            // Every key's direct entry, read and then decoded. A leaf gives
+            // the key's value; for a node, `at` holds what finds it: the slot
+            // (byte entries) or the entry itself.
             let mut n = 0;
             match &self.direct {
                 Direct::Byte { entries, .. } => {
                     let mut raw = [0u8; BULK];
-                    for (r, k) in raw.iter_mut().zip(ks) {
-                        *r = entries.get(k.bits(0, bits)).copied().unwrap_or(0);
-                    }
+                    read(entries, ks, bits, 0, &mut raw);
                     // Nodes are rare at this size: find them only when
                     // there are any.
                     let mut nodes = false;
@@ -880,9 +883,7 @@ impl<K: Key> Lpm<K> {
                 }
                 Direct::Narrow { entries, .. } => {
                     let mut raw = [0u16; BULK];
-                    for (r, k) in raw.iter_mut().zip(ks) {
-                        *r = entries.get(k.bits(0, bits)).copied().unwrap_or(NARROW_LEAF);
-                    }
+                    read(entries, ks, bits, NARROW_LEAF, &mut raw);
                     let each = os.iter_mut().zip(at.iter_mut()).enumerate();
                     for ((j, (o, at)), &e) in each.zip(&raw) {
                         *o = u32::from(e & !NARROW_LEAF).checked_sub(1);
@@ -893,9 +894,7 @@ impl<K: Key> Lpm<K> {
                 }
                 Direct::Wide(v) => {
                     let mut raw = [0u32; BULK];
-                    for (r, k) in raw.iter_mut().zip(ks) {
-                        *r = v.get(k.bits(0, bits)).copied().unwrap_or(LEAF);
-                    }
+                    read(v, ks, bits, LEAF, &mut raw);
                     let each = os.iter_mut().zip(at.iter_mut()).enumerate();
                     for ((j, (o, at)), &d) in each.zip(&raw) {
                         *o = (d & !LEAF).checked_sub(1);
@@ -925,7 +924,7 @@ impl<K: Key> Lpm<K> {
             }
             let walkers = n;
             walking[..n].copy_from_slice(&walked[..n]);
-            let mut off = self.direct_bits;
+            let mut off = bits;
             while n > 0 {
                 let mut still = 0;
                 for w in 0..n {
@@ -1236,17 +1235,23 @@ mod tests {
         matches!(t.direct, Direct::Byte { .. })
     }
 
-    #[test]
-    fn a_full_ipv4_table_with_few_values_keeps_its_direct_array_in_bytes() {
-        let prefixes: Vec<Prefix<u32>> = (0..FULL_V4_TABLE as u32)
+    /// A table just big enough for the 24-bit direct array: /24s and, one in
+    /// four, a /28 below its slot, with `values` distinct values.
+    fn full_v4_table(values: u32) -> Vec<Prefix<u32>> {
+        (0..FULL_V4_TABLE as u32)
             .map(|i| {
                 (
                     0x0100_0000 + (i << 8),
                     if i % 4 == 0 { 28 } else { 24 },
-                    i % 200,
+                    i % values,
                 )
             })
-            .collect();
+            .collect()
+    }
+
+    #[test]
+    fn a_full_ipv4_table_with_few_values_keeps_its_direct_array_in_bytes() {
+        let prefixes = full_v4_table(200);
         let t = Lpm4::build(prefixes.clone());
         assert!(is_byte(&t));
         assert!(
@@ -1374,15 +1379,7 @@ mod tests {
 
     #[test]
     fn a_full_ipv4_table_keeps_its_direct_array_in_16_bits() {
-        let prefixes: Vec<Prefix<u32>> = (0..FULL_V4_TABLE as u32)
-            .map(|i| {
-                (
-                    0x0100_0000 + (i << 8),
-                    if i % 4 == 0 { 28 } else { 24 },
-                    i % 10_000,
-                )
-            })
-            .collect();
+        let prefixes = full_v4_table(10_000);
         let t = Lpm4::build(prefixes.clone());
         assert!(is_narrow(&t));
         assert!(
